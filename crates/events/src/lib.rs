@@ -1,0 +1,51 @@
+//! The orderflow event contract: the CloudEvents 1.0 envelope, the v1 event
+//! payloads and the identifier newtypes inside them, the subjects and streams
+//! they travel on, their JSON Schemas (generated from these types into
+//! `schemas/`), and validating decoding that classifies every failure as a DLQ
+//! reason. It is pure data and functions: it must never do I/O beyond reading
+//! and writing schema files on request, never talk to NATS or a database, and
+//! never hold global mutable state (the compiled validators are immutable and
+//! built once).
+//!
+//! ```
+//! use orderflow_events::{
+//!     decode, CorrelationId, CustomerId, Envelope, OrderCreated, OrderId, OrderItem, Priority,
+//!     ProductId, Quantity,
+//! };
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let created = OrderCreated::new(
+//!     OrderId::new(),
+//!     CustomerId::parse("customer-1")?,
+//!     vec![OrderItem { product_id: ProductId::parse("sku-1")?, quantity: Quantity::parse(2)? }],
+//!     Priority::Standard,
+//! )?;
+//! let envelope = Envelope::new("orderflow/order-service", CorrelationId::generate(), created);
+//! let bytes = envelope.to_json()?;
+//! let decoded = decode::<OrderCreated>(&bytes)?;
+//! assert_eq!(decoded, envelope);
+//! # Ok(())
+//! # }
+//! ```
+
+mod de;
+pub mod decode;
+pub mod envelope;
+pub mod ids;
+pub mod kinds;
+pub mod schema;
+pub mod v1;
+
+pub use decode::{DecodeError, DecodeErrorKind, EnvelopeHead, decode, peek};
+pub use envelope::{DATA_CONTENT_TYPE, Envelope, SPEC_VERSION};
+pub use ids::{
+    ChargeId, CorrelationId, Currency, CustomerId, EventId, IdError, OrderId, PaymentId, ProductId, Quantity,
+    ReservationId,
+};
+pub use kinds::{EventKind, Priority, subjects};
+pub use schema::{check_schemas, envelope_schema, write_schemas};
+pub use v1::{
+    CancelReason, Event, InventoryRejected, InventoryReleased, InventoryReserved, OrderCancelled,
+    OrderConfirmed, OrderCreated, OrderItem, PayloadError, PaymentCompleted, PaymentFailed,
+    PaymentFailureReason, RejectReason, ReservedLine,
+};

@@ -1,0 +1,37 @@
+//! The one place that owns orderflow's JetStream contract.
+//!
+//! - [`connect`]: connect with exponential backoff and jitter, reconnect forever, log connection
+//!   events.
+//! - [`topology`]: the streams and durable pull consumers of SPEC.md, provisioned idempotently
+//!   (drifted configuration is updated, matching configuration is left alone).
+//! - [`publish`]: publishing with `Nats-Msg-Id` = event id, correlation and trace headers,
+//!   pipelined so that many messages share the wait for their PubAcks, every ack awaited.
+//! - [`consumer`]: the consumer runtime. Handlers return `Ok`, a transient or a permanent error;
+//!   the runtime alone acks, naks with the scheduled delay, or dead-letters and terms. Handlers
+//!   never touch acks.
+//! - [`dlq`]: the dead-letter format (original payload and headers plus the `Orderflow-Dlq-*`
+//!   headers) and its publisher.
+//!
+//! It must never ack a message whose processing failed, never drop a message it could not
+//! dead-letter (it naks instead), and never use WorkQueue or Interest retention, which lose
+//! messages at MaxDeliver.
+
+pub mod connect;
+pub mod consumer;
+pub mod dlq;
+pub mod headers;
+pub mod publish;
+pub mod schedule;
+pub mod topology;
+
+pub use connect::{ConnectConfig, connect};
+pub use consumer::{
+    ConsumerHandle, ConsumerRuntime, ConsumerState, Delivery, Handler, HandlerError, RuntimeConfig,
+};
+pub use dlq::DlqReason;
+pub use publish::{OutgoingMessage, PublishError, Publisher};
+pub use schedule::RedeliverySchedule;
+pub use topology::{ConsumerSpec, StreamSpec, Topology};
+
+/// A boxed error that handlers and callbacks may return.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -1,0 +1,136 @@
+//! Publishing events to JetStream: message id, headers, pipelining and error classification.
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, context::PublishErrorKind, publish::PublishAck};
+use bytes::Bytes;
+use orderflow_events::{Envelope, Event};
+
+use crate::headers;
+
+/// How many publishes are in flight before the publisher waits for their PubAcks (async-nats
+/// blocks silently past its own `max_ack_inflight` of 5000).
+pub const PIPELINE_WINDOW: usize = 1024;
+
+/// A message ready to publish: what an outbox row stores.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutgoingMessage {
+    /// NATS subject (`orders.created.v1`, or its `.express` lane).
+    pub subject: String,
+    /// The event id, sent as `Nats-Msg-Id`.
+    pub message_id: String,
+    /// The CloudEvents JSON.
+    pub payload: Bytes,
+    /// Correlation id, sent as `X-Correlation-ID`.
+    pub correlation_id: Option<String>,
+    /// W3C trace context, sent as `traceparent`.
+    pub traceparent: Option<String>,
+}
+
+impl OutgoingMessage {
+    /// Serializes an envelope; `express` routes it to the kind's express-lane subject.
+    pub fn from_envelope<T: Event>(envelope: &Envelope<T>, express: bool) -> Result<Self, serde_json::Error> {
+        let kind = T::KIND;
+        Ok(Self {
+            subject: if express { kind.express_subject() } else { kind.subject() }.to_owned(),
+            message_id: envelope.id.to_string(),
+            payload: Bytes::from(envelope.to_json()?),
+            correlation_id: Some(envelope.correlationid.as_str().to_owned()),
+            traceparent: envelope.traceparent.clone(),
+        })
+    }
+
+    /// The NATS headers orderflow puts on every event.
+    pub fn headers(&self) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(headers::NATS_MSG_ID, self.message_id.as_str());
+        h.insert(headers::CONTENT_TYPE, headers::CLOUDEVENTS_JSON);
+        if let Some(c) = &self.correlation_id {
+            h.insert(headers::CORRELATION_ID, c.as_str());
+        }
+        if let Some(t) = &self.traceparent {
+            h.insert(headers::TRACEPARENT, t.as_str());
+        }
+        h
+    }
+}
+
+/// Why a publish failed, and whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+#[error("publishing to {subject}: {source}")]
+pub struct PublishError {
+    /// The subject.
+    pub subject: String,
+    /// The client's error.
+    #[source]
+    pub source: jetstream::context::PublishError,
+}
+
+impl PublishError {
+    /// Timeouts, lost connections and a stream that is briefly unavailable heal by themselves;
+    /// an oversized payload or a failed expectation never will.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(
+            self.source.kind(),
+            PublishErrorKind::MaxPayloadExceeded
+                | PublishErrorKind::WrongLastMessageId
+                | PublishErrorKind::WrongLastSequence
+        )
+    }
+}
+
+/// Publishes to JetStream and waits for every PubAck.
+#[derive(Clone, Debug)]
+pub struct Publisher {
+    js: jetstream::Context,
+}
+
+impl Publisher {
+    /// A publisher on the given context.
+    pub fn new(js: jetstream::Context) -> Self {
+        Self { js }
+    }
+
+    /// Publishes one message and waits for its PubAck.
+    pub async fn publish(&self, msg: &OutgoingMessage) -> Result<PublishAck, PublishError> {
+        let err = |source| PublishError { subject: msg.subject.clone(), source };
+        self.js
+            .publish_with_headers(msg.subject.clone(), msg.headers(), msg.payload.clone())
+            .await
+            .map_err(err)?
+            .await
+            .map_err(err)
+    }
+
+    /// Publishes many messages pipelined: up to [`PIPELINE_WINDOW`] are sent before their
+    /// PubAcks are awaited, in order. Returns one result per message, so a caller (the outbox
+    /// relay) can mark exactly the acknowledged ones as sent.
+    pub async fn publish_all(&self, msgs: &[OutgoingMessage]) -> Vec<Result<PublishAck, PublishError>> {
+        let mut results = Vec::with_capacity(msgs.len());
+        for window in msgs.chunks(PIPELINE_WINDOW) {
+            let mut pending = Vec::with_capacity(window.len());
+            for msg in window {
+                let sent = self
+                    .js
+                    .publish_with_headers(msg.subject.clone(), msg.headers(), msg.payload.clone())
+                    .await;
+                pending.push(sent);
+            }
+            // Await the window's PubAcks together: each has its own timeout, and awaiting them
+            // one by one would turn N lost acks into N sequential timeouts.
+            let acks = pending.into_iter().zip(window).map(|(sent, msg)| async move {
+                let err = |source| PublishError { subject: msg.subject.clone(), source };
+                match sent {
+                    Ok(ack) => ack.await.map_err(err),
+                    Err(e) => Err(err(e)),
+                }
+            });
+            results.extend(futures_util::future::join_all(acks).await);
+        }
+        results
+    }
+
+    /// The underlying JetStream context.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+}

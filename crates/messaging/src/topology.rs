@@ -1,0 +1,337 @@
+//! The streams and durable consumers of SPEC.md, and their idempotent provisioning.
+//!
+//! Provisioning creates what is missing, updates configuration that drifted from the spec and
+//! leaves everything else alone, so every service can run it at start-up and a second run is a
+//! no-op. Streams use Limits retention (events stay replayable; WorkQueue and Interest lose
+//! messages at MaxDeliver) and file storage.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use orderflow_events::{EventKind, subjects};
+
+use crate::schedule::RedeliverySchedule;
+
+/// Default JetStream de-duplication window (SPEC: at least two minutes).
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// SPEC's max_deliver for every consumer.
+pub const MAX_DELIVER: i64 = 5;
+/// Default bound on un-acked messages per consumer.
+pub const MAX_ACK_PENDING: i64 = 1024;
+
+/// One stream.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamSpec {
+    /// `ORDERS`, `INVENTORY`, `PAYMENTS`, `DLQ`.
+    pub name: String,
+    /// Subject filters (`orders.>`).
+    pub subjects: Vec<String>,
+    /// 1 locally, 3 in the cluster.
+    pub replicas: usize,
+    /// De-duplication window for `Nats-Msg-Id`.
+    pub duplicate_window: Duration,
+    /// Maximum age of a message; zero keeps messages until limits say otherwise.
+    pub max_age: Duration,
+}
+
+impl StreamSpec {
+    fn config(&self) -> stream::Config {
+        stream::Config {
+            name: self.name.clone(),
+            subjects: self.subjects.clone(),
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            num_replicas: self.replicas,
+            duplicate_window: self.duplicate_window,
+            max_age: self.max_age,
+            allow_direct: true,
+            ..Default::default()
+        }
+    }
+
+    /// The fields orderflow owns differ between `have` and this spec.
+    fn drifted(&self, have: &stream::Config) -> bool {
+        let want = self.config();
+        have.subjects != want.subjects
+            || have.retention != want.retention
+            || have.storage != want.storage
+            || have.num_replicas != want.num_replicas
+            || have.duplicate_window != want.duplicate_window
+            || have.max_age != want.max_age
+            || have.allow_direct != want.allow_direct
+    }
+}
+
+/// One durable pull consumer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConsumerSpec {
+    /// The service that owns it (`inventory`), for logs.
+    pub service: String,
+    /// The stream it reads.
+    pub stream: String,
+    /// Durable name (contract: `<service>-<subject with dashes>`).
+    pub durable: String,
+    /// Subjects it receives.
+    pub filter_subjects: Vec<String>,
+    /// Deliveries before the message is dead-lettered.
+    pub max_deliver: i64,
+    /// Delays between deliveries (server BackOff and runtime naks).
+    pub schedule: RedeliverySchedule,
+    /// Bound on un-acked messages.
+    pub max_ack_pending: i64,
+}
+
+impl ConsumerSpec {
+    /// The contract consumer of `service` for `kind`: `inventory-orders-created`.
+    pub fn for_event(service: &str, kind: EventKind) -> Self {
+        let subject = kind.subject();
+        let base = subject.strip_suffix(".v1").unwrap_or(subject);
+        Self {
+            service: service.to_owned(),
+            stream: kind.stream().to_owned(),
+            durable: format!("{service}-{}", base.replace('.', "-")),
+            filter_subjects: vec![subject.to_owned()],
+            max_deliver: MAX_DELIVER,
+            schedule: RedeliverySchedule::standard(),
+            max_ack_pending: MAX_ACK_PENDING,
+        }
+    }
+
+    /// The express lane twin: `inventory-orders-created-express` on `<subject>.express`.
+    pub fn express_for_event(service: &str, kind: EventKind) -> Self {
+        let mut spec = Self::for_event(service, kind);
+        spec.durable.push_str("-express");
+        spec.filter_subjects = vec![kind.express_subject().to_owned()];
+        spec
+    }
+
+    /// Replaces the redelivery schedule (tests use short ones).
+    pub fn with_schedule(mut self, schedule: RedeliverySchedule) -> Self {
+        self.schedule = schedule;
+        self
+    }
+
+    pub(crate) fn config(&self) -> consumer::pull::Config {
+        let (filter_subject, filter_subjects) = match self.filter_subjects.as_slice() {
+            [one] => (one.clone(), Vec::new()),
+            many => (String::new(), many.to_vec()),
+        };
+        consumer::pull::Config {
+            durable_name: Some(self.durable.clone()),
+            filter_subject,
+            filter_subjects,
+            ack_policy: consumer::AckPolicy::Explicit,
+            deliver_policy: consumer::DeliverPolicy::All,
+            ack_wait: self.schedule.ack_wait(),
+            max_deliver: self.max_deliver,
+            backoff: self.schedule.delays().to_vec(),
+            max_ack_pending: self.max_ack_pending,
+            ..Default::default()
+        }
+    }
+
+    fn drifted(&self, have: &consumer::Config) -> bool {
+        let want = self.config();
+        let have_filters: Vec<String> = if have.filter_subjects.is_empty() {
+            vec![have.filter_subject.clone()].into_iter().filter(|s| !s.is_empty()).collect()
+        } else {
+            have.filter_subjects.clone()
+        };
+        have_filters != self.filter_subjects
+            || have.ack_policy != want.ack_policy
+            || have.max_deliver != want.max_deliver
+            || have.backoff != want.backoff
+            || have.max_ack_pending != want.max_ack_pending
+    }
+}
+
+/// Everything to provision.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Topology {
+    /// Streams, created first.
+    pub streams: Vec<StreamSpec>,
+    /// Consumers.
+    pub consumers: Vec<ConsumerSpec>,
+}
+
+/// Which service consumes which event: SPEC.md's consumer table.
+pub const SUBSCRIPTIONS: [(&str, EventKind); 7] = [
+    ("inventory", EventKind::OrdersCreated),
+    ("inventory", EventKind::PaymentsCompleted),
+    ("inventory", EventKind::PaymentsFailed),
+    ("payment", EventKind::InventoryReserved),
+    ("order", EventKind::InventoryRejected),
+    ("order", EventKind::PaymentsCompleted),
+    ("order", EventKind::PaymentsFailed),
+];
+
+impl Topology {
+    /// SPEC.md's streams and consumers (plus an express-lane twin of each consumer).
+    pub fn orderflow(replicas: usize) -> Self {
+        let stream = |name: &str, subject: &str| StreamSpec {
+            name: name.to_owned(),
+            subjects: vec![subject.to_owned()],
+            replicas,
+            duplicate_window: DUPLICATE_WINDOW,
+            max_age: Duration::ZERO,
+        };
+        let streams = vec![
+            stream(subjects::STREAM_ORDERS, subjects::STREAM_ORDERS_SUBJECTS),
+            stream(subjects::STREAM_INVENTORY, subjects::STREAM_INVENTORY_SUBJECTS),
+            stream(subjects::STREAM_PAYMENTS, subjects::STREAM_PAYMENTS_SUBJECTS),
+            stream(subjects::STREAM_DLQ, subjects::STREAM_DLQ_SUBJECTS),
+        ];
+        let consumers = SUBSCRIPTIONS
+            .iter()
+            .flat_map(|&(svc, kind)| {
+                [ConsumerSpec::for_event(svc, kind), ConsumerSpec::express_for_event(svc, kind)]
+            })
+            .collect();
+        Self { streams, consumers }
+    }
+
+    /// The consumer named `durable`, if any.
+    pub fn consumer(&self, durable: &str) -> Option<&ConsumerSpec> {
+        self.consumers.iter().find(|c| c.durable == durable)
+    }
+
+    /// Replaces every consumer's redelivery schedule.
+    pub fn with_schedule(mut self, schedule: &RedeliverySchedule) -> Self {
+        for c in &mut self.consumers {
+            c.schedule = schedule.clone();
+        }
+        self
+    }
+}
+
+/// What provisioning did, for logs and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProvisionReport {
+    /// Streams or consumers created (`stream ORDERS`, `consumer ORDERS/inventory-orders-created`).
+    pub created: Vec<String>,
+    /// Ones whose configuration was brought back to the spec.
+    pub updated: Vec<String>,
+}
+
+impl ProvisionReport {
+    /// Nothing was created or changed.
+    pub fn is_noop(&self) -> bool {
+        self.created.is_empty() && self.updated.is_empty()
+    }
+}
+
+/// Why provisioning failed.
+#[derive(Debug, thiserror::Error)]
+#[error("provisioning {what}: {source}")]
+pub struct ProvisionError {
+    /// The stream or consumer.
+    pub what: String,
+    /// The JetStream error.
+    #[source]
+    pub source: crate::BoxError,
+}
+
+fn perr(what: &str) -> impl FnOnce(crate::BoxError) -> ProvisionError + '_ {
+    move |source| ProvisionError { what: what.to_owned(), source }
+}
+
+/// Creates or updates every stream and consumer of `topology`.
+pub async fn provision(
+    js: &jetstream::Context,
+    topology: &Topology,
+) -> Result<ProvisionReport, ProvisionError> {
+    let mut report = ProvisionReport::default();
+    for spec in &topology.streams {
+        ensure_stream(js, spec, &mut report).await?;
+    }
+    for spec in &topology.consumers {
+        ensure_consumer(js, spec, &mut report).await?;
+    }
+    if !report.is_noop() {
+        tracing::info!(created = ?report.created, updated = ?report.updated, "JetStream provisioned");
+    }
+    Ok(report)
+}
+
+async fn ensure_stream(
+    js: &jetstream::Context,
+    spec: &StreamSpec,
+    report: &mut ProvisionReport,
+) -> Result<(), ProvisionError> {
+    let what = format!("stream {}", spec.name);
+    match js.get_stream(&spec.name).await {
+        Ok(mut stream) => {
+            let have = stream.info().await.map_err(|e| perr(&what)(e.into()))?.config.clone();
+            if spec.drifted(&have) {
+                tracing::warn!(stream = %spec.name, "stream configuration drifted; updating");
+                js.update_stream(spec.config()).await.map_err(|e| perr(&what)(e.into()))?;
+                report.updated.push(what);
+            }
+        }
+        Err(e)
+            if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(ref js)
+                if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+        {
+            js.create_stream(spec.config()).await.map_err(|e| perr(&what)(e.into()))?;
+            report.created.push(what);
+        }
+        Err(e) => return Err(perr(&what)(e.into())),
+    }
+    Ok(())
+}
+
+/// Creates the consumer if missing or updates it if drifted, and returns a handle to it. The
+/// consumer runtime calls this again whenever fetching fails, so a consumer deleted by an
+/// operator or lost with a server's store comes back by itself.
+pub async fn ensure_consumer(
+    js: &jetstream::Context,
+    spec: &ConsumerSpec,
+    report: &mut ProvisionReport,
+) -> Result<consumer::Consumer<consumer::pull::Config>, ProvisionError> {
+    let what = format!("consumer {}/{}", spec.stream, spec.durable);
+    let stream = js.get_stream_no_info(&spec.stream).await.map_err(|e| perr(&what)(e.into()))?;
+    match stream.consumer_info(&spec.durable).await {
+        Ok(info) if !spec.drifted(&info.config) => {
+            Ok(consumer::Consumer::new(spec.config(), info, js.clone()))
+        }
+        Ok(_) => {
+            tracing::warn!(consumer = %spec.durable, "consumer configuration drifted; updating");
+            let c = stream.update_consumer(spec.config()).await.map_err(|e| perr(&what)(e.into()))?;
+            report.updated.push(what);
+            Ok(c)
+        }
+        Err(e) if is_not_found(&e) => {
+            let c = stream.create_consumer(spec.config()).await.map_err(|e| perr(&what)(e.into()))?;
+            report.created.push(what);
+            Ok(c)
+        }
+        Err(e) => Err(perr(&what)(e.into())),
+    }
+}
+
+fn is_not_found(e: &jetstream::context::ConsumerInfoError) -> bool {
+    e.kind() == jetstream::context::ConsumerInfoErrorKind::NotFound
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_consumer_names_match_spec() {
+        let names: Vec<_> =
+            SUBSCRIPTIONS.iter().map(|&(s, k)| ConsumerSpec::for_event(s, k).durable).collect();
+        assert_eq!(
+            names,
+            [
+                "inventory-orders-created",
+                "inventory-payments-completed",
+                "inventory-payments-failed",
+                "payment-inventory-reserved",
+                "order-inventory-rejected",
+                "order-payments-completed",
+                "order-payments-failed",
+            ]
+        );
+    }
+}

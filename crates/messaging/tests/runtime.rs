@@ -1,0 +1,629 @@
+//! The JetStream contract against a real nats-server: publishing, provisioning and every branch
+//! of the consumer runtime's ack / nak / dead-letter decision.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::PullConsumer, stream::Stream};
+use futures_util::StreamExt;
+use orderflow_events::{
+    CorrelationId, CustomerId, Envelope, EventKind, OrderCreated, OrderId, OrderItem, Priority, ProductId,
+    Quantity,
+};
+use orderflow_messaging::{
+    ConnectConfig, ConsumerRuntime, ConsumerSpec, ConsumerState, Delivery, HandlerError, OutgoingMessage,
+    Publisher, RedeliverySchedule, RuntimeConfig, Topology, connect, headers, topology::provision,
+};
+use orderflow_test_support::{TestNats, eventually};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn schedule() -> RedeliverySchedule {
+    RedeliverySchedule::new(vec![ms(400), ms(600), ms(800), ms(1000)], 5).unwrap()
+}
+
+fn spec() -> ConsumerSpec {
+    ConsumerSpec::for_event("inventory", EventKind::OrdersCreated).with_schedule(schedule())
+}
+
+fn runtime_config() -> RuntimeConfig {
+    RuntimeConfig { fetch_expires: ms(500), retry_max: ms(500), ..RuntimeConfig::default() }
+}
+
+struct Env {
+    nats: TestNats,
+    js: jetstream::Context,
+    publisher: Publisher,
+}
+
+async fn setup() -> Env {
+    orderflow_telemetry::init_for_tests();
+    let nats = TestNats::start().unwrap();
+    let mut cfg = ConnectConfig::new(nats.url(), "orderflow/test");
+    cfg.max_backoff = ms(200);
+    cfg.request_timeout = Duration::from_secs(2);
+    let client = connect(&cfg).await.unwrap();
+    let js = jetstream::new(client);
+    provision(&js, &Topology::orderflow(1).with_schedule(&schedule())).await.unwrap();
+    Env { nats, publisher: Publisher::new(js.clone()), js }
+}
+
+fn order_created() -> Envelope<OrderCreated> {
+    let data = OrderCreated::new(
+        OrderId::new(),
+        CustomerId::parse("customer-1").unwrap(),
+        vec![OrderItem {
+            product_id: ProductId::parse("sku-001").unwrap(),
+            quantity: Quantity::parse(2).unwrap(),
+        }],
+        Priority::Standard,
+    )
+    .unwrap();
+    Envelope::new("orderflow/test", CorrelationId::parse("corr-123").unwrap(), data)
+}
+
+async fn publish_orders(env: &Env, n: usize) -> Vec<String> {
+    let msgs: Vec<_> =
+        (0..n).map(|_| OutgoingMessage::from_envelope(&order_created(), false).unwrap()).collect();
+    for r in env.publisher.publish_all(&msgs).await {
+        r.unwrap();
+    }
+    msgs.into_iter().map(|m| m.message_id).collect()
+}
+
+async fn publish_raw(env: &Env, payload: &'static [u8], id: &str) {
+    let mut h = async_nats::HeaderMap::new();
+    h.insert(headers::NATS_MSG_ID, id);
+    env.js.publish_with_headers("orders.created.v1", h, payload.into()).await.unwrap().await.unwrap();
+}
+
+/// Every delivery a handler saw: event id → delivery counts and times.
+#[derive(Default)]
+struct Seen(Mutex<HashMap<String, Vec<(i64, Instant)>>>);
+
+impl Seen {
+    fn record<T>(&self, d: &Delivery<T>) -> usize {
+        let mut m = self.0.lock().unwrap();
+        let v = m.entry(d.envelope.id.to_string()).or_default();
+        v.push((d.delivered, Instant::now()));
+        v.len()
+    }
+    fn deliveries(&self, id: &str) -> Vec<(i64, Instant)> {
+        self.0.lock().unwrap().get(id).cloned().unwrap_or_default()
+    }
+    fn distinct(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+    fn total(&self) -> usize {
+        self.0.lock().unwrap().values().map(Vec::len).sum()
+    }
+}
+
+async fn stream(env: &Env, name: &str) -> Stream {
+    env.js.get_stream(name).await.unwrap()
+}
+
+async fn dlq_messages(env: &Env) -> Vec<jetstream::message::StreamMessage> {
+    let mut s = stream(env, "DLQ").await;
+    let state = s.info().await.unwrap().state.clone();
+    let mut out = Vec::new();
+    if state.messages == 0 {
+        return out;
+    }
+    for seq in state.first_sequence..=state.last_sequence {
+        if let Ok(m) = s.get_raw_message(seq).await {
+            out.push(m);
+        }
+    }
+    out
+}
+
+async fn wait_dlq(env: &Env, n: usize) -> Vec<jetstream::message::StreamMessage> {
+    eventually(WAIT, "dead letters", || async {
+        let m = dlq_messages(env).await;
+        (m.len() >= n).then_some(m)
+    })
+    .await
+    .unwrap()
+}
+
+async fn consumer_info(env: &Env) -> jetstream::consumer::Info {
+    stream(env, "ORDERS").await.consumer_info("inventory-orders-created").await.unwrap()
+}
+
+fn header<'a>(m: &'a jetstream::message::StreamMessage, name: &str) -> &'a str {
+    m.headers.get(name).map(|v| v.as_str()).unwrap_or_else(|| panic!("missing header {name}"))
+}
+
+#[tokio::test]
+async fn publishing_the_same_event_id_twice_stores_one_message() {
+    let env = setup().await;
+    let msg = OutgoingMessage::from_envelope(&order_created(), false).unwrap();
+
+    let first = env.publisher.publish(&msg).await.unwrap();
+    let second = env.publisher.publish(&msg).await.unwrap();
+
+    assert!(!first.duplicate);
+    assert!(second.duplicate);
+    assert_eq!(stream(&env, "ORDERS").await.info().await.unwrap().state.messages, 1);
+}
+
+#[tokio::test]
+async fn an_acked_message_is_not_redelivered() {
+    let env = setup().await;
+    let seen = Arc::new(Seen::default());
+    let s = seen.clone();
+    let stop = CancellationToken::new();
+    let handle = ConsumerRuntime::new(env.js.clone(), spec(), move |d: Delivery<OrderCreated>| {
+        let s = s.clone();
+        async move {
+            s.record(&d);
+            Ok(())
+        }
+    })
+    .with_config(runtime_config())
+    .spawn(stop.clone());
+
+    let ids = publish_orders(&env, 3).await;
+    eventually(WAIT, "three deliveries", || async { (seen.distinct() == 3).then_some(()) }).await.unwrap();
+    // Longer than the whole redelivery schedule: an un-acked message would be back by now.
+    tokio::time::sleep(ms(1500)).await;
+
+    assert_eq!(seen.total(), 3);
+    for id in &ids {
+        assert_eq!(seen.deliveries(id).len(), 1);
+    }
+    let info = consumer_info(&env).await;
+    assert_eq!((info.num_ack_pending, info.num_pending), (0, 0));
+    assert!(dlq_messages(&env).await.is_empty());
+    stop.cancel();
+    handle.join().await;
+}
+
+#[tokio::test]
+async fn a_transient_error_is_redelivered_after_the_scheduled_delay() {
+    let env = setup().await;
+    let seen = Arc::new(Seen::default());
+    let s = seen.clone();
+    let stop = CancellationToken::new();
+    let handle = ConsumerRuntime::new(env.js.clone(), spec(), move |d: Delivery<OrderCreated>| {
+        let s = s.clone();
+        async move { if s.record(&d) == 1 { Err(HandlerError::transient("database busy")) } else { Ok(()) } }
+    })
+    .with_config(runtime_config())
+    .spawn(stop.clone());
+
+    let id = publish_orders(&env, 1).await.remove(0);
+    eventually(WAIT, "a redelivery", || async { (seen.deliveries(&id).len() == 2).then_some(()) })
+        .await
+        .unwrap();
+
+    let d = seen.deliveries(&id);
+    assert_eq!((d[0].0, d[1].0), (1, 2));
+    assert!(d[1].1 - d[0].1 >= schedule().delay_after(1), "redelivered after {:?}", d[1].1 - d[0].1);
+    assert!(dlq_messages(&env).await.is_empty());
+    stop.cancel();
+    handle.join().await;
+}
+
+#[tokio::test]
+async fn a_permanent_error_dead_letters_once_with_every_header() {
+    let env = setup().await;
+    let seen = Arc::new(Seen::default());
+    let s = seen.clone();
+    let stop = CancellationToken::new();
+    let handle = ConsumerRuntime::new(env.js.clone(), spec(), move |d: Delivery<OrderCreated>| {
+        let s = s.clone();
+        async move {
+            s.record(&d);
+            Err(HandlerError::permanent("order violates a business rule"))
+        }
+    })
+    .with_config(runtime_config())
+    .spawn(stop.clone());
+
+    let id = publish_orders(&env, 1).await.remove(0);
+    let dlq = wait_dlq(&env, 1).await;
+    tokio::time::sleep(ms(1500)).await;
+
+    assert_eq!(seen.deliveries(&id).len(), 1, "a termed message is not redelivered");
+    let dlq_after = dlq_messages(&env).await;
+    assert_eq!(dlq_after.len(), 1);
+    let m = &dlq[0];
+    let original = stream(&env, "ORDERS").await.get_raw_message(1).await.unwrap();
+    assert_eq!(m.subject.as_str(), "dlq.orders.created.v1");
+    assert_eq!(m.payload, original.payload);
+    assert_eq!(header(m, headers::DLQ_REASON), "permanent_error");
+    assert!(header(m, headers::DLQ_ERROR).contains("business rule"));
+    assert_eq!(header(m, headers::ORIGINAL_SUBJECT), "orders.created.v1");
+    assert_eq!(header(m, headers::STREAM_SEQ), "1");
+    assert_eq!(header(m, headers::CONSUMER), "inventory-orders-created");
+    assert_eq!(header(m, headers::DELIVERY_COUNT), "1");
+    assert_eq!(header(m, headers::ORIGINAL_MSG_ID), id);
+    assert_eq!(header(m, headers::CORRELATION_ID), "corr-123");
+    let info = consumer_info(&env).await;
+    assert_eq!((info.num_ack_pending, info.num_pending), (0, 0));
+    stop.cancel();
+    handle.join().await;
+}
+
+#[tokio::test]
+async fn exhausting_max_deliver_dead_letters_with_max_deliveries() {
+    let env = setup().await;
+    let seen = Arc::new(Seen::default());
+    let s = seen.clone();
+    let stop = CancellationToken::new();
+    let handle = ConsumerRuntime::new(env.js.clone(), spec(), move |d: Delivery<OrderCreated>| {
+        let s = s.clone();
+        async move {
+            s.record(&d);
+            Err(HandlerError::transient("gateway down"))
+        }
+    })
+    .with_config(runtime_config())
+    .spawn(stop.clone());
+
+    let id = publish_orders(&env, 1).await.remove(0);
+    let dlq = wait_dlq(&env, 1).await;
+
+    let d = seen.deliveries(&id);
+    assert_eq!(d.iter().map(|x| x.0).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    for (i, w) in d.windows(2).enumerate() {
+        let want = schedule().delay_after(i64::try_from(i).unwrap() + 1);
+        assert!(w[1].1 - w[0].1 >= want, "delivery {} came after {:?} < {want:?}", i + 2, w[1].1 - w[0].1);
+    }
+    assert_eq!(header(&dlq[0], headers::DLQ_REASON), "max_deliveries");
+    assert_eq!(header(&dlq[0], headers::DELIVERY_COUNT), "5");
+    assert!(header(&dlq[0], headers::DLQ_ERROR).contains("gateway down"));
+    stop.cancel();
+    handle.join().await;
+}
+
+#[tokio::test]
+async fn undecodable_payloads_are_dead_lettered_with_distinct_reasons() {
+    let env = setup().await;
+    let seen = Arc::new(Seen::default());
+    let s = seen.clone();
+    let stop = CancellationToken::new();
+    let handle = ConsumerRuntime::new(env.js.clone(), spec(), move |d: Delivery<OrderCreated>| {
+        let s = s.clone();
+        async move {
+            s.record(&d);
+            Ok(())
+        }
+    })
+    .with_config(runtime_config())
+    .spawn(stop.clone());
+
+    let good = serde_json::to_value(order_created()).unwrap();
+    let mut zero_qty = good.clone();
+    zero_qty["data"]["items"][0]["quantity"] = 0.into();
+    let mut v2 = good.clone();
+    v2["type"] = "orderflow.orders.created.v2".into();
+    publish_raw(&env, b"{not json", "m1").await;
+    publish_raw(&env, Box::leak(serde_json::to_vec(&zero_qty).unwrap().into_boxed_slice()), "m2").await;
+    publish_raw(&env, Box::leak(serde_json::to_vec(&v2).unwrap().into_boxed_slice()), "m3").await;
+
+    let dlq = wait_dlq(&env, 3).await;
+    let mut reasons: Vec<(&str, &str)> =
+        dlq.iter().map(|m| (header(m, headers::ORIGINAL_MSG_ID), header(m, headers::DLQ_REASON))).collect();
+    reasons.sort();
+    assert_eq!(reasons, [("m1", "malformed"), ("m2", "schema_invalid"), ("m3", "unknown_type")]);
+    assert_eq!(seen.total(), 0, "no handler sees an invalid event");
+    stop.cancel();
+    handle.join().await;
+}
+
+#[tokio::test]
+async fn an_unanswered_delivery_is_redelivered_after_ack_wait() {
+    let env = setup().await;
+    let id = publish_orders(&env, 1).await.remove(0);
+    // A consumer instance that takes the message and dies without answering.
+    let raw: PullConsumer =
+        stream(&env, "ORDERS").await.get_consumer("inventory-orders-created").await.unwrap();
+    let mut batch = raw.fetch().max_messages(1).messages().await.unwrap();
+    let taken = batch.next().await.unwrap().unwrap();
+    let taken_at = Instant::now();
+    assert_eq!(taken.info().unwrap().delivered, 1);
+    drop(batch);
+
+    let seen = Arc::new(Seen::default());
+    let s = seen.clone();
+    let stop = CancellationToken::new();
+    let handle = ConsumerRuntime::new(env.js.clone(), spec(), move |d: Delivery<OrderCreated>| {
+        let s = s.clone();
+        async move {
+            s.record(&d);
+            Ok(())
+        }
+    })
+    .with_config(runtime_config())
+    .spawn(stop.clone());
+    eventually(WAIT, "the redelivery", || async { (!seen.deliveries(&id).is_empty()).then_some(()) })
+        .await
+        .unwrap();
+
+    let d = seen.deliveries(&id);
+    assert_eq!(d[0].0, 2);
+    assert!(d[0].1 - taken_at >= schedule().ack_wait());
+    stop.cancel();
+    handle.join().await;
+}
+
+#[tokio::test]
+async fn a_handler_that_never_answers_is_abandoned_and_its_message_redelivered() {
+    let env = setup().await;
+    let seen = Arc::new(Seen::default());
+    let s = seen.clone();
+    let stop = CancellationToken::new();
+    let cfg = RuntimeConfig { handler_timeout: ms(700), ..runtime_config() };
+    let handle = ConsumerRuntime::new(env.js.clone(), spec(), move |d: Delivery<OrderCreated>| {
+        let s = s.clone();
+        async move {
+            if s.record(&d) == 1 {
+                std::future::pending::<()>().await;
+            }
+            Ok(())
+        }
+    })
+    .with_config(cfg)
+    .spawn(stop.clone());
+
+    let id = publish_orders(&env, 1).await.remove(0);
+    eventually(WAIT, "the second delivery", || async { (seen.deliveries(&id).len() == 2).then_some(()) })
+        .await
+        .unwrap();
+
+    let d = seen.deliveries(&id);
+    // Progress acks kept the server from redelivering while the handler hung (ack wait 400 ms).
+    assert!(d[1].1 - d[0].1 >= ms(700) + schedule().delay_after(1));
+    assert!(dlq_messages(&env).await.is_empty());
+    stop.cancel();
+    handle.join().await;
+}
+
+#[tokio::test]
+async fn a_message_whose_last_delivery_is_never_answered_still_reaches_the_dlq() {
+    let env = setup().await;
+    // The runtime only watches advisories here: it is paused, so a raw puller takes every
+    // delivery and never answers, like an instance that crashes each time.
+    let (_pause_tx, pause_rx) = tokio::sync::watch::channel(true);
+    let stop = CancellationToken::new();
+    let handle = ConsumerRuntime::new(env.js.clone(), spec(), |_d: Delivery<OrderCreated>| async { Ok(()) })
+        .with_config(runtime_config())
+        .with_pause(pause_rx)
+        .spawn(stop.clone());
+    eventually(WAIT, "paused runtime", || async { (handle.state() == ConsumerState::Paused).then_some(()) })
+        .await
+        .unwrap();
+    let id = publish_orders(&env, 1).await.remove(0);
+    let raw: PullConsumer =
+        stream(&env, "ORDERS").await.get_consumer("inventory-orders-created").await.unwrap();
+
+    let deliveries = std::sync::atomic::AtomicUsize::new(0);
+    let dlq = eventually(WAIT, "the dead letter", || {
+        let raw = raw.clone();
+        let env = &env;
+        let deliveries = &deliveries;
+        async move {
+            if let Ok(mut b) = raw.fetch().max_messages(1).messages().await
+                && let Some(Ok(_)) = b.next().await
+            {
+                deliveries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            let m = dlq_messages(env).await;
+            (!m.is_empty()).then_some(m)
+        }
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(deliveries.into_inner(), 5);
+    assert_eq!(header(&dlq[0], headers::DLQ_REASON), "max_deliveries");
+    assert_eq!(header(&dlq[0], headers::ORIGINAL_MSG_ID), id);
+    stop.cancel();
+    handle.join().await;
+}
+
+#[tokio::test]
+async fn consumption_resumes_after_a_nats_server_restart_and_nothing_is_lost() {
+    let mut env = setup().await;
+    let seen = Arc::new(Seen::default());
+    let s = seen.clone();
+    let stop = CancellationToken::new();
+    let handle = ConsumerRuntime::new(env.js.clone(), spec(), move |d: Delivery<OrderCreated>| {
+        let s = s.clone();
+        async move {
+            tokio::time::sleep(ms(5)).await;
+            s.record(&d);
+            Ok(())
+        }
+    })
+    .with_config(runtime_config())
+    .spawn(stop.clone());
+    let mut ids = publish_orders(&env, 300).await;
+    eventually(WAIT, "some progress", || async { (seen.distinct() >= 50).then_some(()) }).await.unwrap();
+
+    env.nats.kill();
+    env.nats.restart().unwrap();
+    // Publish more while the server recovers; every acknowledged message must be processed.
+    for _ in 0..100 {
+        let msg = OutgoingMessage::from_envelope(&order_created(), false).unwrap();
+        eventually(WAIT, "a publish after the restart", || async { env.publisher.publish(&msg).await.ok() })
+            .await
+            .unwrap();
+        ids.push(msg.message_id);
+    }
+
+    eventually(Duration::from_secs(60), "every message", || async {
+        ids.iter().all(|id| !seen.deliveries(id).is_empty()).then_some(())
+    })
+    .await
+    .unwrap();
+    for id in &ids {
+        assert!(!seen.deliveries(id).is_empty(), "{id} was lost");
+    }
+    assert!(dlq_messages(&env).await.is_empty());
+    stop.cancel();
+    handle.join().await;
+}
+
+#[tokio::test]
+async fn a_graceful_stop_with_messages_in_flight_processes_none_twice() {
+    let env = setup().await;
+    let done = Arc::new(Seen::default());
+    let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let make_handler = |done: Arc<Seen>, started: Arc<std::sync::atomic::AtomicUsize>| {
+        move |d: Delivery<OrderCreated>| {
+            let (done, started) = (done.clone(), started.clone());
+            async move {
+                started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(ms(150)).await;
+                done.record(&d);
+                Ok(())
+            }
+        }
+    };
+    let cfg = RuntimeConfig { concurrency: 8, ..runtime_config() };
+    let stop = CancellationToken::new();
+    let handle = ConsumerRuntime::new(env.js.clone(), spec(), make_handler(done.clone(), started.clone()))
+        .with_config(cfg.clone())
+        .spawn(stop.clone());
+    let ids = publish_orders(&env, 60).await;
+    eventually(WAIT, "handlers in flight", || async {
+        (started.load(std::sync::atomic::Ordering::SeqCst) >= 12).then_some(())
+    })
+    .await
+    .unwrap();
+
+    stop.cancel();
+    handle.join().await;
+    let started_before = started.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(done.total(), started_before, "every in-flight handler finished before stop returned");
+    assert!(done.distinct() < 60, "the stop interrupted consumption");
+
+    let stop2 = CancellationToken::new();
+    let handle2 = ConsumerRuntime::new(env.js.clone(), spec(), make_handler(done.clone(), started.clone()))
+        .with_config(cfg)
+        .spawn(stop2.clone());
+    eventually(WAIT, "the rest", || async { (done.distinct() == 60).then_some(()) }).await.unwrap();
+    tokio::time::sleep(ms(1200)).await;
+
+    for id in &ids {
+        assert_eq!(done.deliveries(id).len(), 1, "{id} processed twice");
+    }
+    stop2.cancel();
+    handle2.join().await;
+}
+
+#[tokio::test]
+async fn an_idle_runtime_stops_promptly() {
+    let env = setup().await;
+    let stop = CancellationToken::new();
+    let handle = ConsumerRuntime::new(env.js.clone(), spec(), |_d: Delivery<OrderCreated>| async { Ok(()) })
+        .spawn(stop.clone());
+    eventually(WAIT, "running", || async { (handle.state() == ConsumerState::Running).then_some(()) })
+        .await
+        .unwrap();
+    let mut state = handle.watch_state();
+
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), handle.join()).await.expect("stopped within 5 s");
+
+    assert_eq!(*state.borrow_and_update(), ConsumerState::Stopped);
+}
+
+#[tokio::test]
+async fn a_deleted_consumer_is_recreated_and_consumption_continues() {
+    let env = setup().await;
+    let seen = Arc::new(Seen::default());
+    let s = seen.clone();
+    let stop = CancellationToken::new();
+    let handle = ConsumerRuntime::new(env.js.clone(), spec(), move |d: Delivery<OrderCreated>| {
+        let s = s.clone();
+        async move {
+            s.record(&d);
+            Ok(())
+        }
+    })
+    .with_config(runtime_config())
+    .spawn(stop.clone());
+    publish_orders(&env, 1).await;
+    eventually(WAIT, "first message", || async { (seen.distinct() == 1).then_some(()) }).await.unwrap();
+
+    stream(&env, "ORDERS").await.delete_consumer("inventory-orders-created").await.unwrap();
+    let id = publish_orders(&env, 1).await.remove(0);
+
+    eventually(WAIT, "a message after the deletion", || async {
+        (!seen.deliveries(&id).is_empty()).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(handle.state(), ConsumerState::Running);
+    stop.cancel();
+    handle.join().await;
+}
+
+#[tokio::test]
+async fn a_paused_runtime_fetches_nothing_until_resumed() {
+    let env = setup().await;
+    let seen = Arc::new(Seen::default());
+    let s = seen.clone();
+    let (pause_tx, pause_rx) = tokio::sync::watch::channel(true);
+    let stop = CancellationToken::new();
+    let handle = ConsumerRuntime::new(env.js.clone(), spec(), move |d: Delivery<OrderCreated>| {
+        let s = s.clone();
+        async move {
+            s.record(&d);
+            Ok(())
+        }
+    })
+    .with_config(runtime_config())
+    .with_pause(pause_rx)
+    .spawn(stop.clone());
+    publish_orders(&env, 2).await;
+    tokio::time::sleep(ms(1000)).await;
+    assert_eq!(seen.total(), 0);
+    assert_eq!(handle.state(), ConsumerState::Paused);
+    assert_eq!(consumer_info(&env).await.num_pending, 2);
+
+    pause_tx.send(false).unwrap();
+
+    eventually(WAIT, "both messages", || async { (seen.distinct() == 2).then_some(()) }).await.unwrap();
+    stop.cancel();
+    handle.join().await;
+}
+
+#[tokio::test]
+async fn provisioning_twice_is_a_no_op_and_drift_is_repaired() {
+    let env = setup().await;
+    let topology = Topology::orderflow(1).with_schedule(&schedule());
+
+    let again = provision(&env.js, &topology).await.unwrap();
+    assert!(again.is_noop(), "{again:?}");
+
+    let mut drifted =
+        stream(&env, "ORDERS").await.consumer_info("inventory-orders-created").await.unwrap().config;
+    drifted.max_ack_pending = 7;
+    env.js.update_consumer_on_stream(drifted, "ORDERS").await.unwrap();
+    let repaired = provision(&env.js, &topology).await.unwrap();
+
+    assert_eq!(repaired.updated, ["consumer ORDERS/inventory-orders-created"]);
+    assert!(repaired.created.is_empty());
+    let info = consumer_info(&env).await;
+    assert_eq!(info.config.max_ack_pending, spec().max_ack_pending);
+    assert_eq!(info.config.max_deliver, 5);
+    assert_eq!(info.config.backoff, schedule().delays());
+    let orders = stream(&env, "ORDERS").await.info().await.unwrap().config.clone();
+    assert_eq!(orders.retention, jetstream::stream::RetentionPolicy::Limits);
+    assert_eq!(orders.storage, jetstream::stream::StorageType::File);
+    assert!(orders.duplicate_window >= Duration::from_secs(120));
+}

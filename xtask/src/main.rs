@@ -1,0 +1,59 @@
+//! `cargo xtask <task>`: the project's automation, in Rust instead of shell glue.
+//!
+//! - `test`: checks that the real infrastructure the tests need is there (a nats-server >= 2.12),
+//!   then runs the doc tests and every other test (`cargo nextest run --workspace`).
+//! - `schemas`: regenerates the committed JSON Schemas in `schemas/`.
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, bail};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("schemas") => cargo(&["run", "--quiet", "-p", "orderflow-events", "--bin", "gen-schemas"]),
+        _ => {
+            eprintln!("usage: cargo xtask <test [nextest args…] | schemas>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn test(extra: &[String]) -> anyhow::Result<()> {
+    let nats = orderflow_natsd::find_binary().context("the tests start their own nats-server")?;
+    let version = orderflow_natsd::version_of(&nats)?;
+    eprintln!("xtask: using {} ({version})", nats.display());
+    let profile = if std::env::var_os("CI").is_some() { "ci" } else { "default" };
+    let mut args = vec!["nextest", "run", "--workspace", "--profile", profile];
+    args.extend(extra.iter().map(String::as_str));
+    cargo_env(&args, &[("NATS_SERVER_BIN", nats.to_string_lossy().as_ref())])?;
+    cargo_env(
+        &["test", "--workspace", "--doc", "--quiet"],
+        &[("NATS_SERVER_BIN", nats.to_string_lossy().as_ref())],
+    )
+}
+
+fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    cargo_env(args, &[])
+}
+
+fn cargo_env(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(&cargo)
+        .args(args)
+        .envs(env.iter().copied())
+        .status()
+        .with_context(|| format!("running {cargo} {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
