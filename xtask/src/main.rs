@@ -32,13 +32,13 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     let version = orderflow_natsd::version_of(&nats)?;
     eprintln!("xtask: using {} ({version})", nats.display());
     let profile = if std::env::var_os("CI").is_some() { "ci" } else { "default" };
+    let bin = nats.to_string_lossy().into_owned();
+    let env = [("NATS_SERVER_BIN", bin.as_str())];
+    // Doc tests first: nextest does not run them, and its summary should be the last word.
+    cargo_env(&["test", "--workspace", "--doc", "--quiet"], &env)?;
     let mut args = vec!["nextest", "run", "--workspace", "--profile", profile];
     args.extend(extra.iter().map(String::as_str));
-    cargo_env(&args, &[("NATS_SERVER_BIN", nats.to_string_lossy().as_ref())])?;
-    cargo_env(
-        &["test", "--workspace", "--doc", "--quiet"],
-        &[("NATS_SERVER_BIN", nats.to_string_lossy().as_ref())],
-    )
+    cargo_env(&args, &env)
 }
 
 fn cargo(args: &[&str]) -> anyhow::Result<()> {
