@@ -84,3 +84,71 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// Which database a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DbBackend {
+    /// A SQLite file in a temp directory.
+    Sqlite,
+    /// A fresh schema in the PostgreSQL at `TEST_DATABASE_URL`
+    /// (default `postgres://postgres@127.0.0.1:5432/test`).
+    Postgres,
+}
+
+/// A database for one test: a SQLite file in a temp dir, or unique PostgreSQL schemas.
+///
+/// PostgreSQL must be reachable: a missing server fails the test rather than skipping it.
+#[derive(Debug)]
+pub struct TestDb {
+    backend: DbBackend,
+    dir: TempDir,
+    suffix: String,
+}
+
+/// The PostgreSQL URL the tests use.
+pub fn postgres_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+impl TestDb {
+    /// A fresh database of the given kind.
+    pub fn new(backend: DbBackend) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("orderflow-db-").tempdir()?;
+        let suffix = format!("t{}", std::process::id()) + &unique_suffix();
+        Ok(Self { backend, dir, suffix })
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> DbBackend {
+        self.backend
+    }
+
+    /// `(database_url, schema)` for `service`: a SQLite file `<service>.db`, or the shared
+    /// PostgreSQL database with a schema unique to this test.
+    pub fn for_service(&self, service: &str) -> (String, String) {
+        let clean: String =
+            service.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        match self.backend {
+            DbBackend::Sqlite => {
+                (format!("sqlite://{}", self.dir.path().join(format!("{service}.db")).display()), clean)
+            }
+            DbBackend::Postgres => (postgres_url(), format!("{clean}_{}", self.suffix)),
+        }
+    }
+
+    /// A directory for other files of the test.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("_{}_{nanos}", NEXT.fetch_add(1, Ordering::Relaxed))
+}

@@ -1,0 +1,73 @@
+//! Layered configuration: defaults < TOML file < environment (`ORDERFLOW__…`) < flags.
+//!
+//! Keys shared by every service (`nats_url`, `database_url`, `data_dir`) live at the top level
+//! (`ORDERFLOW__NATS_URL`); a service's own keys live in its section (`ORDERFLOW__ORDER__PORT`,
+//! `[order] port = 8080` in the file). Flags are passed in as a serializable struct whose `None`
+//! fields are skipped, so an absent flag never overrides the layers below it.
+
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The environment prefix.
+pub const ENV_PREFIX: &str = "ORDERFLOW__";
+
+/// Loads a service's settings from `defaults`, then the optional file, then the environment,
+/// then `flags`. `section` is the service's key (`order`, `inventory`, …).
+pub fn load<T: Serialize + DeserializeOwned>(
+    section: &str,
+    defaults: &T,
+    file: Option<&Path>,
+    flags: &impl Serialize,
+) -> Result<T, Box<figment::Error>> {
+    let mut raw = Figment::new();
+    if let Some(file) = file {
+        raw = raw.merge(Toml::file_exact(file));
+    }
+    raw = raw.merge(Env::prefixed(ENV_PREFIX).split("__"));
+    Figment::from(Serialized::defaults(defaults))
+        .merge(raw.clone())
+        .merge(raw.focus(section))
+        .merge(Serialized::defaults(flags))
+        .extract()
+        .map_err(Box::new)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    struct S {
+        port: u16,
+        nats_url: String,
+        name: String,
+    }
+
+    #[derive(Serialize)]
+    struct Flags {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        port: Option<u16>,
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "nats_url = \"nats://file:1\"\n[svc]\nport = 1\nname = \"file\"\n")?;
+            jail.set_env("ORDERFLOW__SVC__PORT", "2");
+            let defaults = S { port: 0, nats_url: "nats://default".into(), name: "default".into() };
+
+            let s = load("svc", &defaults, Some(Path::new("c.toml")), &Flags { port: None }).unwrap();
+            assert_eq!(s, S { port: 2, nats_url: "nats://file:1".into(), name: "file".into() });
+
+            let s = load("svc", &defaults, Some(Path::new("c.toml")), &Flags { port: Some(3) }).unwrap();
+            assert_eq!(s.port, 3);
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,65 @@
+//! `X-Correlation-ID`: validated when given (400 otherwise), generated when absent, available to
+//! handlers as [`RequestCorrelation`], echoed on every response and recorded on the request span.
+
+use axum::extract::{FromRequestParts, Request};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::HeaderValue;
+use http::request::Parts;
+use orderflow_events::CorrelationId;
+use tracing::Instrument;
+
+use super::problem::{Problem, ProblemType};
+
+/// The header name (same on HTTP and NATS).
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+
+/// The request's correlation id.
+#[derive(Clone, Debug)]
+pub struct RequestCorrelation(pub CorrelationId);
+
+/// Middleware: validate or generate, then echo.
+pub async fn correlation_layer(mut req: Request, next: Next) -> Response {
+    let id = match req.headers().get(CORRELATION_HEADER) {
+        None => CorrelationId::generate(),
+        Some(v) => match v.to_str().ok().map(CorrelationId::parse) {
+            Some(Ok(id)) => id,
+            _ => {
+                let mut res = Problem::new(
+                    ProblemType::InvalidCorrelationId,
+                    "X-Correlation-ID must be 1-128 characters of A-Z a-z 0-9 . _ : -",
+                )
+                .into_response();
+                let fresh = CorrelationId::generate();
+                if let Ok(v) = HeaderValue::from_str(fresh.as_str()) {
+                    res.headers_mut().insert(CORRELATION_HEADER, v);
+                }
+                return res;
+            }
+        },
+    };
+    req.extensions_mut().insert(RequestCorrelation(id.clone()));
+    let span = tracing::info_span!(
+        "http",
+        method = %req.method(),
+        path = %req.uri().path(),
+        correlation_id = %id.as_str(),
+    );
+    let mut res = next.run(req).instrument(span).await;
+    if let Ok(v) = HeaderValue::from_str(id.as_str()) {
+        res.headers_mut().insert(CORRELATION_HEADER, v);
+    }
+    res
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestCorrelation {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<RequestCorrelation>()
+            .cloned()
+            .ok_or_else(|| Problem::new(ProblemType::Internal, "correlation middleware missing"))
+    }
+}

@@ -1,0 +1,27 @@
+//! The inbox: makes every event handler idempotent.
+//!
+//! A handler calls [`first_time`] inside the transaction that applies the event's effect. The
+//! first call for a `(handler, event id)` pair inserts a row and returns `true`; any later call
+//! (a redelivery, a duplicate publish, a DLQ replay of an event that did go through) returns
+//! `false`, and the handler commits nothing else. Because the row and the effect commit together,
+//! there is no window in which one exists without the other.
+
+use sqlx::AnyConnection;
+
+/// Records that `handler` processed `event_id`; `true` the first time, `false` after.
+pub async fn first_time(
+    conn: &mut AnyConnection,
+    handler: &str,
+    event_id: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO inbox (handler, event_id, processed_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (handler, event_id) DO NOTHING",
+    )
+    .bind(handler)
+    .bind(event_id)
+    .bind(crate::now_rfc3339())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -1,0 +1,46 @@
+//! What every orderflow service shares, so that no service re-implements a reliability rule.
+//!
+//! - [`db`]: one sqlx code path for SQLite (a file per service, WAL) and PostgreSQL (a schema per
+//!   service), with embedded migrations.
+//! - [`outbox`]: the transactional outbox — events are written in the same transaction as the
+//!   state change, and a relay publishes them to JetStream, marks them sent, wakes on commit and
+//!   resumes after a crash (a re-send is harmless: `Nats-Msg-Id` de-duplicates).
+//! - [`inbox`]: the record of processed event ids that makes every handler idempotent.
+//! - [`http`]: RFC 9457 problem+json, the JSON extractor that maps every bad input to one,
+//!   `X-Correlation-ID` validation and propagation, health and readiness routes, serving with
+//!   graceful shutdown.
+//! - [`config`]: layered configuration (defaults < file < `ORDERFLOW__…` env < flags).
+//! - [`shutdown`]: SIGTERM/SIGINT to a cancellation token.
+//!
+//! It holds no global state and never decides business rules.
+
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod inbox;
+pub mod outbox;
+pub mod service;
+pub mod shutdown;
+
+pub use db::{Db, DbError, DbKind, Migration};
+pub use outbox::{OutboxHandle, OutboxRelay};
+
+/// The current UTC time as RFC 3339 with millisecond precision (fixed width, so it sorts).
+pub fn now_rfc3339() -> String {
+    format_rfc3339(time::OffsetDateTime::now_utc())
+}
+
+/// Formats a timestamp as fixed-width RFC 3339 UTC with milliseconds.
+pub fn format_rfc3339(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}

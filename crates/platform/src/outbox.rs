@@ -1,0 +1,214 @@
+//! The transactional outbox and its relay.
+//!
+//! [`enqueue`] writes an outgoing event inside the caller's transaction. The [`OutboxRelay`]
+//! publishes unsent rows in batches (pipelined, every PubAck awaited) and marks exactly the
+//! acknowledged ones sent. It wakes as soon as a transaction that enqueued something commits
+//! ([`OutboxHandle::wake`]), and also polls, so rows written by another instance or left by a
+//! crash are published too. Sending a row twice (two instances, or a crash between publish and
+//! mark) is harmless: the row id is the event id and JetStream de-duplicates on `Nats-Msg-Id`.
+//! On shutdown the relay drains what is left before returning.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use orderflow_messaging::{OutgoingMessage, Publisher};
+use sqlx::{AnyConnection, Row};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::Db;
+
+/// Largest batch the relay publishes at once.
+pub const BATCH: i64 = 512;
+/// Sent rows are deleted after this long.
+pub const KEEP_SENT: Duration = Duration::from_secs(3600);
+
+/// Writes `msg` to the outbox in the caller's transaction.
+pub async fn enqueue(conn: &mut AnyConnection, msg: &OutgoingMessage) -> Result<(), sqlx::Error> {
+    let payload = std::str::from_utf8(&msg.payload)
+        .map_err(|e| sqlx::Error::Encode(format!("outbox payload is not UTF-8: {e}").into()))?;
+    sqlx::query(
+        "INSERT INTO outbox (id, subject, payload, correlation_id, traceparent, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&msg.message_id)
+    .bind(&msg.subject)
+    .bind(payload)
+    .bind(msg.correlation_id.as_deref())
+    .bind(msg.traceparent.as_deref())
+    .bind(crate::now_rfc3339())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Wakes the relay after a commit.
+#[derive(Clone, Debug, Default)]
+pub struct OutboxHandle {
+    notify: Arc<Notify>,
+}
+
+impl OutboxHandle {
+    /// Call after committing a transaction that enqueued messages.
+    pub fn wake(&self) {
+        self.notify.notify_one();
+    }
+}
+
+/// Publishes the outbox.
+#[derive(Debug)]
+pub struct OutboxRelay {
+    db: Db,
+    publisher: Publisher,
+    handle: OutboxHandle,
+    poll: Duration,
+}
+
+/// Backlog figures, for metrics and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backlog {
+    /// Unsent rows.
+    pub unsent: i64,
+    /// `created_at` of the oldest unsent row.
+    pub oldest: Option<String>,
+}
+
+impl OutboxRelay {
+    /// A relay for `db`'s outbox.
+    pub fn new(db: Db, publisher: Publisher) -> Self {
+        Self { db, publisher, handle: OutboxHandle::default(), poll: Duration::from_millis(500) }
+    }
+
+    /// The handle that wakes this relay.
+    pub fn handle(&self) -> OutboxHandle {
+        self.handle.clone()
+    }
+
+    /// Runs until `shutdown`, then drains the outbox once more (bounded by `drain_for`).
+    pub async fn run(self, shutdown: CancellationToken, drain_for: Duration) {
+        let mut failures = 0u32;
+        let mut last_purge = tokio::time::Instant::now();
+        loop {
+            let batch = match self.publish_batch().await {
+                Ok(n) => {
+                    failures = 0;
+                    n
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(error = %e, attempt = failures, "outbox relay failed; retrying");
+                    0
+                }
+            };
+            if last_purge.elapsed() > Duration::from_secs(60) {
+                last_purge = tokio::time::Instant::now();
+                if let Err(e) = self.purge().await {
+                    tracing::warn!(error = %e, "purging sent outbox rows failed");
+                }
+            }
+            if batch as i64 == BATCH {
+                continue;
+            }
+            let wait = if failures > 0 {
+                orderflow_messaging::connect::reconnect_delay(
+                    failures as usize,
+                    Duration::from_millis(100),
+                    Duration::from_secs(5),
+                )
+            } else {
+                self.poll
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.handle.notify.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        // Flush what committed before shutdown.
+        let deadline = tokio::time::Instant::now() + drain_for;
+        while tokio::time::Instant::now() < deadline {
+            match self.publish_batch().await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox drain failed; rows stay for the next start");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        if let Err(e) = self.publisher.jetstream().client().flush().await {
+            tracing::warn!(error = %e, "flushing NATS on shutdown failed");
+        }
+    }
+
+    /// Publishes one batch of unsent rows; returns how many were marked sent.
+    pub async fn publish_batch(&self) -> Result<usize, anyhow::Error> {
+        let rows = sqlx::query(
+            "SELECT id, subject, payload, correlation_id, traceparent FROM outbox \
+             WHERE sent_at IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(BATCH)
+        .fetch_all(self.db.pool())
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut msgs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let payload: String = row.try_get("payload")?;
+            msgs.push(OutgoingMessage {
+                message_id: row.try_get("id")?,
+                subject: row.try_get("subject")?,
+                payload: payload.into(),
+                correlation_id: row.try_get("correlation_id")?,
+                traceparent: row.try_get("traceparent")?,
+            });
+        }
+        let results = self.publisher.publish_all(&msgs).await;
+        let now = crate::now_rfc3339();
+        let mut tx = self.db.pool().begin().await?;
+        let mut sent = 0;
+        let mut first_error = None;
+        for (msg, result) in msgs.iter().zip(results) {
+            match result {
+                Ok(_) => {
+                    sqlx::query("UPDATE outbox SET sent_at = $1 WHERE id = $2")
+                        .bind(&now)
+                        .bind(&msg.message_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    sent += 1;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        tx.commit().await?;
+        if let Some(e) = first_error {
+            if sent == 0 {
+                return Err(e.into());
+            }
+            tracing::warn!(error = %e, sent, "some outbox rows were not acknowledged; retrying them");
+        }
+        Ok(sent)
+    }
+
+    /// Unsent rows and the oldest one's age.
+    pub async fn backlog(db: &Db) -> Result<Backlog, sqlx::Error> {
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox WHERE sent_at IS NULL")
+                .fetch_one(db.pool())
+                .await?;
+        Ok(Backlog { unsent: row.try_get("n")?, oldest: row.try_get("oldest")? })
+    }
+
+    async fn purge(&self) -> Result<(), sqlx::Error> {
+        let cutoff = crate::format_rfc3339(time::OffsetDateTime::now_utc() - KEEP_SENT);
+        sqlx::query("DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < $1")
+            .bind(cutoff)
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+}

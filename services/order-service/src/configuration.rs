@@ -1,0 +1,71 @@
+//! Settings: defaults < file < `ORDERFLOW__…` env < flags.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the order service needs to run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Settings {
+    /// Interface for HTTP.
+    pub host: String,
+    /// HTTP port (SPEC: 8080).
+    pub port: u16,
+    /// NATS URL(s).
+    pub nats_url: String,
+    /// `sqlite://…` or `postgres://…`.
+    pub database_url: String,
+    /// PostgreSQL schema of this service.
+    pub db_schema: String,
+    /// Upper bound on a graceful shutdown, in seconds.
+    pub shutdown_timeout_secs: u64,
+    /// Handlers running at once per consumer.
+    pub consumer_concurrency: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".to_owned(),
+            port: 8080,
+            nats_url: "nats://127.0.0.1:4222".to_owned(),
+            database_url: "sqlite://.orderflow/order-service.db".to_owned(),
+            db_schema: "orders".to_owned(),
+            shutdown_timeout_secs: 30,
+            consumer_concurrency: 32,
+        }
+    }
+}
+
+/// Command-line flags of the standalone binary.
+#[derive(Debug, clap::Parser, Serialize)]
+#[command(name = "order-service", about = "orderflow order service", version)]
+pub struct Cli {
+    /// TOML configuration file.
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Interface to listen on.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// HTTP port.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// NATS server URL.
+    #[arg(long, env = "NATS_URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_url: Option<String>,
+    /// Database URL (sqlite://… or postgres://…).
+    #[arg(long, env = "DATABASE_URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+}
+
+impl Cli {
+    /// The layered settings.
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        Ok(orderflow_platform::config::load("order", &Settings::default(), self.config.as_deref(), self)?)
+    }
+}

@@ -1,0 +1,16 @@
+//! `inventory.rejected.v1` → the order is cancelled with the inventory's reason.
+
+use orderflow_events::InventoryRejected;
+use orderflow_messaging::{Delivery, HandlerError};
+
+use super::{Outcome, finish};
+use crate::startup::AppState;
+
+/// Inbox key of this handler.
+pub const HANDLER: &str = "order:inventory.rejected.v1";
+
+/// Handles one delivery.
+pub async fn handle(state: AppState, d: Delivery<InventoryRejected>) -> Result<(), HandlerError> {
+    let data = &d.envelope.data;
+    finish(&state, HANDLER, &d.envelope, data.order_id, Outcome::Cancelled(data.reason.into())).await
+}

@@ -1,0 +1,106 @@
+//! One handler per consumed event; the shared step that moves an order lives here.
+
+pub mod inventory_rejected;
+pub mod payments_completed;
+pub mod payments_failed;
+
+use orderflow_events::{CancelReason, Envelope, Event, OrderCancelled, OrderConfirmed, OrderId};
+use orderflow_messaging::{HandlerError, OutgoingMessage};
+use orderflow_platform::{db::is_transient, inbox, outbox};
+
+use crate::domain::{OrderStatus, Transition, transition};
+use crate::startup::AppState;
+use crate::storage;
+
+/// How an event ends an order.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Paid: confirmed with the charged total.
+    Confirmed {
+        /// Total in cents.
+        total_cents: i64,
+        /// Currency.
+        currency: orderflow_events::Currency,
+    },
+    /// Rejected or compensated.
+    Cancelled(CancelReason),
+}
+
+/// Every database error is retried: giving up on an event at once would lose it for good, and
+/// the redelivery budget still ends in the DLQ if the error never heals.
+pub(crate) fn db_error(e: sqlx::Error) -> HandlerError {
+    if !is_transient(&e) {
+        tracing::warn!(error = %e, "unexpected database error; will retry");
+    }
+    HandlerError::transient(e)
+}
+
+/// In one transaction: inbox row, the order's move, and its `orders.confirmed` /
+/// `orders.cancelled` event in the outbox.
+pub async fn finish<T: Event>(
+    state: &AppState,
+    handler: &str,
+    incoming: &Envelope<T>,
+    order_id: OrderId,
+    outcome: Outcome,
+) -> Result<(), HandlerError> {
+    let id = order_id.to_string();
+    let mut tx = state.db.pool().begin().await.map_err(db_error)?;
+    if !inbox::first_time(&mut tx, handler, &incoming.id.to_string()).await.map_err(db_error)? {
+        tracing::debug!(order_id = %id, "event already processed");
+        return Ok(());
+    }
+    let Some(order) = storage::find_order(&mut tx, &id).await.map_err(db_error)? else {
+        return Err(HandlerError::permanent(format!("order {id} does not exist")));
+    };
+    let target = match outcome {
+        Outcome::Confirmed { .. } => OrderStatus::Confirmed,
+        Outcome::Cancelled(_) => OrderStatus::Cancelled,
+    };
+    match transition(order.status, target) {
+        Transition::AlreadyDone => {
+            tx.commit().await.map_err(db_error)?;
+            return Ok(());
+        }
+        Transition::Conflict => {
+            return Err(HandlerError::permanent(format!(
+                "order {id} is {} and cannot become {}",
+                order.status.as_str(),
+                target.as_str()
+            )));
+        }
+        Transition::Apply => {}
+    }
+    let now = orderflow_platform::now_rfc3339();
+    let express = order.priority == "express";
+    let correlation = incoming.correlationid.clone();
+    let traceparent = incoming.traceparent.clone();
+    let msg = match &outcome {
+        Outcome::Confirmed { total_cents, currency } => {
+            storage::finish_order(&mut tx, &id, target, None, Some((*total_cents, currency.as_str())), &now)
+                .await
+                .map_err(db_error)?;
+            let data = OrderConfirmed { order_id, total_cents: *total_cents, currency: currency.clone() };
+            let env = Envelope::new(crate::SOURCE, correlation, data).with_traceparent(traceparent);
+            OutgoingMessage::from_envelope(&env, express)
+        }
+        Outcome::Cancelled(reason) => {
+            let reason_str = serde_json::to_value(reason)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            storage::finish_order(&mut tx, &id, target, Some(&reason_str), None, &now)
+                .await
+                .map_err(db_error)?;
+            let env = Envelope::new(crate::SOURCE, correlation, OrderCancelled { order_id, reason: *reason })
+                .with_traceparent(traceparent);
+            OutgoingMessage::from_envelope(&env, express)
+        }
+    }
+    .map_err(HandlerError::permanent)?;
+    outbox::enqueue(&mut tx, &msg).await.map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
+    state.outbox.wake();
+    tracing::info!(order_id = %id, status = target.as_str(), "order finished");
+    Ok(())
+}

@@ -1,0 +1,17 @@
+//! `payments.completed.v1` → the order is confirmed with the charged total.
+
+use orderflow_events::PaymentCompleted;
+use orderflow_messaging::{Delivery, HandlerError};
+
+use super::{Outcome, finish};
+use crate::startup::AppState;
+
+/// Inbox key of this handler.
+pub const HANDLER: &str = "order:payments.completed.v1";
+
+/// Handles one delivery.
+pub async fn handle(state: AppState, d: Delivery<PaymentCompleted>) -> Result<(), HandlerError> {
+    let data = &d.envelope.data;
+    let outcome = Outcome::Confirmed { total_cents: data.amount_cents, currency: data.currency.clone() };
+    finish(&state, HANDLER, &d.envelope, data.order_id, outcome).await
+}

@@ -1,0 +1,16 @@
+//! `payments.failed.v1` → the order is cancelled (`payment_declined` / `payment_unavailable`).
+
+use orderflow_events::PaymentFailed;
+use orderflow_messaging::{Delivery, HandlerError};
+
+use super::{Outcome, finish};
+use crate::startup::AppState;
+
+/// Inbox key of this handler.
+pub const HANDLER: &str = "order:payments.failed.v1";
+
+/// Handles one delivery.
+pub async fn handle(state: AppState, d: Delivery<PaymentFailed>) -> Result<(), HandlerError> {
+    let data = &d.envelope.data;
+    finish(&state, HANDLER, &d.envelope, data.order_id, Outcome::Cancelled(data.reason.into())).await
+}

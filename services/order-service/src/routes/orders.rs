@@ -1,0 +1,214 @@
+//! `POST /orders` and `GET /orders/{id}`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use orderflow_events::{
+    CustomerId, Envelope, OrderCreated, OrderId, OrderItem, Priority, ProductId, Quantity, v1::MAX_LINES,
+};
+use orderflow_messaging::OutgoingMessage;
+use orderflow_platform::http::{ApiJson, Problem, ProblemType, RequestCorrelation};
+use orderflow_platform::outbox;
+use serde::{Deserialize, Serialize};
+
+use crate::startup::AppState;
+use crate::storage::{self, NewOrder, StoredResponse};
+
+/// Longest accepted `Idempotency-Key`.
+const MAX_KEY_LEN: usize = 255;
+
+/// The body of `POST /orders`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrder {
+    /// Who orders.
+    pub customer_id: CustomerId,
+    /// 1–100 lines.
+    pub items: Vec<Item>,
+    /// `standard` (default) or `express`.
+    #[serde(default)]
+    pub priority: Priority,
+}
+
+/// One line of an order.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Item {
+    /// Product id, 1–64 characters.
+    pub product_id: ProductId,
+    /// 1 ..= 1,000,000.
+    pub quantity: Quantity,
+}
+
+#[derive(Serialize)]
+struct Accepted<'a> {
+    order_id: &'a str,
+    status: &'static str,
+}
+
+/// The order as `GET /orders/{id}` shows it.
+#[derive(Debug, Serialize)]
+pub struct OrderView {
+    order_id: String,
+    customer_id: String,
+    items: serde_json::Value,
+    priority: String,
+    status: &'static str,
+    reason: Option<String>,
+    total_cents: Option<i64>,
+    currency: Option<String>,
+    history: Vec<HistoryEntry>,
+    created_at: String,
+    updated_at: String,
+}
+
+#[derive(Debug, Serialize)]
+struct HistoryEntry {
+    status: String,
+    at: String,
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    match v.to_str() {
+        Ok(k) if !k.is_empty() && k.len() <= MAX_KEY_LEN && k.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(k.to_owned()))
+        }
+        _ => Err(Problem::new(
+            ProblemType::InvalidParameter,
+            format!("Idempotency-Key must be 1-{MAX_KEY_LEN} visible ASCII characters"),
+        )),
+    }
+}
+
+fn stored_into_response(s: &StoredResponse) -> Response {
+    let status = StatusCode::from_u16(s.status_code).unwrap_or(StatusCode::ACCEPTED);
+    let mut res = (status, s.response_body.clone()).into_response();
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(loc) = s.location.as_deref().and_then(|l| HeaderValue::from_str(l).ok()) {
+        res.headers_mut().insert(header::LOCATION, loc);
+    }
+    res
+}
+
+/// `POST /orders`: validates, then writes the order, its `orders.created.v1` event and the
+/// idempotency record in one transaction.
+pub async fn create_order(
+    State(state): State<AppState>,
+    RequestCorrelation(correlation): RequestCorrelation,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CreateOrder>,
+) -> Result<Response, Problem> {
+    let key = idempotency_key(&headers)?;
+    if body.items.is_empty() || body.items.len() > MAX_LINES {
+        return Err(Problem::invalid_field("items", format!("must have 1 to {MAX_LINES} lines")));
+    }
+    let order_id = OrderId::new();
+    let items: Vec<OrderItem> = body
+        .items
+        .iter()
+        .map(|i| OrderItem { product_id: i.product_id.clone(), quantity: i.quantity })
+        .collect();
+    let created = OrderCreated::new(order_id, body.customer_id.clone(), items, body.priority)
+        .map_err(|e| Problem::invalid_field("items", e.to_string()))?;
+    let envelope = Envelope::new(crate::SOURCE, correlation.clone(), created);
+    let express = body.priority == Priority::Express;
+    let msg = OutgoingMessage::from_envelope(&envelope, express).map_err(|e| Problem::internal(&e))?;
+
+    let id = order_id.to_string();
+    let location = format!("/orders/{id}");
+    let response_body = serde_json::to_string(&Accepted { order_id: &id, status: "pending" })
+        .map_err(|e| Problem::internal(&e))?;
+    let items_json = serde_json::to_string(&body.items).map_err(|e| Problem::internal(&e))?;
+    // The canonical form of the request: same key + same canonical body = same request.
+    let canonical = serde_json::to_string(&serde_json::json!({
+        "customer_id": body.customer_id.as_str(),
+        "items": serde_json::from_str::<serde_json::Value>(&items_json).map_err(|e| Problem::internal(&e))?,
+        "priority": body.priority.as_str(),
+    }))
+    .map_err(|e| Problem::internal(&e))?;
+    let now = orderflow_platform::now_rfc3339();
+
+    let mut tx = state.db.pool().begin().await.map_err(|e| unavailable(&e))?;
+    if let Some(key) = &key {
+        let stored = StoredResponse {
+            request_body: canonical.clone(),
+            status_code: StatusCode::ACCEPTED.as_u16(),
+            response_body: response_body.clone(),
+            location: Some(location.clone()),
+        };
+        if let Some(previous) =
+            storage::claim_idempotency_key(&mut tx, key, &stored, &now).await.map_err(|e| unavailable(&e))?
+        {
+            drop(tx);
+            if previous.request_body != canonical {
+                return Err(Problem::new(
+                    ProblemType::IdempotencyKeyReused,
+                    "this Idempotency-Key was used with a different request body",
+                ));
+            }
+            return Ok(stored_into_response(&previous));
+        }
+    }
+    let new = NewOrder {
+        order_id: &id,
+        customer_id: body.customer_id.as_str(),
+        items: &items_json,
+        priority: body.priority.as_str(),
+        correlation_id: correlation.as_str(),
+        now: &now,
+    };
+    storage::insert_order(&mut tx, &new).await.map_err(|e| unavailable(&e))?;
+    outbox::enqueue(&mut tx, &msg).await.map_err(|e| unavailable(&e))?;
+    tx.commit().await.map_err(|e| unavailable(&e))?;
+    state.outbox.wake();
+    tracing::info!(order_id = %id, correlation_id = %correlation.as_str(), "order accepted");
+
+    Ok(stored_into_response(&StoredResponse {
+        request_body: canonical,
+        status_code: StatusCode::ACCEPTED.as_u16(),
+        response_body,
+        location: Some(location),
+    }))
+}
+
+/// A database failure is the client's cue to retry (with the same Idempotency-Key), not a 500:
+/// nothing was committed.
+fn unavailable(e: &sqlx::Error) -> Problem {
+    tracing::error!(error = %e, "order storage failed");
+    Problem::new(
+        ProblemType::Unavailable,
+        "the order could not be stored; retry with the same Idempotency-Key",
+    )
+}
+
+/// `GET /orders/{id}`.
+pub async fn get_order(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<OrderView>, Problem> {
+    let order_id = OrderId::parse(&id)
+        .map_err(|_| {
+            Problem::new(ProblemType::InvalidParameter, format!("{id:?} is not an order id (a UUID)"))
+        })?
+        .to_string();
+    let mut conn = state.db.pool().acquire().await.map_err(|e| unavailable(&e))?;
+    let Some(order) = storage::find_order(&mut conn, &order_id).await.map_err(|e| unavailable(&e))? else {
+        return Err(Problem::new(ProblemType::NotFound, format!("no order {order_id}")));
+    };
+    let history = storage::history(&mut conn, &order_id).await.map_err(|e| unavailable(&e))?;
+    Ok(Json(OrderView {
+        items: serde_json::from_str(&order.items).map_err(|e| Problem::internal(&e))?,
+        order_id: order.order_id,
+        customer_id: order.customer_id,
+        priority: order.priority,
+        status: order.status.as_str(),
+        reason: order.reason,
+        total_cents: order.total_cents,
+        currency: order.currency,
+        history: history.into_iter().map(|(status, at)| HistoryEntry { status, at }).collect(),
+        created_at: order.created_at,
+        updated_at: order.updated_at,
+    }))
+}

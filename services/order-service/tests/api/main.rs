@@ -1,0 +1,8 @@
+//! The order service's API and handlers against a real nats-server and real SQLite and
+//! PostgreSQL databases. Every test runs on both.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+mod orders;
+mod saga_events;
+mod validation;
