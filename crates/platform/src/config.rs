@@ -56,6 +56,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
     fn layers_override_in_order() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("c.toml", "nats_url = \"nats://file:1\"\n[svc]\nport = 1\nname = \"file\"\n")?;

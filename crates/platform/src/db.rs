@@ -94,6 +94,14 @@ impl Db {
     /// Connects to `url` (SQLite file or PostgreSQL), using `schema` on PostgreSQL, and runs the
     /// platform's and the service's migrations.
     pub async fn connect(url: &str, schema: &str, migrations: &[Migration]) -> Result<Self, DbError> {
+        let db = Self::open(url, schema).await?;
+        db.migrate(schema, migrations).await?;
+        Ok(db)
+    }
+
+    /// Connects without migrating: for tools that read a service's database (the invariant
+    /// checker), never for the service itself.
+    pub async fn open(url: &str, schema: &str) -> Result<Self, DbError> {
         sqlx::any::install_default_drivers();
         if schema.is_empty() || !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(DbError::InvalidSchema(schema.to_owned()));
@@ -160,9 +168,7 @@ impl Db {
                     .map_err(connect_err)?
             }
         };
-        let db = Self { pool, kind };
-        db.migrate(schema, migrations).await?;
-        Ok(db)
+        Ok(Self { pool, kind })
     }
 
     async fn migrate(&self, schema: &str, migrations: &[Migration]) -> Result<(), DbError> {

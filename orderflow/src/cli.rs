@@ -1,0 +1,130 @@
+//! Command-line parsing and dispatch.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::system::{System, UpOptions};
+
+/// orderflow: an event-driven order system on NATS JetStream.
+#[derive(Debug, Parser)]
+#[command(name = "orderflow", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the whole system in this process: nats-server, the three services and the gateway
+    /// simulator. Ctrl-C drains and stops it.
+    Up(UpArgs),
+    /// Write the JSON Schemas of every event (or check them with --check).
+    Schemas(SchemasArgs),
+}
+
+/// Flags of `orderflow up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Interface every HTTP server listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Order API port.
+    #[arg(long, default_value_t = 8080)]
+    order_port: u16,
+    /// Inventory API port.
+    #[arg(long, default_value_t = 8081)]
+    inventory_port: u16,
+    /// Payment service port (health and metrics).
+    #[arg(long, default_value_t = 8082)]
+    payment_port: u16,
+    /// Gateway simulator port.
+    #[arg(long, default_value_t = 8090)]
+    gateway_port: u16,
+    /// Where SQLite files and the embedded nats-server's store live.
+    #[arg(long, default_value = ".orderflow")]
+    data_dir: PathBuf,
+    /// Use this NATS server instead of starting one.
+    #[arg(long, env = "NATS_URL")]
+    nats_url: Option<String>,
+    /// Client port of the embedded nats-server (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    nats_port: u16,
+    /// postgres://… to use PostgreSQL (a schema per service) instead of SQLite files.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    /// Configuration file (TOML) layered under the environment and these flags.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Do not seed the demo catalog.
+    #[arg(long)]
+    no_seed: bool,
+}
+
+/// Flags of `orderflow schemas`.
+#[derive(Debug, Args)]
+pub struct SchemasArgs {
+    /// Exit non-zero when the files differ from the types instead of writing them.
+    #[arg(long)]
+    check: bool,
+    /// Directory of the schema files.
+    #[arg(default_value = "schemas")]
+    dir: PathBuf,
+}
+
+impl Cli {
+    /// Runs the command; the exit code says how it went.
+    pub async fn run(self) -> ExitCode {
+        orderflow_telemetry::init("info,async_nats=warn");
+        let result = match self.command {
+            Command::Up(args) => up(args).await,
+            Command::Schemas(args) => schemas(&args),
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+async fn up(a: UpArgs) -> anyhow::Result<()> {
+    let shutdown = orderflow_platform::shutdown::on_signals();
+    let system = System::start(UpOptions {
+        host: a.host,
+        order_port: a.order_port,
+        inventory_port: a.inventory_port,
+        payment_port: a.payment_port,
+        gateway_port: a.gateway_port,
+        data_dir: a.data_dir,
+        nats_url: a.nats_url.filter(|u| !u.trim().is_empty()),
+        nats_port: a.nats_port,
+        database_url: a.database_url.filter(|u| !u.trim().is_empty()),
+        config: a.config,
+        seed_demo_catalog: !a.no_seed,
+        tune: None,
+    })
+    .await?;
+    println!("{}", system.banner());
+    system.run_until(shutdown).await
+}
+
+fn schemas(a: &SchemasArgs) -> anyhow::Result<()> {
+    if a.check {
+        match orderflow_events::check_schemas(&a.dir) {
+            Ok(()) => {
+                println!("schemas in {} match the event types", a.dir.display());
+                Ok(())
+            }
+            Err(problems) => anyhow::bail!("schemas drifted:\n  {}", problems.join("\n  ")),
+        }
+    } else {
+        for path in orderflow_events::write_schemas(&a.dir)? {
+            println!("wrote {}", path.display());
+        }
+        Ok(())
+    }
+}

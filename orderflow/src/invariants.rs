@@ -1,0 +1,302 @@
+//! The five invariants of SPEC.md, checked from the services' databases, the gateway's charge
+//! records and the DLQ once the system is quiet. Used by the end-to-end tests (after every test)
+//! and by the fault-injection suite.
+//!
+//! 1. Every accepted order is `confirmed` or `cancelled`; none is left `pending`.
+//! 2. Stock is conserved (initial = available + reserved + committed, per product) and never
+//!    negative; each product's `reserved` and `committed` equal the sums of its reservations.
+//! 3. At most one successful charge per order; exactly one per confirmed order, for its total;
+//!    none for a cancelled order.
+//! 4. Every dead letter carries a known reason (its count by reason is reported).
+//! 5. A confirmed order's reservation is committed; a cancelled order's is released (or was never
+//!    made).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use anyhow::Context as _;
+use orderflow_platform::Db;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::system::DbTarget;
+
+/// One broken invariant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    /// 1–5, as numbered in SPEC.md.
+    pub invariant: u8,
+    /// The order or product involved.
+    pub subject: String,
+    /// What is wrong.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invariant {} ({}): {}", self.invariant, self.subject, self.detail)
+    }
+}
+
+/// What the checker saw.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// Orders in the order database.
+    pub orders: usize,
+    /// Confirmed ones.
+    pub confirmed: usize,
+    /// Cancelled ones, by reason.
+    pub cancelled: BTreeMap<String, usize>,
+    /// Still pending.
+    pub pending: usize,
+    /// Successful charges at the gateway.
+    pub charges_succeeded: usize,
+    /// Dead letters by reason.
+    pub dlq: BTreeMap<String, usize>,
+    /// Everything that is wrong.
+    pub violations: Vec<Violation>,
+}
+
+impl Report {
+    /// No violations.
+    pub fn is_ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// Where to look.
+#[derive(Clone, Debug)]
+pub struct Targets {
+    /// The services' databases.
+    pub databases: Vec<DbTarget>,
+    /// Gateway base URL (for `GET /admin/charges`).
+    pub gateway_url: String,
+    /// NATS, for the DLQ.
+    pub nats_url: String,
+}
+
+#[derive(Deserialize)]
+struct Charges {
+    charges: Vec<Charge>,
+}
+
+#[derive(Deserialize)]
+struct Charge {
+    order_id: String,
+    amount_cents: i64,
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct Line {
+    product_id: String,
+    quantity: i64,
+}
+
+/// Checks every invariant. `accepted` are the order ids answered with 202; `initial_stock` is the
+/// per-product total (available + reserved + committed) before the run, when known.
+pub async fn check(
+    targets: &Targets,
+    accepted: &[String],
+    initial_stock: Option<&BTreeMap<String, i64>>,
+) -> anyhow::Result<Report> {
+    let mut report = Report::default();
+    let db_of = |service: &str| {
+        targets
+            .databases
+            .iter()
+            .find(|d| d.service == service)
+            .with_context(|| format!("no {service} database"))
+    };
+
+    // Orders.
+    let order_db = db_of("order")?;
+    let orders_db = Db::open(&order_db.url, &order_db.schema).await?;
+    let rows = sqlx::query("SELECT order_id, status, reason, total_cents FROM orders")
+        .fetch_all(orders_db.pool())
+        .await?;
+    let mut orders: HashMap<String, (String, Option<i64>)> = HashMap::new();
+    for r in &rows {
+        let id: String = r.try_get("order_id")?;
+        let status: String = r.try_get("status")?;
+        let reason: Option<String> = r.try_get("reason")?;
+        let total: Option<i64> = r.try_get("total_cents")?;
+        match status.as_str() {
+            "confirmed" => report.confirmed += 1,
+            "cancelled" => *report.cancelled.entry(reason.unwrap_or_else(|| "none".into())).or_default() += 1,
+            _ => report.pending += 1,
+        }
+        orders.insert(id, (status, total));
+    }
+    orders_db.close().await;
+    report.orders = orders.len();
+    let mut violations = Vec::new();
+    for id in accepted {
+        match orders.get(id) {
+            None => violations.push(violation(1, id, "accepted with 202 but not stored".into())),
+            Some((s, _)) if s != "confirmed" && s != "cancelled" => {
+                violations.push(violation(1, id, format!("still {s}")))
+            }
+            _ => {}
+        }
+    }
+    for (id, (s, _)) in &orders {
+        if s == "pending" && !accepted.contains(id) {
+            violations.push(violation(1, id, "still pending".into()));
+        }
+    }
+
+    // Stock and reservations.
+    let inv_target = db_of("inventory")?;
+    let inv = Db::open(&inv_target.url, &inv_target.schema).await?;
+    let products = sqlx::query("SELECT product_id, available, reserved, committed FROM products")
+        .fetch_all(inv.pool())
+        .await?;
+    let reservations =
+        sqlx::query("SELECT order_id, status, lines FROM reservations").fetch_all(inv.pool()).await?;
+    inv.close().await;
+    let mut want: HashMap<String, (i64, i64)> = HashMap::new();
+    let mut reservation_of: HashMap<String, String> = HashMap::new();
+    for r in &reservations {
+        let order_id: String = r.try_get("order_id")?;
+        let status: String = r.try_get("status")?;
+        let lines: Vec<Line> = serde_json::from_str(&r.try_get::<String, _>("lines")?)?;
+        for l in lines {
+            let e = want.entry(l.product_id).or_default();
+            match status.as_str() {
+                "reserved" => e.0 += l.quantity,
+                "committed" => e.1 += l.quantity,
+                _ => {}
+            }
+        }
+        reservation_of.insert(order_id, status);
+    }
+    for p in &products {
+        let id: String = p.try_get("product_id")?;
+        let (available, reserved, committed): (i64, i64, i64) =
+            (p.try_get("available")?, p.try_get("reserved")?, p.try_get("committed")?);
+        if available < 0 || reserved < 0 || committed < 0 {
+            violations.push(violation(2, &id, format!("negative stock: {available}/{reserved}/{committed}")));
+        }
+        let (want_reserved, want_committed) = want.get(&id).copied().unwrap_or_default();
+        if (reserved, committed) != (want_reserved, want_committed) {
+            violations.push(violation(
+                2,
+                &id,
+                format!(
+                    "reserved/committed {reserved}/{committed} but reservations say {want_reserved}/{want_committed}"
+                ),
+            ));
+        }
+        if let Some(initial) = initial_stock.and_then(|s| s.get(&id))
+            && available + reserved + committed != *initial
+        {
+            violations.push(violation(
+                2,
+                &id,
+                format!(
+                    "initial {initial} != available {available} + reserved {reserved} + committed {committed}"
+                ),
+            ));
+        }
+    }
+
+    // Charges.
+    let charges: Charges = reqwest_get_json(&format!("{}/admin/charges", targets.gateway_url)).await?;
+    let mut succeeded: HashMap<String, Vec<i64>> = HashMap::new();
+    for c in charges.charges.iter().filter(|c| c.status == "succeeded") {
+        succeeded.entry(c.order_id.clone()).or_default().push(c.amount_cents);
+        report.charges_succeeded += 1;
+    }
+    for (id, amounts) in &succeeded {
+        if amounts.len() > 1 {
+            violations.push(violation(3, id, format!("{} successful charges", amounts.len())));
+        }
+        if let Some((s, _)) = orders.get(id)
+            && s == "cancelled"
+        {
+            violations.push(violation(3, id, "cancelled but charged".into()));
+        }
+    }
+    for (id, (s, total)) in &orders {
+        match s.as_str() {
+            "confirmed" => {
+                match succeeded.get(id).map(Vec::as_slice) {
+                    Some([amount]) if Some(*amount) == *total => {}
+                    Some([amount]) => {
+                        violations.push(violation(3, id, format!("charged {amount}, total {total:?}")))
+                    }
+                    _ => violations.push(violation(3, id, "confirmed without exactly one charge".into())),
+                }
+                if reservation_of.get(id).map(String::as_str) != Some("committed") {
+                    violations.push(violation(
+                        5,
+                        id,
+                        format!("confirmed but reservation is {:?}", reservation_of.get(id)),
+                    ));
+                }
+            }
+            "cancelled" => {
+                if let Some(r) = reservation_of.get(id)
+                    && r != "released"
+                {
+                    violations.push(violation(5, id, format!("cancelled but reservation is {r}")));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // Dead letters.
+    report.dlq = dlq_reasons(&targets.nats_url).await?;
+    for reason in report.dlq.keys() {
+        if reason.parse::<orderflow_messaging::DlqReason>().is_err() {
+            violations.push(violation(4, reason, "dead letter without a known reason".into()));
+        }
+    }
+    report.violations = violations;
+    Ok(report)
+}
+
+fn violation(invariant: u8, subject: &str, detail: String) -> Violation {
+    Violation { invariant, subject: subject.to_owned(), detail }
+}
+
+async fn reqwest_get_json<T: serde::de::DeserializeOwned>(url: &str) -> anyhow::Result<T> {
+    let res = reqwest::get(url).await.with_context(|| format!("GET {url}"))?;
+    anyhow::ensure!(res.status().is_success(), "GET {url}: HTTP {}", res.status());
+    Ok(res.json().await?)
+}
+
+/// Counts DLQ messages by `Orderflow-Dlq-Reason`.
+pub async fn dlq_reasons(nats_url: &str) -> anyhow::Result<BTreeMap<String, usize>> {
+    let client = async_nats::connect(nats_url).await?;
+    let js = async_nats::jetstream::new(client);
+    let mut out = BTreeMap::new();
+    let Ok(mut stream) = js.get_stream(orderflow_events::subjects::STREAM_DLQ).await else { return Ok(out) };
+    let state = stream.info().await?.state.clone();
+    if state.messages == 0 {
+        return Ok(out);
+    }
+    for seq in state.first_sequence..=state.last_sequence {
+        if let Ok(m) = stream.get_raw_message(seq).await {
+            let reason = m
+                .headers
+                .get(orderflow_messaging::headers::DLQ_REASON)
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_else(|| "missing".to_owned());
+            *out.entry(reason).or_default() += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// available + reserved + committed per product, now.
+pub async fn stock_totals(inventory: &DbTarget) -> anyhow::Result<BTreeMap<String, i64>> {
+    let db = Db::open(&inventory.url, &inventory.schema).await?;
+    let rows = sqlx::query("SELECT product_id, available + reserved + committed AS total FROM products")
+        .fetch_all(db.pool())
+        .await?;
+    db.close().await;
+    rows.iter().map(|r| Ok((r.try_get("product_id")?, r.try_get("total")?))).collect()
+}

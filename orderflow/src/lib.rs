@@ -1,0 +1,7 @@
+//! The `orderflow` command line, and [`system::System`]: the whole order system (nats-server,
+//! order, inventory and payment services, gateway simulator) in one process, as `orderflow up`
+//! runs it and as the end-to-end tests drive it.
+
+pub mod cli;
+pub mod invariants;
+pub mod system;

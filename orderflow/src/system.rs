@@ -1,0 +1,349 @@
+//! The whole system in one process.
+//!
+//! [`System::start`] starts (or connects to) NATS, opens a database per service (SQLite files
+//! under the data directory, or PostgreSQL schemas `orders` / `inventory` / `payments`), seeds
+//! the demo catalog, and runs the order, inventory and payment services and the gateway
+//! simulator on their ports. [`System::stop`] drains them all (each service's own graceful
+//! shutdown), then stops the embedded nats-server.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use orderflow_natsd::{NatsServer, Options};
+use orderflow_platform::config;
+use serde::Serialize;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How to start the system.
+#[derive(Clone, Debug)]
+pub struct UpOptions {
+    /// Interface for every HTTP server.
+    pub host: String,
+    /// Order API port (0: any free port).
+    pub order_port: u16,
+    /// Inventory API port.
+    pub inventory_port: u16,
+    /// Payment service port.
+    pub payment_port: u16,
+    /// Gateway simulator port.
+    pub gateway_port: u16,
+    /// SQLite files and the embedded nats-server's store.
+    pub data_dir: PathBuf,
+    /// An existing NATS server; `None` starts one.
+    pub nats_url: Option<String>,
+    /// Client port of the embedded nats-server (0: any free port).
+    pub nats_port: u16,
+    /// `postgres://…`; `None` uses SQLite files.
+    pub database_url: Option<String>,
+    /// A TOML file layered under the environment and these options.
+    pub config: Option<PathBuf>,
+    /// Seed `sku-001`… at start-up.
+    pub seed_demo_catalog: bool,
+    /// Overrides for tests and experiments.
+    pub tune: Option<Tune>,
+}
+
+/// Knobs that tests turn to make slow paths fast.
+#[derive(Clone, Debug, Default)]
+pub struct Tune {
+    /// Payment: how long an order may wait for the gateway.
+    pub payment_max_wait: Option<Duration>,
+    /// Payment: breaker open time before a probe.
+    pub breaker_open: Option<Duration>,
+    /// Payment: timeout of one gateway call.
+    pub gateway_timeout: Option<Duration>,
+    /// Appended to every PostgreSQL schema name, so parallel tests share one database.
+    pub db_schema_suffix: Option<String>,
+}
+
+/// Where one service keeps its data.
+#[derive(Clone, Debug)]
+pub struct DbTarget {
+    /// `order`, `inventory` or `payment`.
+    pub service: &'static str,
+    /// Database URL.
+    pub url: String,
+    /// PostgreSQL schema.
+    pub schema: String,
+}
+
+/// Service sections of the config file and environment take these as flags.
+#[derive(Serialize)]
+struct Flags<'a> {
+    host: &'a str,
+    port: u16,
+    nats_url: &'a str,
+    database_url: &'a str,
+}
+
+/// A running system.
+#[derive(Debug)]
+pub struct System {
+    /// `http://host:port` of the order API.
+    pub order_url: String,
+    /// Of the inventory API.
+    pub inventory_url: String,
+    /// Of the payment service.
+    pub payment_url: String,
+    /// Of the gateway simulator.
+    pub gateway_url: String,
+    /// NATS URL the services use.
+    pub nats_url: String,
+    /// Which database.
+    pub database: String,
+    /// Each service's database.
+    pub databases: Vec<DbTarget>,
+    shutdown: CancellationToken,
+    tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
+    service_stops: Vec<(&'static str, CancellationToken)>,
+    inventory_settings: Option<inventory_service::Settings>,
+    nats: Option<NatsServer>,
+}
+
+impl System {
+    /// Starts everything; on failure, whatever started is stopped again.
+    pub async fn start(o: UpOptions) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&o.data_dir)
+            .with_context(|| format!("creating the data directory {}", o.data_dir.display()))?;
+        let (nats_url, nats) = match &o.nats_url {
+            Some(url) => (url.clone(), None),
+            None => {
+                let mut opts = Options::new(o.data_dir.join("nats"));
+                opts.port = (o.nats_port != 0).then_some(o.nats_port);
+                let server = tokio::task::spawn_blocking(move || NatsServer::start(opts))
+                    .await?
+                    .context("starting the embedded nats-server")?;
+                (server.url(), Some(server))
+            }
+        };
+        let shutdown = CancellationToken::new();
+        let mut system = Self {
+            order_url: String::new(),
+            inventory_url: String::new(),
+            payment_url: String::new(),
+            gateway_url: String::new(),
+            database: String::new(),
+            databases: Vec::new(),
+            nats_url,
+            shutdown,
+            tasks: Vec::new(),
+            service_stops: Vec::new(),
+            inventory_settings: None,
+            nats,
+        };
+        if let Err(e) = system.start_services(&o).await {
+            system.stop().await.ok();
+            return Err(e);
+        }
+        Ok(system)
+    }
+
+    async fn start_services(&mut self, o: &UpOptions) -> anyhow::Result<()> {
+        let db_url = |file: &str| match &o.database_url {
+            Some(url) if url.starts_with("postgres") => url.clone(),
+            Some(url) => url.replace("{service}", file),
+            None => format!("sqlite://{}", o.data_dir.join(format!("{file}.db")).display()),
+        };
+        self.database = match &o.database_url {
+            Some(url) if url.starts_with("postgres") => {
+                format!("PostgreSQL {}", orderflow_platform::db::redact(url))
+            }
+            _ => format!("SQLite files in {}", o.data_dir.display()),
+        };
+        let file = o.config.as_deref();
+        let tune = o.tune.clone().unwrap_or_default();
+        let host = o.host.as_str();
+        let nats_url = self.nats_url.as_str();
+        let shutdown = self.shutdown.clone();
+
+        // Gateway first: the payment service calls it.
+        let gw_config = gateway_sim::Config::load(
+            file,
+            &gateway_sim::Overrides {
+                host: Some(host.parse().with_context(|| format!("--host {host} is not an IP address"))?),
+                port: Some(o.gateway_port),
+            },
+        )?;
+        let gw_listener = gateway_sim::bind(&gw_config).await.context("gateway-sim")?;
+        let gw_port = gw_listener.local_addr()?.port();
+        self.gateway_url = format!("http://{host}:{gw_port}");
+        self.tasks
+            .push(("gateway-sim", tokio::spawn(gateway_sim::run(gw_listener, gw_config, shutdown.clone()))));
+
+        let inv_db = db_url("inventory");
+        let inv = config::load(
+            "inventory",
+            &inventory_service::Settings::default(),
+            file,
+            &Flags { host, port: o.inventory_port, nats_url, database_url: &inv_db },
+        )?;
+        let suffix = tune.db_schema_suffix.clone().unwrap_or_default();
+        let inv = inventory_service::Settings {
+            seed_demo_catalog: o.seed_demo_catalog,
+            db_schema: format!("{}{suffix}", inv.db_schema),
+            ..inv
+        };
+        self.databases.push(DbTarget {
+            service: "inventory",
+            url: inv.database_url.clone(),
+            schema: inv.db_schema.clone(),
+        });
+        self.inventory_settings = Some(inv.clone());
+        let inventory = inventory_service::Application::build(inv).await?;
+        self.inventory_url = format!("http://{host}:{}", inventory.port());
+
+        let pay_db = db_url("payment");
+        let mut pay = config::load(
+            "payment",
+            &payment_service::Settings::default(),
+            file,
+            &Flags { host, port: o.payment_port, nats_url, database_url: &pay_db },
+        )?;
+        pay.gateway_url = self.gateway_url.clone();
+        pay.db_schema.push_str(&suffix);
+        self.databases.push(DbTarget {
+            service: "payment",
+            url: pay.database_url.clone(),
+            schema: pay.db_schema.clone(),
+        });
+        if let Some(d) = tune.payment_max_wait {
+            pay.max_wait_secs = d.as_secs().max(1);
+        }
+        if let Some(d) = tune.breaker_open {
+            pay.breaker_open_ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        }
+        if let Some(d) = tune.gateway_timeout {
+            pay.gateway_timeout_ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        }
+        let payment = payment_service::Application::build(pay).await?;
+        self.payment_url = format!("http://{host}:{}", payment.port());
+
+        let ord_db = db_url("order");
+        let mut ord = config::load(
+            "order",
+            &order_service::Settings::default(),
+            file,
+            &Flags { host, port: o.order_port, nats_url, database_url: &ord_db },
+        )?;
+        ord.db_schema.push_str(&suffix);
+        self.databases.push(DbTarget {
+            service: "order",
+            url: ord.database_url.clone(),
+            schema: ord.db_schema.clone(),
+        });
+        let order = order_service::Application::build(ord).await?;
+        self.order_url = format!("http://{host}:{}", order.port());
+
+        self.spawn_service("inventory-service", |stop| inventory.run_until_stopped(stop));
+        self.spawn_service("payment-service", |stop| payment.run_until_stopped(stop));
+        self.spawn_service("order-service", |stop| order.run_until_stopped(stop));
+        Ok(())
+    }
+
+    fn spawn_service<F, Fut>(&mut self, name: &'static str, run: F)
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let stop = self.shutdown.child_token();
+        self.service_stops.retain(|(n, _)| *n != name);
+        self.service_stops.push((name, stop.clone()));
+        self.tasks.push((name, tokio::spawn(run(stop))));
+    }
+
+    /// Drains and stops one service (`order-service`, `inventory-service` or `payment-service`)
+    /// while the rest keeps running.
+    pub async fn stop_service(&mut self, name: &str) -> anyhow::Result<()> {
+        let stop = self.service_stops.iter().find(|(n, _)| *n == name).map(|(_, t)| t.clone());
+        let stop = stop.with_context(|| format!("{name} is not a stoppable service"))?;
+        stop.cancel();
+        let i = self
+            .tasks
+            .iter()
+            .position(|(n, _)| *n == name)
+            .with_context(|| format!("{name} is not running"))?;
+        let (_, task) = self.tasks.remove(i);
+        task.await?
+    }
+
+    /// Starts the inventory service again with the settings it first had (same port, database).
+    pub async fn start_inventory(&mut self) -> anyhow::Result<()> {
+        let mut settings = self.inventory_settings.clone().context("the inventory service never started")?;
+        if let Some(port) = self.inventory_url.rsplit(':').next().and_then(|p| p.parse().ok()) {
+            settings.port = port;
+        }
+        settings.seed_demo_catalog = false;
+        let app = inventory_service::Application::build(settings).await?;
+        self.spawn_service("inventory-service", |stop| app.run_until_stopped(stop));
+        Ok(())
+    }
+
+    /// The start-up message: where everything is and a request to try.
+    pub fn banner(&self) -> String {
+        format!(
+            "orderflow is up\n\
+             \x20 order API       {order}   (POST /orders, GET /orders/{{id}})\n\
+             \x20 inventory API   {inv}   (GET /inventory)\n\
+             \x20 payment         {pay}   (/health/ready)\n\
+             \x20 gateway-sim     {gw}   (PUT /admin/faults)\n\
+             \x20 NATS            {nats}\n\
+             \x20 storage         {db}\n\
+             \n\
+             Try:\n\
+             \x20 curl -si -X POST {order}/orders -H 'content-type: application/json' \\\n\
+             \x20   -d '{{\"customer_id\":\"c-1\",\"items\":[{{\"product_id\":\"sku-001\",\"quantity\":2}}]}}'\n\
+             \x20 curl -s {order}/orders/<order_id>\n\
+             \n\
+             Ctrl-C drains and stops everything.",
+            order = self.order_url,
+            inv = self.inventory_url,
+            pay = self.payment_url,
+            gw = self.gateway_url,
+            nats = self.nats_url,
+            db = self.database,
+        )
+    }
+
+    /// Runs until `shutdown` is cancelled or a component fails, then stops everything.
+    pub async fn run_until(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let failed = loop {
+            if let Some(i) = self.tasks.iter().position(|(_, t)| t.is_finished()) {
+                let (name, task) = self.tasks.remove(i);
+                let result = task.await;
+                break Some(match result {
+                    Ok(Ok(())) => anyhow::anyhow!("{name} stopped unexpectedly"),
+                    Ok(Err(e)) => e.context(format!("{name} failed")),
+                    Err(e) => anyhow::anyhow!("{name} panicked: {e}"),
+                });
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break None,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        };
+        let stopped = self.stop().await;
+        match failed {
+            Some(e) => Err(e),
+            None => stopped,
+        }
+    }
+
+    /// Drains every service, then stops the embedded nats-server.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        let mut errors = Vec::new();
+        for (name, task) in self.tasks.drain(..) {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(format!("{name}: {e:#}")),
+                Err(e) => errors.push(format!("{name}: {e}")),
+            }
+        }
+        if let Some(mut server) = self.nats.take() {
+            tokio::task::spawn_blocking(move || server.stop(Duration::from_secs(10))).await?;
+        }
+        if errors.is_empty() { Ok(()) } else { anyhow::bail!("unclean shutdown: {}", errors.join("; ")) }
+    }
+}

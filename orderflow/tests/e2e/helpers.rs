@@ -1,0 +1,193 @@
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use orderflow::invariants::{self, Report, Targets};
+use orderflow::system::{System, Tune, UpOptions};
+use orderflow_test_support::{DbBackend, TestDb, TestNats, eventually};
+use serde_json::{Value, json};
+
+/// Runs each listed `async fn(DbBackend)` once per database.
+#[macro_export]
+macro_rules! both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(orderflow_test_support::DbBackend::Sqlite).await }
+            )*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(orderflow_test_support::DbBackend::Postgres).await }
+            )*
+        }
+    };
+}
+
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub struct TestSystem {
+    pub system: System,
+    pub http: reqwest::Client,
+    pub nats: TestNats,
+    pub initial_stock: BTreeMap<String, i64>,
+    accepted: Mutex<Vec<String>>,
+    _db: TestDb,
+}
+
+pub async fn spawn_system(backend: DbBackend, tune: Tune) -> TestSystem {
+    orderflow_telemetry::init_for_tests();
+    let nats = TestNats::start().unwrap();
+    let db = TestDb::new(backend).unwrap();
+    let (database_url, schema) = db.for_service("x");
+    let postgres = backend == DbBackend::Postgres;
+    let tune =
+        Tune { db_schema_suffix: postgres.then(|| format!("_{}", schema.trim_start_matches("x_"))), ..tune };
+    let system = System::start(UpOptions {
+        host: "127.0.0.1".into(),
+        order_port: 0,
+        inventory_port: 0,
+        payment_port: 0,
+        gateway_port: 0,
+        data_dir: db.dir().to_path_buf(),
+        nats_url: Some(nats.url()),
+        nats_port: 0,
+        database_url: postgres.then_some(database_url),
+        config: None,
+        seed_demo_catalog: true,
+        tune: Some(tune),
+    })
+    .await
+    .unwrap();
+    let inventory = system.databases.iter().find(|d| d.service == "inventory").unwrap().clone();
+    let initial_stock = invariants::stock_totals(&inventory).await.unwrap();
+    TestSystem {
+        system,
+        http: reqwest::Client::new(),
+        nats,
+        initial_stock,
+        accepted: Mutex::new(Vec::new()),
+        _db: db,
+    }
+}
+
+impl TestSystem {
+    pub fn targets(&self) -> Targets {
+        Targets {
+            databases: self.system.databases.clone(),
+            gateway_url: self.system.gateway_url.clone(),
+            nats_url: self.system.nats_url.clone(),
+        }
+    }
+
+    /// Places an order and remembers it as accepted.
+    pub async fn place(&self, items: Value) -> String {
+        let res = self.post(json!({"customer_id": "c-1", "items": items}), None).await;
+        assert_eq!(res.status(), 202);
+        let body: Value = res.json().await.unwrap();
+        let id = body["order_id"].as_str().unwrap().to_owned();
+        self.accepted.lock().unwrap().push(id.clone());
+        id
+    }
+
+    pub async fn post(&self, body: Value, key: Option<&str>) -> reqwest::Response {
+        let mut req = self.http.post(format!("{}/orders", self.system.order_url)).json(&body);
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub async fn order(&self, id: &str) -> Value {
+        self.http
+            .get(format!("{}/orders/{id}", self.system.order_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the order is confirmed or cancelled.
+    pub async fn terminal(&self, id: &str) -> Value {
+        eventually(WAIT, "a terminal order", || async {
+            let o = self.order(id).await;
+            (o["status"] == "confirmed" || o["status"] == "cancelled").then_some(o)
+        })
+        .await
+        .unwrap()
+    }
+
+    pub async fn product(&self, id: &str) -> Value {
+        self.http
+            .get(format!("{}/inventory/{id}", self.system.inventory_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn put_product(&mut self, id: &str, available: i64, unit_price_cents: i64) {
+        let res = self
+            .http
+            .put(format!("{}/inventory/{id}", self.system.inventory_url))
+            .json(&json!({"available": available, "unit_price_cents": unit_price_cents}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let p: Value = res.json().await.unwrap();
+        let total = p["available"].as_i64().unwrap()
+            + p["reserved"].as_i64().unwrap()
+            + p["committed"].as_i64().unwrap();
+        self.initial_stock.insert(id.to_owned(), total);
+    }
+
+    pub async fn set_faults(&self, faults: Value) {
+        let res = self
+            .http
+            .put(format!("{}/admin/faults", self.system.gateway_url))
+            .json(&faults)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+
+    pub async fn charges(&self, order_id: &str) -> Vec<Value> {
+        let body: Value = self
+            .http
+            .get(format!("{}/admin/charges?order_id={order_id}", self.system.gateway_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["charges"].as_array().unwrap().clone()
+    }
+
+    pub async fn invariants(&self) -> Report {
+        let accepted = self.accepted.lock().unwrap().clone();
+        invariants::check(&self.targets(), &accepted, Some(&self.initial_stock)).await.unwrap()
+    }
+
+    /// Checks every invariant, expects no dead letters, and stops the system cleanly.
+    pub async fn finish(self) {
+        self.finish_with_dlq(0).await;
+    }
+
+    /// Like [`finish`], allowing `dead_letters` DLQ entries.
+    pub async fn finish_with_dlq(mut self, dead_letters: usize) {
+        let report = self.invariants().await;
+        assert!(report.is_ok(), "invariants broken: {:#?}", report.violations);
+        assert_eq!(report.dlq.values().sum::<usize>(), dead_letters, "dead letters: {:?}", report.dlq);
+        tokio::time::timeout(Duration::from_secs(30), self.system.stop())
+            .await
+            .expect("stopped in time")
+            .unwrap();
+    }
+}

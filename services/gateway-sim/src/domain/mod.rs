@@ -1,0 +1,11 @@
+//! The simulator's types and rules: charges, faults and the idempotent ledger. No I/O.
+
+mod charge;
+mod faults;
+mod ledger;
+
+pub use charge::{
+    AmountCents, Charge, ChargeRequest, ChargeStatus, Currency, IdempotencyKey, OrderRef, ValueError,
+};
+pub use faults::{FaultError, Faults, FaultsPatch, Latency, Rate};
+pub use ledger::{ChargeOutcome, Ledger};

@@ -1,0 +1,22 @@
+//! gateway-sim: a stand-in for the external payment gateway that the payment service calls.
+//!
+//! It owns an in-memory ledger of charges keyed by `Idempotency-Key` (the same key always gets
+//! the same charge, whatever faults are active) and the faults an operator injects through
+//! `/admin/faults`: added latency, a decline rate, an error rate and a full outage. Faults only
+//! touch requests that would create a new charge (latency touches every valid charge request).
+//! It must never record a charge for a request it answered with an error, never create a second
+//! charge for a known key, and never answer 500 except for the injected `error_rate`.
+//!
+//! The binary is a thin shell around [`startup::run`]; tests and `orderflow up` build the same
+//! [`startup::router`] in-process.
+
+pub mod configuration;
+pub mod domain;
+pub mod problem;
+pub mod routes;
+pub mod startup;
+pub mod state;
+
+pub use configuration::{Config, ConfigError, Overrides};
+pub use startup::{bind, router, run};
+pub use state::AppState;

@@ -1,0 +1,166 @@
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{assert_problem, charge_body, spawn_app};
+
+#[tokio::test]
+async fn a_charge_succeeds_and_is_recorded() {
+    let app = spawn_app().await;
+
+    let response = app.charge("key-1", &charge_body("order-1", 1999)).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "succeeded");
+    let charge_id = body["charge_id"].as_str().unwrap();
+    assert!(charge_id.starts_with("ch_"));
+    let charges = app.charges_of("order-1").await;
+    assert_eq!(charges.len(), 1);
+    let charge = &charges[0];
+    assert_eq!(charge["charge_id"], charge_id);
+    assert_eq!(charge["order_id"], "order-1");
+    assert_eq!(charge["amount_cents"], 1999);
+    assert_eq!(charge["currency"], "USD");
+    assert_eq!(charge["status"], "succeeded");
+    assert_eq!(charge["idempotency_key"], "key-1");
+    let created_at = charge["created_at"].as_str().unwrap();
+    time::OffsetDateTime::parse(created_at, &time::format_description::well_known::Rfc3339).unwrap();
+}
+
+#[tokio::test]
+async fn the_same_key_returns_the_same_charge_without_creating_another() {
+    let app = spawn_app().await;
+    let body = charge_body("order-1", 500);
+    let first: Value = app.charge("key-1", &body).await.json().await.unwrap();
+
+    let replay = app.charge("key-1", &body).await;
+
+    assert_eq!(replay.status(), StatusCode::OK);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    let second: Value = replay.json().await.unwrap();
+    assert_eq!(second, first);
+    assert_eq!(app.charges_of("order-1").await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_same_key_with_a_different_body_is_rejected_with_422() {
+    let app = spawn_app().await;
+    app.charge("key-1", &charge_body("order-1", 500)).await;
+
+    let response = app.charge("key-1", &charge_body("order-1", 501)).await;
+
+    assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused").await;
+    assert_eq!(app.charges_of("order-1").await.len(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_requests_with_one_key_create_one_charge() {
+    let app = spawn_app().await;
+    let body = charge_body("order-1", 500);
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let request = app.post_charge("key-1", &body);
+        requests.spawn(async move { request.send().await.unwrap().json::<Value>().await.unwrap() });
+    }
+
+    let responses = requests.join_all().await;
+
+    assert!(responses.windows(2).all(|pair| pair[0] == pair[1]), "{responses:?}");
+    assert_eq!(app.charges_of("order-1").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_missing_idempotency_key_is_rejected_with_422() {
+    let app = spawn_app().await;
+
+    let response =
+        app.client.post(app.url("/charges")).json(&charge_body("order-1", 500)).send().await.unwrap();
+
+    assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid-idempotency-key").await;
+    assert!(app.charges_of("order-1").await.is_empty());
+}
+
+#[tokio::test]
+async fn an_invalid_idempotency_key_is_rejected_with_422() {
+    let app = spawn_app().await;
+
+    let response = app.charge(&"k".repeat(256), &charge_body("order-1", 500)).await;
+
+    assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid-idempotency-key").await;
+}
+
+#[tokio::test]
+async fn a_decline_rate_of_one_declines_and_records_the_decline() {
+    let app = spawn_app().await;
+    app.put_faults(json!({"decline_rate": 1.0})).await;
+
+    let response = app.charge("key-1", &charge_body("order-1", 500)).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "declined");
+    let charges = app.charges_of("order-1").await;
+    assert_eq!(charges.len(), 1);
+    assert_eq!(charges[0]["status"], "declined");
+}
+
+#[tokio::test]
+async fn an_error_rate_of_one_answers_500_and_records_nothing() {
+    let app = spawn_app().await;
+    app.put_faults(json!({"error_rate": 1.0})).await;
+
+    let response = app.charge("key-1", &charge_body("order-1", 500)).await;
+
+    assert_problem(response, StatusCode::INTERNAL_SERVER_ERROR, "injected-error").await;
+    assert!(app.charges_of("order-1").await.is_empty());
+    app.put_faults(json!({"error_rate": 0.0})).await;
+    let retry = app.charge("key-1", &charge_body("order-1", 500)).await;
+    assert_eq!(retry.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_outage_answers_503_and_the_same_key_succeeds_once_it_is_over() {
+    let app = spawn_app().await;
+    app.put_faults(json!({"outage": true})).await;
+
+    let response = app.charge("key-1", &charge_body("order-1", 500)).await;
+
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert_problem(response, StatusCode::SERVICE_UNAVAILABLE, "outage").await;
+    assert!(app.charges_of("order-1").await.is_empty());
+    app.put_faults(json!({"outage": false})).await;
+    let retry = app.charge("key-1", &charge_body("order-1", 500)).await;
+    assert_eq!(retry.status(), StatusCode::OK);
+    let body: Value = retry.json().await.unwrap();
+    assert_eq!(body["status"], "succeeded");
+    assert_eq!(app.charges_of("order-1").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_known_key_is_replayed_even_during_an_outage() {
+    let app = spawn_app().await;
+    let body = charge_body("order-1", 500);
+    let first: Value = app.charge("key-1", &body).await.json().await.unwrap();
+    app.put_faults(json!({"outage": true, "error_rate": 1.0})).await;
+
+    let replay = app.charge("key-1", &body).await;
+
+    assert_eq!(replay.status(), StatusCode::OK);
+    assert_eq!(replay.json::<Value>().await.unwrap(), first);
+}
+
+#[tokio::test]
+async fn latency_is_applied_to_new_charges_and_replays() {
+    let app = spawn_app().await;
+    let body = charge_body("order-1", 500);
+    app.put_faults(json!({"latency_ms": 200})).await;
+
+    for _ in 0..2 {
+        let started = Instant::now();
+        let response = app.charge("key-1", &body).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(started.elapsed() >= Duration::from_millis(200), "{:?}", started.elapsed());
+    }
+}

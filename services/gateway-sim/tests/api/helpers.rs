@@ -1,0 +1,72 @@
+//! `spawn_app()`: the real router on 127.0.0.1:0, stopped when the `TestApp` is dropped.
+
+use gateway_sim::Config;
+use reqwest::{RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    _shutdown: DropGuard,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Config { seed: Some(42), ..Config::default() }).await
+}
+
+pub async fn spawn_app_with(config: Config) -> TestApp {
+    orderflow_telemetry::init_for_tests();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(gateway_sim::run(listener, config, shutdown.clone()));
+    TestApp { address, client: reqwest::Client::new(), _shutdown: shutdown.drop_guard() }
+}
+
+/// A valid charge body.
+pub fn charge_body(order_id: &str, amount_cents: u64) -> Value {
+    json!({"order_id": order_id, "amount_cents": amount_cents, "currency": "USD"})
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub fn post_charge(&self, key: &str, body: &Value) -> RequestBuilder {
+        self.client.post(self.url("/charges")).header("Idempotency-Key", key).json(body)
+    }
+
+    pub async fn charge(&self, key: &str, body: &Value) -> Response {
+        self.post_charge(key, body).send().await.unwrap()
+    }
+
+    pub async fn put_faults(&self, patch: Value) -> Response {
+        self.client.put(self.url("/admin/faults")).json(&patch).send().await.unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.client.get(self.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.json().await.unwrap()
+    }
+
+    pub async fn charges_of(&self, order_id: &str) -> Vec<Value> {
+        let body = self.get_json(&format!("/admin/charges?order_id={order_id}")).await;
+        body["charges"].as_array().unwrap().clone()
+    }
+}
+
+/// Asserts an RFC 9457 problem with this status and `type` slug; returns the body.
+pub async fn assert_problem(response: Response, status: StatusCode, slug: &str) -> Value {
+    assert_eq!(response.status(), status);
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["type"], format!("https://orderflow.dev/problems/{slug}"));
+    assert_eq!(body["status"], status.as_u16());
+    assert!(body["title"].is_string());
+    assert!(body["detail"].is_string());
+    body
+}

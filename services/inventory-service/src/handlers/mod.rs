@@ -1,0 +1,131 @@
+//! One handler per consumed event, and the wiring that runs each on its standard and express
+//! consumer.
+//!
+//! Every handler follows the same contract: ONE database transaction holds the inbox row (the
+//! event id, recorded first), the state change and the outgoing events (outbox); the outbox relay
+//! is woken after the commit. A redelivered or duplicated event finds its inbox row and commits
+//! nothing. Handlers never ack: they return `Ok`, a transient error (database trouble: redeliver
+//! later) or a permanent one (business-impossible: dead-letter), and the consumer runtime acts.
+
+pub mod orders_created;
+pub mod payments_completed;
+pub mod payments_failed;
+
+use async_nats::jetstream;
+use orderflow_events::{Envelope, Event, EventKind};
+use orderflow_messaging::{
+    ConsumerHandle, ConsumerRuntime, ConsumerSpec, Delivery, Handler, HandlerError, OutgoingMessage,
+    RuntimeConfig,
+};
+use orderflow_platform::{Db, OutboxHandle};
+use sqlx::AnyConnection;
+use tokio_util::sync::CancellationToken;
+
+use crate::storage::StorageError;
+
+pub use orders_created::OrdersCreatedHandler;
+pub use payments_completed::PaymentsCompletedHandler;
+pub use payments_failed::PaymentsFailedHandler;
+
+/// The `source` of every event this service emits.
+pub const SOURCE: &str = "orderflow/inventory-service";
+
+/// The service name in consumer names (`inventory-orders-created`).
+pub const SERVICE: &str = "inventory";
+
+/// What every handler needs.
+#[derive(Clone, Debug)]
+pub struct HandlerContext {
+    /// The service's database.
+    pub db: Db,
+    /// Wakes the outbox relay after a commit that enqueued events.
+    pub outbox: OutboxHandle,
+}
+
+/// Starts the standard and the express consumer of every event the service handles.
+pub fn spawn_all(
+    js: &jetstream::Context,
+    ctx: &HandlerContext,
+    config: &RuntimeConfig,
+    shutdown: &CancellationToken,
+) -> Vec<ConsumerHandle> {
+    let mut handles = Vec::with_capacity(6);
+    handles.extend(spawn_lanes(
+        js,
+        EventKind::OrdersCreated,
+        &OrdersCreatedHandler::new(ctx.clone()),
+        config,
+        shutdown,
+    ));
+    handles.extend(spawn_lanes(
+        js,
+        EventKind::PaymentsCompleted,
+        &PaymentsCompletedHandler::new(ctx.clone()),
+        config,
+        shutdown,
+    ));
+    handles.extend(spawn_lanes(
+        js,
+        EventKind::PaymentsFailed,
+        &PaymentsFailedHandler::new(ctx.clone()),
+        config,
+        shutdown,
+    ));
+    handles
+}
+
+fn spawn_lanes<T: Event, H: Handler<T> + Clone>(
+    js: &jetstream::Context,
+    kind: EventKind,
+    handler: &H,
+    config: &RuntimeConfig,
+    shutdown: &CancellationToken,
+) -> [ConsumerHandle; 2] {
+    [ConsumerSpec::for_event(SERVICE, kind), ConsumerSpec::express_for_event(SERVICE, kind)].map(|spec| {
+        ConsumerRuntime::new(js.clone(), spec, handler.clone())
+            .with_config(config.clone())
+            .spawn(shutdown.child_token())
+    })
+}
+
+/// Storage failures are transient (they are redelivered, and dead-lettered as `max_deliveries`
+/// if they persist), except corrupt rows, which no retry can fix.
+pub(crate) fn storage(e: impl Into<StorageError>) -> HandlerError {
+    match e.into() {
+        StorageError::Database(e) => {
+            if !orderflow_platform::db::is_transient(&e) {
+                tracing::warn!(error = %e, "unexpected database error; treating it as transient");
+            }
+            HandlerError::transient(e)
+        }
+        corrupt @ StorageError::Corrupt(_) => HandlerError::permanent(corrupt),
+    }
+}
+
+/// Builds the outgoing message for `data`, caused by `cause`: same correlation id and trace
+/// context, on the express lane if `express`.
+pub(crate) fn outgoing<C, T: Event>(
+    cause: &Delivery<C>,
+    data: T,
+    express: bool,
+) -> Result<OutgoingMessage, HandlerError> {
+    let traceparent = cause.envelope.traceparent.clone().or_else(|| cause.traceparent().map(str::to_owned));
+    let envelope =
+        Envelope::new(SOURCE, cause.envelope.correlationid.clone(), data).with_traceparent(traceparent);
+    // Serializing our own types cannot fail in practice; if it did, retrying would not help.
+    OutgoingMessage::from_envelope(&envelope, express).map_err(HandlerError::permanent)
+}
+
+/// Enqueues `msg` in the transaction.
+pub(crate) async fn enqueue(conn: &mut AnyConnection, msg: &OutgoingMessage) -> Result<(), HandlerError> {
+    orderflow_platform::outbox::enqueue(conn, msg).await.map_err(storage)
+}
+
+/// Records the event in the inbox; `false` if it was processed before.
+pub(crate) async fn first_time(
+    conn: &mut AnyConnection,
+    handler: &str,
+    event_id: &str,
+) -> Result<bool, HandlerError> {
+    orderflow_platform::inbox::first_time(conn, handler, event_id).await.map_err(storage)
+}

@@ -1,0 +1,97 @@
+//! `payments.completed.v1` → the order's reservation is committed: its units move from
+//! `reserved` to `committed` and leave the stock for good. No event is emitted.
+//!
+//! A completed payment for an order without a reservation, or whose reservation was released, is
+//! business-impossible (the payment service only charges reserved orders, and a reservation is
+//! only released when its payment failed). Nothing is changed and the event is dead-lettered
+//! (permanent error) so that an operator sees it; it stays replayable because its inbox row is
+//! not committed.
+
+use orderflow_events::PaymentCompleted;
+use orderflow_messaging::{Delivery, Handler, HandlerError};
+
+use super::{HandlerContext, first_time, storage};
+use crate::domain::{ReservationStatus, Step, stock_moves};
+use crate::storage::{products, reservations};
+
+/// Inbox key of this handler.
+pub const INBOX_KEY: &str = "inventory-payments-completed";
+
+/// Handles `payments.completed.v1` on both lanes.
+#[derive(Clone, Debug)]
+pub struct PaymentsCompletedHandler {
+    ctx: HandlerContext,
+}
+
+impl PaymentsCompletedHandler {
+    /// A handler on `ctx`.
+    #[must_use]
+    pub fn new(ctx: HandlerContext) -> Self {
+        Self { ctx }
+    }
+
+    async fn process(&self, delivery: Delivery<PaymentCompleted>) -> Result<(), HandlerError> {
+        let payment = &delivery.envelope.data;
+        let mut tx = self.ctx.db.pool().begin().await.map_err(storage)?;
+        if !first_time(&mut tx, INBOX_KEY, &delivery.envelope.id.to_string()).await? {
+            tx.rollback().await.map_err(storage)?;
+            return Ok(());
+        }
+        let Some(reservation) = reservations::find(&mut tx, payment.order_id).await.map_err(storage)? else {
+            tx.rollback().await.map_err(storage)?;
+            tracing::error!("payment completed for an order without a reservation");
+            return Err(HandlerError::permanent(format!(
+                "payments.completed for order {} which has no reservation",
+                payment.order_id
+            )));
+        };
+        match reservation.status.commit() {
+            Ok(Step::AlreadyDone) => {
+                tracing::debug!("reservation already committed");
+                tx.commit().await.map_err(storage)?;
+                return Ok(());
+            }
+            Err(e) => {
+                tx.rollback().await.map_err(storage)?;
+                tracing::error!(error = %e, "payment completed for a reservation that cannot be committed");
+                return Err(HandlerError::permanent(format!("order {}: {e}", payment.order_id)));
+            }
+            Ok(Step::Apply) => {}
+        }
+        if payment.amount_cents != reservation.total_cents || payment.currency != reservation.currency {
+            // The charge is the payment service's business; stock is committed either way.
+            tracing::warn!(
+                charged = payment.amount_cents,
+                charged_currency = %payment.currency,
+                reserved = reservation.total_cents,
+                reserved_currency = %reservation.currency,
+                "charged amount differs from the reservation total"
+            );
+        }
+        let (from, to) = (ReservationStatus::Reserved, ReservationStatus::Committed);
+        if !reservations::transition(&mut tx, payment.order_id, from, to).await.map_err(storage)? {
+            // Moved by a concurrent delivery since we read it: look again on redelivery.
+            tx.rollback().await.map_err(storage)?;
+            return Err(HandlerError::transient("reservation changed concurrently"));
+        }
+        for line in stock_moves(&reservation.lines) {
+            if !products::commit(&mut tx, &line.product_id, line.quantity).await.map_err(storage)? {
+                tx.rollback().await.map_err(storage)?;
+                tracing::error!(product_id = %line.product_id, "reserved stock is missing; invariant broken");
+                return Err(HandlerError::permanent(format!(
+                    "product {} has fewer than {} reserved units for order {}",
+                    line.product_id, line.quantity, payment.order_id
+                )));
+            }
+        }
+        tx.commit().await.map_err(storage)?;
+        tracing::info!(reservation_id = %reservation.reservation_id, "reservation committed");
+        Ok(())
+    }
+}
+
+impl Handler<PaymentCompleted> for PaymentsCompletedHandler {
+    async fn handle(&self, delivery: Delivery<PaymentCompleted>) -> Result<(), HandlerError> {
+        self.process(delivery).await
+    }
+}

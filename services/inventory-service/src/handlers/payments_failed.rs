@@ -1,0 +1,85 @@
+//! `payments.failed.v1` → compensation: the order's reservation is released (its units go back
+//! to `available`) and `inventory.released.v1` announces it, on the order's lane.
+//!
+//! A failed payment for an order without a reservation, or whose reservation was committed, is
+//! business-impossible; it is dead-lettered (permanent error) with nothing changed.
+
+use orderflow_events::PaymentFailed;
+use orderflow_messaging::{Delivery, Handler, HandlerError};
+
+use super::{HandlerContext, enqueue, first_time, outgoing, storage};
+use crate::domain::{ReservationStatus, Step, stock_moves};
+use crate::storage::{products, reservations};
+
+/// Inbox key of this handler.
+pub const INBOX_KEY: &str = "inventory-payments-failed";
+
+/// Handles `payments.failed.v1` on both lanes.
+#[derive(Clone, Debug)]
+pub struct PaymentsFailedHandler {
+    ctx: HandlerContext,
+}
+
+impl PaymentsFailedHandler {
+    /// A handler on `ctx`.
+    #[must_use]
+    pub fn new(ctx: HandlerContext) -> Self {
+        Self { ctx }
+    }
+
+    async fn process(&self, delivery: Delivery<PaymentFailed>) -> Result<(), HandlerError> {
+        let failure = &delivery.envelope.data;
+        let mut tx = self.ctx.db.pool().begin().await.map_err(storage)?;
+        if !first_time(&mut tx, INBOX_KEY, &delivery.envelope.id.to_string()).await? {
+            tx.rollback().await.map_err(storage)?;
+            return Ok(());
+        }
+        let Some(reservation) = reservations::find(&mut tx, failure.order_id).await.map_err(storage)? else {
+            tx.rollback().await.map_err(storage)?;
+            tracing::error!("payment failed for an order without a reservation");
+            return Err(HandlerError::permanent(format!(
+                "payments.failed for order {} which has no reservation",
+                failure.order_id
+            )));
+        };
+        match reservation.status.release() {
+            Ok(Step::AlreadyDone) => {
+                tracing::debug!("reservation already released");
+                tx.commit().await.map_err(storage)?;
+                return Ok(());
+            }
+            Err(e) => {
+                tx.rollback().await.map_err(storage)?;
+                tracing::error!(error = %e, "payment failed for a reservation that cannot be released");
+                return Err(HandlerError::permanent(format!("order {}: {e}", failure.order_id)));
+            }
+            Ok(Step::Apply) => {}
+        }
+        let (from, to) = (ReservationStatus::Reserved, ReservationStatus::Released);
+        if !reservations::transition(&mut tx, failure.order_id, from, to).await.map_err(storage)? {
+            tx.rollback().await.map_err(storage)?;
+            return Err(HandlerError::transient("reservation changed concurrently"));
+        }
+        for line in stock_moves(&reservation.lines) {
+            if !products::release(&mut tx, &line.product_id, line.quantity).await.map_err(storage)? {
+                tx.rollback().await.map_err(storage)?;
+                tracing::error!(product_id = %line.product_id, "reserved stock is missing; invariant broken");
+                return Err(HandlerError::permanent(format!(
+                    "product {} has fewer than {} reserved units for order {}",
+                    line.product_id, line.quantity, failure.order_id
+                )));
+            }
+        }
+        enqueue(&mut tx, &outgoing(&delivery, reservation.released_event(), reservation.express)?).await?;
+        tx.commit().await.map_err(storage)?;
+        self.ctx.outbox.wake();
+        tracing::info!(reservation_id = %reservation.reservation_id, reason = ?failure.reason, "reservation released");
+        Ok(())
+    }
+}
+
+impl Handler<PaymentFailed> for PaymentsFailedHandler {
+    async fn handle(&self, delivery: Delivery<PaymentFailed>) -> Result<(), HandlerError> {
+        self.process(delivery).await
+    }
+}

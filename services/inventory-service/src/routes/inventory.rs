@@ -1,0 +1,120 @@
+//! `/inventory`: read the catalog and its stock; create or restock a product (admin).
+//!
+//! Path ids are parsed at the edge: a product id that is not 1–64 characters without control
+//! characters is a malformed path parameter (400 `invalid-parameter`, as SPEC treats malformed
+//! path ids); body fields that break a rule are 422 `validation-failed`.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use axum::Json;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use orderflow_events::{Currency, ProductId};
+use orderflow_platform::http::{ApiJson, Problem, ProblemType};
+use serde::de::{MapAccess, Visitor, value::MapAccessDeserializer};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::AppState;
+use crate::domain::{Product, StockLevel, UnitPrice};
+use crate::storage::{StorageError, products};
+
+/// `GET /inventory`.
+#[derive(Debug, Serialize)]
+pub struct ProductList {
+    /// Every product, sorted by product id.
+    pub products: Vec<Product>,
+}
+
+/// `PUT /inventory/{product_id}` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutProduct {
+    /// The new stock level (reserved and committed units are kept).
+    pub available: StockLevel,
+    /// The new unit price in cents.
+    pub unit_price_cents: UnitPrice,
+    /// Currency of the price; absent keeps an existing product's currency, USD for a new one.
+    #[serde(default)]
+    pub currency: Option<Currency>,
+}
+
+/// A body that must be a JSON object: serde's derive also accepts a struct written as an array
+/// (`[10, 1999]`), which the API does not. Field paths in errors are kept.
+#[derive(Debug)]
+pub struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer.deserialize_map(ObjectVisitor(PhantomData)).map(Object)
+    }
+}
+
+fn product_id(path: Result<Path<String>, PathRejection>) -> Result<ProductId, Problem> {
+    let Path(raw) = path.map_err(|e| Problem::new(ProblemType::InvalidParameter, e.body_text()))?;
+    ProductId::parse(raw).map_err(|e| Problem::new(ProblemType::InvalidParameter, format!("product_id: {e}")))
+}
+
+fn storage_problem(e: StorageError) -> Problem {
+    match e {
+        StorageError::Database(e) => {
+            tracing::warn!(error = %e, "database unavailable for a request");
+            Problem::new(ProblemType::Unavailable, "the inventory database is unavailable; retry later")
+        }
+        corrupt @ StorageError::Corrupt(_) => Problem::internal(&corrupt),
+    }
+}
+
+async fn connection(state: &AppState) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, Problem> {
+    state.db.pool().acquire().await.map_err(|e| storage_problem(e.into()))
+}
+
+/// `GET /inventory` → `{"products": [...]}` sorted by product id.
+pub async fn list(State(state): State<AppState>) -> Result<Json<ProductList>, Problem> {
+    let mut conn = connection(&state).await?;
+    let products = products::list(&mut conn).await.map_err(storage_problem)?;
+    Ok(Json(ProductList { products }))
+}
+
+/// `GET /inventory/{product_id}` → the product, or 404.
+pub async fn get_one(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Product>, Problem> {
+    let id = product_id(path)?;
+    let mut conn = connection(&state).await?;
+    match products::find(&mut conn, &id).await.map_err(storage_problem)? {
+        Some(product) => Ok(Json(product)),
+        None => Err(Problem::new(ProblemType::NotFound, format!("no product {id}"))),
+    }
+}
+
+/// `PUT /inventory/{product_id}` → creates or updates the product; 200 with it.
+pub async fn put_one(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    ApiJson(Object(body)): ApiJson<Object<PutProduct>>,
+) -> Result<Json<Product>, Problem> {
+    let id = product_id(path)?;
+    let mut conn = connection(&state).await?;
+    let product =
+        products::upsert(&mut conn, &id, body.available, body.unit_price_cents, body.currency.as_ref())
+            .await
+            .map_err(storage_problem)?;
+    tracing::info!(product_id = %id, available = product.available, price = product.unit_price_cents, "product stocked");
+    Ok(Json(product))
+}

@@ -1,0 +1,208 @@
+//! `inventory.reserved.v1` → charge the gateway → `payments.completed.v1` or
+//! `payments.failed.v1`.
+//!
+//! The gateway call happens outside any database transaction (a transaction must never wait on
+//! the network); its result is recorded afterwards together with the inbox row and the outgoing
+//! event. Retrying is safe at every step: the gateway de-duplicates on the order id, the payments
+//! table on the order id, and the inbox on the event id.
+
+use std::time::Duration;
+
+use orderflow_events::{
+    ChargeId, Envelope, InventoryReserved, PaymentCompleted, PaymentFailed, PaymentFailureReason, PaymentId,
+};
+use orderflow_messaging::{Delivery, HandlerError, OutgoingMessage};
+use orderflow_platform::{inbox, outbox};
+use orderflow_resilience::Rejected;
+
+use crate::gateway::{ChargeOutcome, GatewayError};
+use crate::startup::AppState;
+use crate::storage::{self, PaymentRecord};
+
+/// Inbox key of this handler.
+pub const HANDLER: &str = "payment:inventory.reserved.v1";
+
+fn db_error(e: sqlx::Error) -> HandlerError {
+    HandlerError::transient(e)
+}
+
+/// The decision about one order's payment.
+enum Decision {
+    Charged(String),
+    Declined(String),
+    Unavailable(String),
+}
+
+/// Handles one delivery.
+pub async fn handle(state: AppState, d: Delivery<InventoryReserved>) -> Result<(), HandlerError> {
+    let env = &d.envelope;
+    let order_id = env.data.order_id.to_string();
+    {
+        let mut conn = state.db.pool().acquire().await.map_err(db_error)?;
+        if storage::exists(&mut conn, &order_id).await.map_err(db_error)? {
+            tracing::debug!(order_id, "payment already decided");
+            return Ok(());
+        }
+    }
+    let express = d.subject.ends_with(orderflow_events::subjects::EXPRESS_SUFFIX);
+    let (decision, attempts) = charge_with_retries(&state, env).await?;
+    record(&state, env, decision, attempts, express).await
+}
+
+/// Calls the gateway until it answers, the wait budget runs out, or shutdown begins.
+async fn charge_with_retries(
+    state: &AppState,
+    env: &Envelope<InventoryReserved>,
+) -> Result<(Decision, i64), HandlerError> {
+    let data = &env.data;
+    let order_id = data.order_id.to_string();
+    // The budget runs from the reservation, not from this delivery: a redelivered message does
+    // not restart the clock.
+    let deadline_at = env.time + state.max_wait;
+    let mut attempts = 0i64;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let now = time::OffsetDateTime::now_utc();
+        if now >= deadline_at {
+            return Ok((
+                Decision::Unavailable(format!(
+                    "no answer from the payment gateway within {:?}",
+                    state.max_wait
+                )),
+                attempts,
+            ));
+        }
+        let remaining = Duration::try_from(deadline_at - now).unwrap_or_default();
+        let permit = match state.breaker.try_acquire() {
+            Ok(p) => p,
+            Err(rejected) => {
+                // Wait for the breaker instead of failing the delivery: progress acks keep the
+                // message, and no delivery is burned while the gateway is down.
+                let wait = match rejected {
+                    Rejected::Open { retry_after } => retry_after,
+                    Rejected::ProbesBusy => Duration::from_millis(200),
+                };
+                tokio::select! {
+                    _ = state.shutdown.cancelled() => {
+                        return Err(HandlerError::transient("shutting down while the breaker is open"));
+                    }
+                    _ = tokio::time::sleep(wait.min(remaining).max(Duration::from_millis(10))) => {}
+                }
+                continue;
+            }
+        };
+        attempts += 1;
+        let result = state
+            .gateway
+            .charge(&order_id, data.total_cents, data.currency.as_str(), env.correlationid.as_str())
+            .await;
+        match result {
+            Ok(ChargeOutcome::Succeeded { charge_id }) => {
+                permit.success();
+                return Ok((Decision::Charged(charge_id), attempts));
+            }
+            Ok(ChargeOutcome::Declined { charge_id }) => {
+                permit.success();
+                return Ok((Decision::Declined(charge_id), attempts));
+            }
+            Err(GatewayError::Rejected(detail)) => {
+                // The gateway is healthy but will never accept this request: fail the payment so
+                // the order is compensated rather than stuck.
+                permit.success();
+                return Ok((Decision::Unavailable(detail), attempts));
+            }
+            Err(GatewayError::Unavailable(detail)) => {
+                permit.failure();
+                tracing::info!(order_id, attempts, error = %detail, "gateway unavailable; retrying");
+                let jittered = backoff.mul_f64(0.5 + fastrand::f64() / 2.0);
+                tokio::select! {
+                    _ = state.shutdown.cancelled() => {
+                        return Err(HandlerError::transient(format!("shutting down after: {detail}")));
+                    }
+                    _ = tokio::time::sleep(jittered.min(remaining)) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// In one transaction: inbox row, payment row, outgoing event.
+async fn record(
+    state: &AppState,
+    env: &Envelope<InventoryReserved>,
+    decision: Decision,
+    attempts: i64,
+    express: bool,
+) -> Result<(), HandlerError> {
+    let data = &env.data;
+    let order_id = data.order_id.to_string();
+    let payment_id = PaymentId::new();
+    let (status, charge_id, reason, detail) = match &decision {
+        Decision::Charged(c) => ("completed", Some(c.as_str()), None, None),
+        Decision::Declined(c) => {
+            ("failed", Some(c.as_str()), Some(PaymentFailureReason::PaymentDeclined), None)
+        }
+        Decision::Unavailable(d) => {
+            ("failed", None, Some(PaymentFailureReason::PaymentUnavailable), Some(d.as_str()))
+        }
+    };
+    let reason_str = reason.map(|r| match r {
+        PaymentFailureReason::PaymentDeclined => "payment_declined",
+        PaymentFailureReason::PaymentUnavailable => "payment_unavailable",
+    });
+    let msg = match (&decision, reason) {
+        (Decision::Charged(charge_id), _) => {
+            let charge_id = ChargeId::parse(charge_id.clone()).map_err(HandlerError::permanent)?;
+            let event = PaymentCompleted {
+                order_id: data.order_id,
+                payment_id,
+                charge_id,
+                amount_cents: data.total_cents,
+                currency: data.currency.clone(),
+            };
+            OutgoingMessage::from_envelope(&follow(env, event), express)
+        }
+        (_, Some(reason)) => {
+            let event = PaymentFailed { order_id: data.order_id, reason, detail: detail.map(str::to_owned) };
+            OutgoingMessage::from_envelope(&follow(env, event), express)
+        }
+        (_, None) => return Err(HandlerError::permanent("failed payment without a reason")),
+    }
+    .map_err(HandlerError::permanent)?;
+
+    let mut tx = state.db.pool().begin().await.map_err(db_error)?;
+    if !inbox::first_time(&mut tx, HANDLER, &env.id.to_string()).await.map_err(db_error)? {
+        return Ok(());
+    }
+    let payment_id = payment_id.to_string();
+    let inserted = storage::insert(
+        &mut tx,
+        &PaymentRecord {
+            order_id: &order_id,
+            payment_id: &payment_id,
+            status,
+            charge_id,
+            amount_cents: data.total_cents,
+            currency: data.currency.as_str(),
+            reason: reason_str,
+            detail,
+            attempts,
+        },
+    )
+    .await
+    .map_err(db_error)?;
+    if inserted {
+        outbox::enqueue(&mut tx, &msg).await.map_err(db_error)?;
+    }
+    tx.commit().await.map_err(db_error)?;
+    state.outbox.wake();
+    tracing::info!(order_id, status, reason = reason_str, attempts, "payment decided");
+    Ok(())
+}
+
+/// An event caused by `cause`: same correlation id and trace context.
+fn follow<T: orderflow_events::Event, C>(cause: &Envelope<C>, data: T) -> Envelope<T> {
+    Envelope::new(crate::SOURCE, cause.correlationid.clone(), data)
+        .with_traceparent(cause.traceparent.clone())
+}

@@ -1,0 +1,3 @@
+//! One handler per consumed event.
+
+pub mod inventory_reserved;

@@ -1,0 +1,23 @@
+//! The payment service: on `inventory.reserved.v1` it charges the external payment gateway and
+//! announces `payments.completed.v1` or `payments.failed.v1`.
+//!
+//! Every charge uses the order id as the gateway's `Idempotency-Key`, so no retry, redelivery or
+//! second instance can charge an order twice. Calls go through a circuit breaker; while it is
+//! open the consumer stops pulling new work, and messages already taken wait (kept alive by
+//! progress acks) instead of burning deliveries. An order whose payment cannot be made within
+//! `max_wait` fails with `payment_unavailable` so the saga compensates it. It never decides
+//! stock or order state.
+
+pub mod configuration;
+pub mod gateway;
+pub mod handlers;
+pub mod startup;
+pub mod storage;
+
+pub use configuration::Settings;
+pub use startup::Application;
+
+/// CloudEvents `source` of this service's events.
+pub const SOURCE: &str = "orderflow/payment-service";
+/// The consumer-name prefix of this service.
+pub const SERVICE: &str = "payment";

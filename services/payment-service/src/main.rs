@@ -1,0 +1,10 @@
+use clap::Parser;
+use payment_service::{Application, configuration::Cli};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    orderflow_telemetry::init("info");
+    let settings = Cli::parse().settings()?;
+    let shutdown = orderflow_platform::shutdown::on_signals();
+    Application::build(settings).await?.run_until_stopped(shutdown).await
+}
