@@ -22,6 +22,14 @@ enum Command {
     Up(UpArgs),
     /// Write the JSON Schemas of every event (or check them with --check).
     Schemas(SchemasArgs),
+    /// List, show, replay or purge dead letters on any NATS server.
+    Dlq(crate::dlq::DlqArgs),
+    /// Drive orders through a running system (or one started for the run) and report throughput,
+    /// latency and correctness.
+    Load(crate::load::LoadArgs),
+    /// Measure JetStream, the messaging layer and the saga on this machine; write bench.json and
+    /// bench.md.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Flags of `orderflow up`.
@@ -76,11 +84,23 @@ pub struct SchemasArgs {
 impl Cli {
     /// Runs the command; the exit code says how it went.
     pub async fn run(self) -> ExitCode {
-        orderflow_telemetry::init("info,async_nats=warn");
+        // load and bench run services in-process: their per-order info lines would drown the
+        // progress bar and the report (RUST_LOG still overrides).
+        let default_filter = match &self.command {
+            Command::Load(_) | Command::Bench(_) => "warn,sqlx::pool::acquire=error",
+            // dlq prints its tables and JSON on stdout, where the logs go too.
+            Command::Dlq(_) => "warn",
+            _ => "info,async_nats=warn",
+        };
+        orderflow_telemetry::init(default_filter);
         let result = match self.command {
             Command::Up(args) => up(args).await,
             Command::Schemas(args) => schemas(&args),
+            Command::Dlq(args) => crate::dlq::run(args).await,
+            Command::Load(args) => args.run(orderflow_platform::shutdown::on_signals()).await,
+            Command::Bench(args) => args.run(orderflow_platform::shutdown::on_signals()).await,
         };
+        orderflow_telemetry::shutdown();
         match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -2,6 +2,9 @@
 //! order, inventory and payment services, gateway simulator) in one process, as `orderflow up`
 //! runs it and as the end-to-end tests drive it.
 
+pub mod bench;
 pub mod cli;
+pub mod dlq;
 pub mod invariants;
+pub mod load;
 pub mod system;

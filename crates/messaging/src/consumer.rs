@@ -33,6 +33,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use orderflow_telemetry::metrics::names;
+
 use crate::dlq::{DeadLetter, DlqReason};
 use crate::topology::{ConsumerSpec, ProvisionReport, ensure_consumer};
 use crate::{BoxError, headers};
@@ -227,9 +229,19 @@ impl<T: Event, H: Handler<T>> ConsumerRuntime<T, H> {
 
     async fn run(self, shutdown: CancellationToken, state: watch::Sender<ConsumerState>) {
         let Self { js, spec, config, handler, mut pause, .. } = self;
-        let shared = Arc::new(Shared { js: js.clone(), spec, config, handler });
+        let service = format!("{}-service", spec.service);
+        let shared = Arc::new(Shared { js: js.clone(), spec, config, handler, service });
         let advisories = tokio::spawn(
             watch_max_deliveries(shared.js.clone(), shared.spec.clone(), shutdown.clone()).in_current_span(),
+        );
+        let gauges = tokio::spawn(
+            report_consumer_info(
+                shared.js.clone(),
+                shared.spec.clone(),
+                shared.service.clone(),
+                shutdown.clone(),
+            )
+            .in_current_span(),
         );
         let slots = Arc::new(Semaphore::new(shared.config.concurrency.max(1)));
         let mut tasks = JoinSet::new();
@@ -341,6 +353,7 @@ impl<T: Event, H: Handler<T>> ConsumerRuntime<T, H> {
             tracing::warn!(error = %e, "flushing acks on shutdown failed; they will be redelivered");
         }
         advisories.abort();
+        gauges.abort();
         state.send_replace(ConsumerState::Stopped);
         tracing::debug!("consumer stopped");
     }
@@ -351,6 +364,8 @@ struct Shared<H> {
     spec: ConsumerSpec,
     config: RuntimeConfig,
     handler: H,
+    /// The `service` label of this runtime's metrics (`inventory-service`).
+    service: String,
 }
 
 /// How one delivery ended.
@@ -375,6 +390,7 @@ impl<H> Shared<H> {
         let subject = msg.subject.to_string();
         let outcome = match orderflow_events::decode::<T>(&msg.payload) {
             Err(e) => {
+                self.count(names::MESSAGES_FAILED, &subject, Some(("kind", "undecodable")));
                 let reason = e.kind().as_str().parse().unwrap_or(DlqReason::SchemaInvalid);
                 Outcome::DeadLetter(reason, e.to_string())
             }
@@ -382,13 +398,21 @@ impl<H> Shared<H> {
                 let span = tracing::info_span!(
                     "process",
                     otel.name = %format_args!("{subject} process"),
+                    otel.kind = "consumer",
+                    messaging.system = "nats",
+                    messaging.operation.type = "process",
                     messaging.destination.name = %subject,
+                    messaging.consumer.group.name = %self.spec.durable,
+                    service = %self.service,
                     correlation_id = %envelope.correlationid.as_str(),
                     order_id = %envelope.subject,
                     event_id = %envelope.id,
                     stream_seq,
                     delivered,
                 );
+                let parent = headers::get(msg.headers.as_ref(), headers::TRACEPARENT)
+                    .or(envelope.traceparent.as_deref());
+                orderflow_telemetry::trace::set_parent(&span, parent);
                 let delivery = Delivery {
                     envelope,
                     subject: subject.clone(),
@@ -415,6 +439,11 @@ impl<H> Shared<H> {
                 match letter.publish(&self.js).await {
                     Ok(_) => {
                         tracing::warn!(reason = %letter.reason, error = %letter.error, stream_seq, "dead-lettered");
+                        self.count(
+                            names::MESSAGES_DEAD_LETTERED,
+                            &letter.original_subject,
+                            Some(("reason", letter.reason.as_str())),
+                        );
                         Outcome::Ack
                     }
                     Err(e) => {
@@ -441,6 +470,12 @@ impl<H> Shared<H> {
         H: Handler<T>,
     {
         let delivered = delivery.delivered;
+        let subject = delivery.subject.clone();
+        self.count(names::MESSAGES_CONSUMED, &subject, None);
+        if delivered > 1 {
+            self.count(names::MESSAGES_REDELIVERED, &subject, None);
+        }
+        let started = std::time::Instant::now();
         let work = AssertUnwindSafe(self.handler.handle(delivery)).catch_unwind();
         tokio::pin!(work);
         let deadline = tokio::time::sleep(self.config.handler_timeout);
@@ -463,6 +498,21 @@ impl<H> Shared<H> {
                 }
             }
         };
+        metrics::histogram!(
+            names::HANDLER_DURATION,
+            "service" => self.service.clone(),
+            "subject" => subject.clone()
+        )
+        .record(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(()) => {}
+            Err(HandlerError::Permanent(_)) => {
+                self.count(names::MESSAGES_FAILED, &subject, Some(("kind", "permanent")))
+            }
+            Err(HandlerError::Transient(_)) => {
+                self.count(names::MESSAGES_FAILED, &subject, Some(("kind", "transient")))
+            }
+        }
         match result {
             Ok(()) => Outcome::Ack,
             Err(HandlerError::Permanent(e)) => Outcome::DeadLetter(DlqReason::PermanentError, e.to_string()),
@@ -474,6 +524,39 @@ impl<H> Shared<H> {
                 tracing::info!(error = %e, retry_in = ?delay, "transient failure; redelivering later");
                 Outcome::Nak(delay)
             }
+        }
+    }
+}
+
+impl<H> Shared<H> {
+    fn count(&self, name: &'static str, subject: &str, extra: Option<(&'static str, &'static str)>) {
+        let mut labels = vec![("service", self.service.clone()), ("subject", subject.to_owned())];
+        if let Some((k, v)) = extra {
+            labels.push((k, v.to_owned()));
+        }
+        metrics::counter!(name, &labels).increment(1);
+    }
+}
+
+/// Every few seconds: the consumer's pending and ack-pending counts from JetStream.
+async fn report_consumer_info(
+    js: jetstream::Context,
+    spec: ConsumerSpec,
+    service: String,
+    shutdown: CancellationToken,
+) {
+    let labels = [("service", service), ("consumer", spec.durable.clone())];
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Ok(stream) = js.get_stream_no_info(&spec.stream).await else { continue };
+        if let Ok(info) = stream.consumer_info(&spec.durable).await {
+            metrics::gauge!(names::CONSUMER_PENDING, &labels).set(info.num_pending as f64);
+            metrics::gauge!(names::CONSUMER_ACK_PENDING, &labels).set(info.num_ack_pending as f64);
         }
     }
 }

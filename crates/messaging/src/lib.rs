@@ -19,6 +19,7 @@
 pub mod connect;
 pub mod consumer;
 pub mod dlq;
+pub mod dlq_admin;
 pub mod headers;
 pub mod publish;
 pub mod schedule;

@@ -3,9 +3,25 @@
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, context::PublishErrorKind, publish::PublishAck};
 use bytes::Bytes;
-use orderflow_events::{Envelope, Event};
+use orderflow_events::{CorrelationId, Envelope, Event};
 
 use crate::headers;
+
+/// A new event that starts a causal chain (e.g. an order placed over HTTP), with the trace
+/// context of a `"{subject} publish"` span under the current span.
+pub fn originate<T: Event>(source: &str, correlation: CorrelationId, data: T) -> Envelope<T> {
+    let traceparent = orderflow_telemetry::trace::publish_traceparent(T::KIND.subject(), None);
+    Envelope::new(source, correlation, data).with_traceparent(traceparent)
+}
+
+/// An event caused by `cause`: the same correlation id, and the trace context of a
+/// `"{subject} publish"` span under the current (process) span — or the cause's own context when
+/// spans are not recorded, so the trace is never broken.
+pub fn follow_up<C, T: Event>(source: &str, cause: &Envelope<C>, data: T) -> Envelope<T> {
+    let traceparent =
+        orderflow_telemetry::trace::publish_traceparent(T::KIND.subject(), cause.traceparent.clone());
+    Envelope::new(source, cause.correlationid.clone(), data).with_traceparent(traceparent)
+}
 
 /// How many publishes are in flight before the publisher waits for their PubAcks (async-nats
 /// blocks silently past its own `max_ack_inflight` of 5000).

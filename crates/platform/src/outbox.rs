@@ -16,6 +16,8 @@ use sqlx::{AnyConnection, Row};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use orderflow_telemetry::metrics::names;
+
 use crate::Db;
 
 /// Largest batch the relay publishes at once.
@@ -62,6 +64,7 @@ pub struct OutboxRelay {
     publisher: Publisher,
     handle: OutboxHandle,
     poll: Duration,
+    service: &'static str,
 }
 
 /// Backlog figures, for metrics and tests.
@@ -74,9 +77,9 @@ pub struct Backlog {
 }
 
 impl OutboxRelay {
-    /// A relay for `db`'s outbox.
-    pub fn new(db: Db, publisher: Publisher) -> Self {
-        Self { db, publisher, handle: OutboxHandle::default(), poll: Duration::from_millis(500) }
+    /// A relay for `db`'s outbox; `service` labels its metrics.
+    pub fn new(db: Db, publisher: Publisher, service: &'static str) -> Self {
+        Self { db, publisher, handle: OutboxHandle::default(), poll: Duration::from_millis(500), service }
     }
 
     /// The handle that wakes this relay.
@@ -88,7 +91,12 @@ impl OutboxRelay {
     pub async fn run(self, shutdown: CancellationToken, drain_for: Duration) {
         let mut failures = 0u32;
         let mut last_purge = tokio::time::Instant::now();
+        let mut last_gauge = tokio::time::Instant::now() - Duration::from_secs(60);
         loop {
+            if last_gauge.elapsed() >= Duration::from_secs(5) {
+                last_gauge = tokio::time::Instant::now();
+                self.record_backlog().await;
+            }
             let batch = match self.publish_batch().await {
                 Ok(n) => {
                     failures = 0;
@@ -136,6 +144,7 @@ impl OutboxRelay {
                 }
             }
         }
+        self.record_backlog().await;
         if let Err(e) = self.publisher.jetstream().client().flush().await {
             tracing::warn!(error = %e, "flushing NATS on shutdown failed");
         }
@@ -172,6 +181,12 @@ impl OutboxRelay {
         for (msg, result) in msgs.iter().zip(results) {
             match result {
                 Ok(_) => {
+                    metrics::counter!(
+                        names::MESSAGES_PUBLISHED,
+                        "service" => self.service,
+                        "subject" => msg.subject.clone()
+                    )
+                    .increment(1);
                     sqlx::query("UPDATE outbox SET sent_at = $1 WHERE id = $2")
                         .bind(&now)
                         .bind(&msg.message_id)
@@ -201,6 +216,23 @@ impl OutboxRelay {
                 .fetch_one(db.pool())
                 .await?;
         Ok(Backlog { unsent: row.try_get("n")?, oldest: row.try_get("oldest")? })
+    }
+
+    async fn record_backlog(&self) {
+        match Self::backlog(&self.db).await {
+            Ok(b) => {
+                let age = b
+                    .oldest
+                    .as_deref()
+                    .and_then(|t| {
+                        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+                    })
+                    .map_or(0.0, |t| (time::OffsetDateTime::now_utc() - t).as_seconds_f64().max(0.0));
+                metrics::gauge!(names::OUTBOX_BACKLOG, "service" => self.service).set(b.unsent as f64);
+                metrics::gauge!(names::OUTBOX_OLDEST_AGE, "service" => self.service).set(age);
+            }
+            Err(e) => tracing::debug!(error = %e, "reading the outbox backlog failed"),
+        }
     }
 
     async fn purge(&self) -> Result<(), sqlx::Error> {

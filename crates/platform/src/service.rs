@@ -1,19 +1,22 @@
 //! The start-up and shutdown choreography every service shares.
 //!
-//! [`Infra::connect`] brings up what a service stands on: NATS (with backoff), the JetStream
-//! topology, the database (migrated), a publisher and the outbox relay. [`run`] serves HTTP and
-//! waits for shutdown, then drains in the order that loses nothing: readiness goes 503, HTTP stops
+//! [`Infra::connect`] brings up what a service stands on: the database (migrated), NATS (with
+//! backoff), the JetStream topology, a publisher and the outbox relay. [`run`] serves HTTP (with
+//! `/health/*` and `/metrics`) and waits for shutdown, then drains in the order that loses
+//! nothing: readiness goes 503 (optionally for a while, so load balancers notice), HTTP stops
 //! accepting and finishes in-flight requests, consumers stop fetching and finish in-flight
-//! handlers (they were started with the same token), the outbox relay publishes what those
-//! handlers committed, and the NATS connection drains — all bounded by a deadline.
+//! handlers, the outbox relay publishes what those handlers committed, and the NATS connection
+//! is flushed and drained — all bounded by one deadline.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream;
 use axum::Router;
+use axum::routing::get;
 use orderflow_messaging::{ConnectConfig, ConsumerHandle, Publisher, Topology, topology::provision};
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::{Health, HealthCheck};
@@ -23,6 +26,8 @@ use crate::{Db, Migration};
 /// A service's connections.
 #[derive(Debug)]
 pub struct Infra {
+    /// The service name (`order-service`): the `service` label of its metrics.
+    pub service: &'static str,
     /// The NATS client.
     pub client: async_nats::Client,
     /// JetStream on it.
@@ -39,8 +44,8 @@ pub struct Infra {
 /// Where a service connects.
 #[derive(Clone, Debug)]
 pub struct InfraConfig<'a> {
-    /// Client name, `orderflow/<service>`.
-    pub name: &'a str,
+    /// `order-service`, `inventory-service`, …; the NATS client is named `orderflow/<service>`.
+    pub service: &'static str,
     /// NATS URL(s).
     pub nats_url: &'a str,
     /// Database URL.
@@ -49,24 +54,29 @@ pub struct InfraConfig<'a> {
     pub db_schema: &'a str,
     /// The service's migrations.
     pub migrations: &'a [Migration],
+    /// JetStream stream replicas (1 locally, 3 in a cluster).
+    pub stream_replicas: usize,
 }
 
 impl Infra {
-    /// Connects NATS, provisions JetStream, opens and migrates the database.
+    /// Opens and migrates the database, connects NATS, provisions JetStream.
     pub async fn connect(cfg: InfraConfig<'_>) -> anyhow::Result<Self> {
-        let client = orderflow_messaging::connect(&ConnectConfig::new(cfg.nats_url, cfg.name))
-            .await
-            .with_context(|| format!("{}: connecting to NATS", cfg.name))?;
-        let js = jetstream::new(client.clone());
-        provision(&js, &Topology::orderflow(1))
-            .await
-            .with_context(|| format!("{}: provisioning JetStream", cfg.name))?;
+        let service = cfg.service;
+        orderflow_telemetry::metrics::install();
         let db = Db::connect(cfg.database_url, cfg.db_schema, cfg.migrations)
             .await
-            .with_context(|| format!("{}: opening the database", cfg.name))?;
+            .with_context(|| format!("{service}: opening the database"))?;
+        let client =
+            orderflow_messaging::connect(&ConnectConfig::new(cfg.nats_url, format!("orderflow/{service}")))
+                .await
+                .with_context(|| format!("{service}: connecting to NATS"))?;
+        let js = jetstream::new(client.clone());
+        provision(&js, &Topology::orderflow(cfg.stream_replicas.max(1)))
+            .await
+            .with_context(|| format!("{service}: provisioning JetStream"))?;
         let publisher = Publisher::new(js.clone());
-        let relay = OutboxRelay::new(db.clone(), publisher.clone());
-        Ok(Self { outbox: relay.handle(), client, js, db, publisher, relay })
+        let relay = OutboxRelay::new(db.clone(), publisher.clone(), service);
+        Ok(Self { service, outbox: relay.handle(), client, js, db, publisher, relay })
     }
 
     /// Readiness checks for NATS and the database.
@@ -84,52 +94,92 @@ pub struct Running {
     pub infra: Infra,
     /// The bound listener.
     pub listener: TcpListener,
-    /// The service's routes (health routes are added here).
+    /// The service's routes (health and metrics routes are added here).
     pub router: Router,
     /// Readiness (checks for consumers already added).
     pub health: Health,
     /// Consumer runtimes, started with `shutdown` (or a child of it).
     pub consumers: Vec<ConsumerHandle>,
-    /// Bound on the drain.
+    /// Bound on the whole drain.
     pub shutdown_timeout: Duration,
+    /// How long readiness answers 503 before the listener closes (0: close at once).
+    pub ready_drain_delay: Duration,
 }
 
-/// Serves until `shutdown`, then drains (see the module docs).
+/// Serves until `shutdown`, then drains (see the module docs). Fails if the HTTP server stops on
+/// its own or the drain misses its deadline.
 pub async fn run(parts: Running, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let Running { infra, listener, router, health, consumers, shutdown_timeout } = parts;
+    let Running { infra, listener, router, health, consumers, shutdown_timeout, ready_drain_delay } = parts;
+    let service = infra.service;
     let relay_stop = CancellationToken::new();
     let relay = tokio::spawn(infra.relay.run(relay_stop.clone(), shutdown_timeout));
-    let app = crate::http::with_defaults(router.merge(health.clone().router()));
+    let app = crate::http::with_defaults(
+        router
+            .merge(health.clone().router())
+            .route("/metrics", get(|| async { crate::http::metrics::render() })),
+        service,
+    );
     let http_stop = CancellationToken::new();
-    let server = tokio::spawn(crate::http::serve(listener, app, http_stop.clone()));
+    let mut server = tokio::spawn(crate::http::serve(listener, app, http_stop.clone()));
+    tracing::info!(service, "running");
 
-    shutdown.cancelled().await;
-    let started = tokio::time::Instant::now();
+    let http_failed = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        r = &mut server => Some(match r {
+            Ok(Ok(())) => anyhow::anyhow!("{service}: the HTTP server stopped unexpectedly"),
+            Ok(Err(e)) => anyhow::Error::new(e).context(format!("{service}: the HTTP server failed")),
+            Err(e) => anyhow::Error::new(e).context(format!("{service}: the HTTP server task failed")),
+        }),
+    };
+    let started = Instant::now();
+    let deadline = started + shutdown_timeout;
+    tracing::info!(service, deadline = ?shutdown_timeout, "shutting down: draining");
     health.start_draining();
+    if http_failed.is_none() && !ready_drain_delay.is_zero() {
+        tokio::time::sleep(ready_drain_delay.min(shutdown_timeout / 2)).await;
+    }
     http_stop.cancel();
     let drain = async {
-        match server.await {
-            Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server error during shutdown"),
-            Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
-            Ok(Ok(())) => {}
+        if http_failed.is_none() {
+            match server.await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server error while draining"),
+                Err(e) => tracing::warn!(error = %e, "HTTP server task failed while draining"),
+                Ok(Ok(())) => {}
+            }
         }
-        for c in consumers {
-            c.join().await;
-        }
+        futures_util::future::join_all(consumers.into_iter().map(ConsumerHandle::join)).await;
+        // Handlers have finished: whatever they enqueued is committed; publish it.
         relay_stop.cancel();
         if let Err(e) = relay.await {
             tracing::warn!(error = %e, "outbox relay task failed");
         }
-        if let Err(e) = infra.client.drain().await {
-            tracing::warn!(error = %e, "draining the NATS connection failed");
-        }
-        infra.db.close().await;
     };
-    match tokio::time::timeout(shutdown_timeout, drain).await {
-        Ok(()) => {
-            tracing::info!(took = ?started.elapsed(), "drained cleanly");
-            Ok(())
-        }
-        Err(_) => anyhow::bail!("shutdown did not finish within {shutdown_timeout:?}"),
+    let drained = tokio::time::timeout_at(deadline, drain).await;
+    let nats = drain_nats(&infra.client, deadline).await;
+    infra.db.close().await;
+    if let Some(e) = http_failed {
+        return Err(e);
     }
+    drained.map_err(|_| anyhow::anyhow!("{service}: shutdown did not finish within {shutdown_timeout:?}"))?;
+    nats?;
+    tracing::info!(service, took = ?started.elapsed(), "drained cleanly");
+    Ok(())
+}
+
+/// Flushes pending publishes and acks, then drains the connection and waits until it is closed.
+async fn drain_nats(client: &async_nats::Client, deadline: Instant) -> anyhow::Result<()> {
+    // Even past the main deadline, give the final flush a moment: losing acks means redeliveries.
+    let deadline = deadline.max(Instant::now() + Duration::from_secs(1));
+    tokio::time::timeout_at(deadline, async {
+        client.flush().await.context("flushing NATS")?;
+        client.drain().await.context("draining NATS")?;
+        // The client reports no state change when a drain completes, but every command fails
+        // once the connection task has exited: that is the signal.
+        while client.flush().await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok::<_, anyhow::Error>(())
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("draining the NATS connection timed out"))?
 }

@@ -1,15 +1,24 @@
-//! Logging set-up for every orderflow process.
+//! Logs, metrics and traces for every orderflow process.
 //!
 //! One call, [`init`], installs a `tracing` subscriber: JSON lines when stdout is not a terminal or
 //! `LOG_FORMAT=json`, human-readable output on a terminal or with `LOG_FORMAT=pretty`; the level
-//! comes from `RUST_LOG` (default `info`). It owns no business logic and never panics when a
-//! subscriber is already installed (tests call it many times).
+//! comes from `RUST_LOG` (default `info`); spans are exported over OTLP/HTTP when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set ([`trace`]). [`metrics`] owns the Prometheus registry. It
+//! owns no business logic and never panics when a subscriber is already installed (tests call it
+//! many times).
+
+pub mod metrics;
+pub mod trace;
 
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 
-use tracing_subscriber::EnvFilter;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanExporter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// Output format of the logs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,7 +42,7 @@ impl LogFormat {
 }
 
 /// Installs the global subscriber once; later calls are no-ops. Returns whether this call
-/// installed it.
+/// installed it. Exports spans over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 pub fn init(default_directive: &str) -> bool {
     init_with(LogFormat::from_env(), default_directive)
 }
@@ -41,21 +50,18 @@ pub fn init(default_directive: &str) -> bool {
 /// Like [`init`] with an explicit format.
 pub fn init_with(format: LogFormat, default_directive: &str) -> bool {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_directive));
-    let registry = tracing_subscriber::registry().with(filter);
-    let result = match format {
-        LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false)
-                    .with_target(true),
-            )
-            .try_init(),
-        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer().with_target(false)).try_init(),
+    let fmt = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_target(true)
+            .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer().with_target(false).boxed(),
     };
-    result.is_ok()
+    let otel = otlp_provider().map(|provider| otel_layer(&provider));
+    tracing_subscriber::registry().with(fmt.with_filter(filter)).with(otel).try_init().is_ok()
 }
 
 /// For tests: logs to the test writer (captured per test), filtered by `RUST_LOG` (default
@@ -63,7 +69,72 @@ pub fn init_with(format: LogFormat, default_directive: &str) -> bool {
 pub fn init_for_tests() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_test_writer())
+        .with(tracing_subscriber::fmt::layer().with_test_writer().with_filter(filter))
         .try_init();
+}
+
+/// For tests: every span at info level or above is exported to `exporter` as it ends (e.g. an
+/// in-memory exporter the test then inspects), and info-level logs are written as JSON lines —
+/// exactly as in production — to `logs`.
+pub fn init_for_tests_capturing<E, W>(exporter: E, logs: W) -> bool
+where
+    E: SpanExporter + 'static,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let provider =
+        SdkTracerProvider::builder().with_simple_exporter(exporter).with_resource(resource()).build();
+    let otel = otel_layer(&provider);
+    let _ = PROVIDER.set(provider);
+    let json = tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_writer(logs)
+        .with_filter(EnvFilter::new("info"));
+    tracing_subscriber::registry().with(json).with(otel).try_init().is_ok()
+}
+
+/// Flushes and stops span export (call once before the process exits).
+pub fn shutdown() {
+    if let Some(provider) = PROVIDER.get()
+        && let Err(e) = provider.shutdown()
+    {
+        eprintln!("flushing traces failed: {e}");
+    }
+}
+
+static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+fn resource() -> Resource {
+    let name = std::env::var("OTEL_SERVICE_NAME").ok().filter(|n| !n.is_empty());
+    Resource::builder().with_service_name(name.unwrap_or_else(|| "orderflow".to_owned())).build()
+}
+
+fn otel_layer<S>(provider: &SdkTracerProvider) -> impl Layer<S> + use<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("orderflow"))
+        .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+}
+
+/// An OTLP/HTTP exporter when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; `None` (nothing recorded,
+/// nothing slowed) otherwise.
+fn otlp_provider() -> Option<SdkTracerProvider> {
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|e| !e.trim().is_empty())?;
+    let exporter = match opentelemetry_otlp::SpanExporter::builder().with_http().build() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!(
+                "OTEL_EXPORTER_OTLP_ENDPOINT={endpoint} but the OTLP exporter failed: {e}; not exporting"
+            );
+            return None;
+        }
+    };
+    let provider =
+        SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource()).build();
+    let _ = PROVIDER.set(provider.clone());
+    Some(provider)
 }

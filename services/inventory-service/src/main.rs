@@ -9,5 +9,7 @@ async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
     let settings = Settings::load(flags.config.as_deref(), &flags)?;
     let shutdown = orderflow_platform::shutdown::on_signals();
-    Application::build(settings).await?.run_until_stopped(shutdown).await
+    let result = Application::build(settings).await?.run_until_stopped(shutdown).await;
+    orderflow_telemetry::shutdown();
+    result
 }

@@ -43,11 +43,12 @@ impl Application {
         let listener = orderflow_platform::http::bind(&settings.host, settings.port, "order-service").await?;
         let port = listener.local_addr()?.port();
         let infra = Infra::connect(InfraConfig {
-            name: "orderflow/order-service",
+            service: "order-service",
             nats_url: &settings.nats_url,
             database_url: &settings.database_url,
             db_schema: &settings.db_schema,
             migrations: MIGRATIONS,
+            stream_replicas: 1,
         })
         .await?;
         Ok(Self { settings, infra, listener, port })
@@ -122,6 +123,7 @@ impl Application {
                 health,
                 consumers,
                 shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
+                ready_drain_delay: Duration::ZERO,
             },
             shutdown,
         )

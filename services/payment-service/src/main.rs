@@ -6,5 +6,7 @@ async fn main() -> anyhow::Result<()> {
     orderflow_telemetry::init("info");
     let settings = Cli::parse().settings()?;
     let shutdown = orderflow_platform::shutdown::on_signals();
-    Application::build(settings).await?.run_until_stopped(shutdown).await
+    let result = Application::build(settings).await?.run_until_stopped(shutdown).await;
+    orderflow_telemetry::shutdown();
+    result
 }

@@ -9,6 +9,7 @@ use orderflow_platform::http::HealthCheck;
 use orderflow_platform::service::{Infra, InfraConfig, Running};
 use orderflow_platform::{Db, Migration, OutboxHandle};
 use orderflow_resilience::{BreakerState, CircuitBreaker};
+use orderflow_telemetry::metrics::names;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -62,11 +63,12 @@ impl Application {
             orderflow_platform::http::bind(&settings.host, settings.port, "payment-service").await?;
         let port = listener.local_addr()?.port();
         let infra = Infra::connect(InfraConfig {
-            name: "orderflow/payment-service",
+            service: "payment-service",
             nats_url: &settings.nats_url,
             database_url: &settings.database_url,
             db_schema: &settings.db_schema,
             migrations: MIGRATIONS,
+            stream_replicas: 1,
         })
         .await?;
         Ok(Self { settings, infra, listener, port, breaker, gateway })
@@ -127,6 +129,7 @@ impl Application {
                 health,
                 consumers,
                 shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
+                ready_drain_delay: Duration::ZERO,
             },
             shutdown,
         )
@@ -139,9 +142,18 @@ impl Application {
 fn pause_while_open(breaker: CircuitBreaker, shutdown: CancellationToken) -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(breaker.state() == BreakerState::Open);
     let mut states = breaker.subscribe();
+    let labels = [("service", "payment-service"), ("breaker", "payment_gateway")];
     tokio::spawn(async move {
+        let mut last = None;
         loop {
-            let open = breaker.state() == BreakerState::Open;
+            let state = breaker.state();
+            metrics::gauge!(names::BREAKER_STATE, &labels).set(f64::from(state.gauge_value()));
+            if last.is_some_and(|l| l != state) {
+                let [s, b] = labels;
+                metrics::counter!(names::BREAKER_TRANSITIONS, &[s, b, ("to", state.as_str())]).increment(1);
+            }
+            last = Some(state);
+            let open = state == BreakerState::Open;
             tx.send_replace(open);
             if open {
                 tracing::warn!("payment gateway breaker open; pausing the payment consumers");

@@ -1,7 +1,7 @@
 //! `X-Correlation-ID`: validated when given (400 otherwise), generated when absent, available to
 //! handlers as [`RequestCorrelation`], echoed on every response and recorded on the request span.
 
-use axum::extract::{FromRequestParts, Request};
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::HeaderValue;
@@ -18,8 +18,14 @@ pub const CORRELATION_HEADER: &str = "x-correlation-id";
 #[derive(Clone, Debug)]
 pub struct RequestCorrelation(pub CorrelationId);
 
-/// Middleware: validate or generate, then echo.
-pub async fn correlation_layer(mut req: Request, next: Next) -> Response {
+/// Middleware: validate or generate, then echo. It also opens the request's span (a child of the
+/// caller's `traceparent`, when given), which carries `service` and `correlation_id` into every
+/// log line of the request.
+pub async fn correlation_layer(
+    State(service): State<&'static str>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let id = match req.headers().get(CORRELATION_HEADER) {
         None => CorrelationId::generate(),
         Some(v) => match v.to_str().ok().map(CorrelationId::parse) {
@@ -39,12 +45,22 @@ pub async fn correlation_layer(mut req: Request, next: Next) -> Response {
         },
     };
     req.extensions_mut().insert(RequestCorrelation(id.clone()));
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
     let span = tracing::info_span!(
         "http",
+        otel.name = %format_args!("{} {route}", req.method()),
+        otel.kind = "server",
+        service,
         method = %req.method(),
         path = %req.uri().path(),
         correlation_id = %id.as_str(),
+        order_id = tracing::field::Empty,
     );
+    let parent = req.headers().get(orderflow_telemetry::trace::TRACEPARENT).and_then(|v| v.to_str().ok());
+    orderflow_telemetry::trace::set_parent(&span, parent);
     let mut res = next.run(req).instrument(span).await;
     if let Ok(v) = HeaderValue::from_str(id.as_str()) {
         res.headers_mut().insert(CORRELATION_HEADER, v);

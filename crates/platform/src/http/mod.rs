@@ -3,6 +3,7 @@
 pub mod correlation;
 pub mod health;
 pub mod json;
+pub mod metrics;
 pub mod problem;
 
 pub use correlation::{CORRELATION_HEADER, RequestCorrelation, correlation_layer};
@@ -20,13 +21,15 @@ use tokio_util::sync::CancellationToken;
 /// Largest request body accepted (SPEC: 413 above 64 KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// The layers every service's router gets: body limit, correlation ids, a request timeout,
-/// panics turned into problem+json 500s, and a fallback 404 problem.
-pub fn with_defaults(router: Router) -> Router {
+/// The layers every service's router gets: body limit, correlation ids, HTTP metrics labelled
+/// with `service`, a request timeout, panics turned into problem+json 500s, and a fallback 404
+/// problem.
+pub fn with_defaults(router: Router, service: &'static str) -> Router {
     router
         .fallback(|| async { Problem::new(ProblemType::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::from_fn(correlation_layer))
+        .layer(axum::middleware::from_fn_with_state(service, correlation_layer))
+        .layer(axum::middleware::from_fn_with_state(service, metrics::track))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             http::StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(30),

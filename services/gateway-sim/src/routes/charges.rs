@@ -41,8 +41,15 @@ pub async fn create(
     state.inject_latency().await;
     match state.charge(key, request) {
         ChargeOutcome::Created(charge) => {
+            // The caller's correlation id, when it sent a plausible one, ties this line to the
+            // order's saga in the logs.
+            let correlation_id = headers.get("x-correlation-id").and_then(|v| v.to_str().ok()).filter(|c| {
+                c.len() <= 128 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(&b))
+            });
             tracing::info!(
+                service = "gateway-sim",
                 order_id = charge.order_id.as_str(),
+                correlation_id,
                 charge_id = %charge.charge_id,
                 status = charge.status.as_str(),
                 "charge recorded"

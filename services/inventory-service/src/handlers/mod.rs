@@ -12,7 +12,7 @@ pub mod payments_completed;
 pub mod payments_failed;
 
 use async_nats::jetstream;
-use orderflow_events::{Envelope, Event, EventKind};
+use orderflow_events::{Event, EventKind};
 use orderflow_messaging::{
     ConsumerHandle, ConsumerRuntime, ConsumerSpec, Delivery, Handler, HandlerError, OutgoingMessage,
     RuntimeConfig,
@@ -109,9 +109,7 @@ pub(crate) fn outgoing<C, T: Event>(
     data: T,
     express: bool,
 ) -> Result<OutgoingMessage, HandlerError> {
-    let traceparent = cause.envelope.traceparent.clone().or_else(|| cause.traceparent().map(str::to_owned));
-    let envelope =
-        Envelope::new(SOURCE, cause.envelope.correlationid.clone(), data).with_traceparent(traceparent);
+    let envelope = orderflow_messaging::publish::follow_up(SOURCE, &cause.envelope, data);
     // Serializing our own types cannot fail in practice; if it did, retrying would not help.
     OutgoingMessage::from_envelope(&envelope, express).map_err(HandlerError::permanent)
 }

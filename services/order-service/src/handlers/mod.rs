@@ -5,8 +5,11 @@ pub mod payments_completed;
 pub mod payments_failed;
 
 use orderflow_events::{CancelReason, Envelope, Event, OrderCancelled, OrderConfirmed, OrderId};
+use orderflow_messaging::publish::follow_up;
 use orderflow_messaging::{HandlerError, OutgoingMessage};
 use orderflow_platform::{db::is_transient, inbox, outbox};
+
+use orderflow_telemetry::metrics::names;
 
 use crate::domain::{OrderStatus, Transition, transition};
 use crate::startup::AppState;
@@ -73,16 +76,13 @@ pub async fn finish<T: Event>(
     }
     let now = orderflow_platform::now_rfc3339();
     let express = order.priority == "express";
-    let correlation = incoming.correlationid.clone();
-    let traceparent = incoming.traceparent.clone();
     let msg = match &outcome {
         Outcome::Confirmed { total_cents, currency } => {
             storage::finish_order(&mut tx, &id, target, None, Some((*total_cents, currency.as_str())), &now)
                 .await
                 .map_err(db_error)?;
             let data = OrderConfirmed { order_id, total_cents: *total_cents, currency: currency.clone() };
-            let env = Envelope::new(crate::SOURCE, correlation, data).with_traceparent(traceparent);
-            OutgoingMessage::from_envelope(&env, express)
+            OutgoingMessage::from_envelope(&follow_up(crate::SOURCE, incoming, data), express)
         }
         Outcome::Cancelled(reason) => {
             let reason_str = serde_json::to_value(reason)
@@ -92,15 +92,27 @@ pub async fn finish<T: Event>(
             storage::finish_order(&mut tx, &id, target, Some(&reason_str), None, &now)
                 .await
                 .map_err(db_error)?;
-            let env = Envelope::new(crate::SOURCE, correlation, OrderCancelled { order_id, reason: *reason })
-                .with_traceparent(traceparent);
-            OutgoingMessage::from_envelope(&env, express)
+            let data = OrderCancelled { order_id, reason: *reason };
+            OutgoingMessage::from_envelope(&follow_up(crate::SOURCE, incoming, data), express)
         }
     }
     .map_err(HandlerError::permanent)?;
     outbox::enqueue(&mut tx, &msg).await.map_err(db_error)?;
     tx.commit().await.map_err(db_error)?;
     state.outbox.wake();
+    let reason = match &outcome {
+        Outcome::Confirmed { .. } => "none".to_owned(),
+        Outcome::Cancelled(r) => {
+            serde_json::to_value(r).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+        }
+    };
+    metrics::counter!(
+        names::ORDERS_TERMINAL,
+        "service" => "order-service",
+        "status" => target.as_str(),
+        "reason" => reason
+    )
+    .increment(1);
     tracing::info!(order_id = %id, status = target.as_str(), "order finished");
     Ok(())
 }

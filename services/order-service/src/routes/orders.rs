@@ -5,11 +5,12 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use orderflow_events::{
-    CustomerId, Envelope, OrderCreated, OrderId, OrderItem, Priority, ProductId, Quantity, v1::MAX_LINES,
+    CustomerId, OrderCreated, OrderId, OrderItem, Priority, ProductId, Quantity, v1::MAX_LINES,
 };
 use orderflow_messaging::OutgoingMessage;
 use orderflow_platform::http::{ApiJson, Problem, ProblemType, RequestCorrelation};
 use orderflow_platform::outbox;
+use orderflow_telemetry::metrics::names;
 use serde::{Deserialize, Serialize};
 
 use crate::startup::AppState;
@@ -112,7 +113,8 @@ pub async fn create_order(
         .collect();
     let created = OrderCreated::new(order_id, body.customer_id.clone(), items, body.priority)
         .map_err(|e| Problem::invalid_field("items", e.to_string()))?;
-    let envelope = Envelope::new(crate::SOURCE, correlation.clone(), created);
+    tracing::Span::current().record("order_id", tracing::field::display(order_id));
+    let envelope = orderflow_messaging::publish::originate(crate::SOURCE, correlation.clone(), created);
     let express = body.priority == Priority::Express;
     let msg = OutgoingMessage::from_envelope(&envelope, express).map_err(|e| Problem::internal(&e))?;
 
@@ -163,6 +165,8 @@ pub async fn create_order(
     outbox::enqueue(&mut tx, &msg).await.map_err(|e| unavailable(&e))?;
     tx.commit().await.map_err(|e| unavailable(&e))?;
     state.outbox.wake();
+    metrics::counter!(names::ORDERS_ACCEPTED, "service" => "order-service", "priority" => body.priority.as_str())
+        .increment(1);
     tracing::info!(order_id = %id, correlation_id = %correlation.as_str(), "order accepted");
 
     Ok(stored_into_response(&StoredResponse {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use orderflow_events::{
     ChargeId, Envelope, InventoryReserved, PaymentCompleted, PaymentFailed, PaymentFailureReason, PaymentId,
 };
+use orderflow_messaging::publish::follow_up;
 use orderflow_messaging::{Delivery, HandlerError, OutgoingMessage};
 use orderflow_platform::{inbox, outbox};
 use orderflow_resilience::Rejected;
@@ -161,11 +162,11 @@ async fn record(
                 amount_cents: data.total_cents,
                 currency: data.currency.clone(),
             };
-            OutgoingMessage::from_envelope(&follow(env, event), express)
+            OutgoingMessage::from_envelope(&follow_up(crate::SOURCE, env, event), express)
         }
         (_, Some(reason)) => {
             let event = PaymentFailed { order_id: data.order_id, reason, detail: detail.map(str::to_owned) };
-            OutgoingMessage::from_envelope(&follow(env, event), express)
+            OutgoingMessage::from_envelope(&follow_up(crate::SOURCE, env, event), express)
         }
         (_, None) => return Err(HandlerError::permanent("failed payment without a reason")),
     }
@@ -199,10 +200,4 @@ async fn record(
     state.outbox.wake();
     tracing::info!(order_id, status, reason = reason_str, attempts, "payment decided");
     Ok(())
-}
-
-/// An event caused by `cause`: same correlation id and trace context.
-fn follow<T: orderflow_events::Event, C>(cause: &Envelope<C>, data: T) -> Envelope<T> {
-    Envelope::new(crate::SOURCE, cause.correlationid.clone(), data)
-        .with_traceparent(cause.traceparent.clone())
 }

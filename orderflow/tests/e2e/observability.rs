@@ -1,0 +1,257 @@
+//! Metrics and health as an operator sees them.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use orderflow::system::Tune;
+use orderflow_test_support::{DbBackend, eventually};
+use serde_json::json;
+
+use crate::both_databases;
+use crate::helpers::{WAIT, spawn_system};
+
+both_databases!(metrics_move_by_the_expected_amounts, readiness_follows_nats_down_and_back);
+
+/// The summed value of every sample of `name` whose labels include all of `labels`.
+fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            (metric == name && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+                .then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+async fn metrics_move_by_the_expected_amounts(backend: DbBackend) {
+    let mut sys = spawn_system(backend, Tune::default()).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(sys.place(json!([{"product_id": "sku-001", "quantity": 1}])).await);
+    }
+    for id in &ids {
+        sys.terminal(id).await;
+    }
+    // A redelivery: an inventory instance takes an order's event and dies without answering.
+    sys.system.stop_service("inventory-service").await.unwrap();
+    let late = sys.place(json!([{"product_id": "sku-002", "quantity": 1}])).await;
+    let js = sys.nats.jetstream().await.unwrap();
+    let consumer: async_nats::jetstream::consumer::PullConsumer =
+        js.get_stream("ORDERS").await.unwrap().get_consumer("inventory-orders-created").await.unwrap();
+    let mut batch = consumer.fetch().max_messages(1).messages().await.unwrap();
+    let _taken = batch.next().await.unwrap().unwrap();
+    sys.system.start_inventory().await.unwrap();
+    assert_eq!(sys.terminal(&late).await["status"], "confirmed");
+    // A dead letter: garbage on the orders subject.
+    js.publish("orders.created.v1", "not json".into()).await.unwrap().await.unwrap();
+    let url = format!("{}/metrics", sys.system.order_url);
+
+    let text = eventually(WAIT, "the dead letter in the metrics", || async {
+        let text = sys.http.get(&url).send().await.unwrap().text().await.unwrap();
+        (metric(&text, "orderflow_messages_dead_lettered_total", &[]) >= 1.0).then_some(text)
+    })
+    .await
+    .unwrap();
+
+    let order = [("service", "order-service")];
+    assert_eq!(metric(&text, "orderflow_orders_accepted_total", &order), 4.0);
+    assert_eq!(metric(&text, "orderflow_orders_total", &[("status", "confirmed")]), 4.0);
+    assert_eq!(
+        metric(
+            &text,
+            "orderflow_http_requests_total",
+            &[("route", "/orders"), ("method", "POST"), ("status", "202")]
+        ),
+        4.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "orderflow_messages_published_total",
+            &[("service", "order-service"), ("subject", "orders.created.v1")]
+        ),
+        4.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "orderflow_messages_consumed_total",
+            &[("service", "inventory-service"), ("subject", "orders.created.v1")]
+        ),
+        4.0,
+        "four orders handled (the garbage never reaches a handler)"
+    );
+    assert_eq!(
+        metric(&text, "orderflow_messages_redelivered_total", &[("subject", "orders.created.v1")]),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "orderflow_messages_dead_lettered_total",
+            &[("subject", "orders.created.v1"), ("reason", "malformed")]
+        ),
+        1.0
+    );
+    assert_eq!(metric(&text, "orderflow_messages_failed_total", &[("kind", "undecodable")]), 1.0);
+    assert!(
+        metric(&text, "orderflow_handler_duration_seconds_count", &[("subject", "payments.completed.v1")])
+            >= 4.0
+    );
+    assert!(metric(&text, "orderflow_http_request_duration_seconds_count", &[("route", "/orders")]) >= 4.0);
+    assert_eq!(
+        metric(&text, "orderflow_gateway_charges_total", &[("status", "succeeded")]),
+        0.0,
+        "scraped on the gateway only"
+    );
+    let gateway = sys
+        .http
+        .get(format!("{}/metrics", sys.system.gateway_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(metric(&gateway, "orderflow_gateway_charges_total", &[("status", "succeeded")]), 4.0);
+    let with_gauges = eventually(WAIT, "the gauges", || async {
+        let text = sys.http.get(&url).send().await.unwrap().text().await.unwrap();
+        (text.contains("orderflow_outbox_backlog") && text.contains("orderflow_consumer_pending"))
+            .then_some(text)
+    })
+    .await
+    .unwrap();
+    assert!(with_gauges.contains("orderflow_breaker_state{"));
+    sys.finish_with_dlq(1).await;
+}
+
+async fn readiness_follows_nats_down_and_back(backend: DbBackend) {
+    let mut sys = spawn_system(backend, Tune::default()).await;
+    let ready = |url: String| {
+        let http = sys.http.clone();
+        async move {
+            http.get(format!("{url}/health/ready")).send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+        }
+    };
+    let order_url = sys.system.order_url.clone();
+    assert_eq!(ready(order_url.clone()).await, 200);
+
+    sys.nats.kill();
+    let body = eventually(WAIT, "503 while NATS is down", || async {
+        let res = sys.http.get(format!("{order_url}/health/ready")).send().await.unwrap();
+        (res.status() == 503).then_some(res)
+    })
+    .await
+    .unwrap();
+    let body: serde_json::Value = body.json().await.unwrap();
+    assert_ne!(body["checks"]["nats"], "ok");
+    assert_eq!(
+        sys.http.get(format!("{order_url}/health/live")).send().await.unwrap().status(),
+        200,
+        "still alive"
+    );
+    sys.nats.restart().unwrap();
+
+    eventually(WAIT, "200 after NATS returns", || async {
+        (ready(order_url.clone()).await == 200).then_some(())
+    })
+    .await
+    .unwrap();
+    let id = sys.place(json!([{"product_id": "sku-001", "quantity": 1}])).await;
+    assert_eq!(sys.terminal(&id).await["status"], "confirmed");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sys.finish().await;
+}
+
+/// Collects log lines in memory.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_order_is_one_trace_across_the_three_services_and_its_logs_share_its_correlation_id() {
+    let spans = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+    let logs = Logs::default();
+    assert!(orderflow_telemetry::init_for_tests_capturing(spans.clone(), logs.clone()));
+    let sys = spawn_system(DbBackend::Sqlite, Tune::default()).await;
+
+    let res = sys
+        .http
+        .post(format!("{}/orders", sys.system.order_url))
+        .header("X-Correlation-ID", "trace-me-42")
+        .json(&json!({"customer_id": "c-1", "items": [{"product_id": "sku-001", "quantity": 1}]}))
+        .send()
+        .await
+        .unwrap();
+    let id = res.json::<serde_json::Value>().await.unwrap()["order_id"].as_str().unwrap().to_owned();
+    assert_eq!(sys.terminal(&id).await["status"], "confirmed");
+    let wanted = [
+        "POST /orders",
+        "orders.created.v1 publish",
+        "orders.created.v1 process",
+        "inventory.reserved.v1 publish",
+        "inventory.reserved.v1 process",
+        "payments.completed.v1 publish",
+        "payments.completed.v1 process",
+        "orders.confirmed.v1 publish",
+    ];
+    let finished = eventually(Duration::from_secs(20), "every span of the order", || async {
+        let all = spans.get_finished_spans().unwrap();
+        wanted.iter().all(|w| all.iter().any(|s| s.name == *w)).then_some(all)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        let names: Vec<_> = spans.get_finished_spans().unwrap().iter().map(|s| s.name.to_string()).collect();
+        panic!("{e}: finished spans {names:?}")
+    });
+
+    let of_order: Vec<_> = finished.iter().filter(|s| wanted.contains(&s.name.as_ref())).collect();
+    let trace_ids: std::collections::HashSet<_> =
+        of_order.iter().map(|s| s.span_context.trace_id()).collect();
+    assert_eq!(
+        trace_ids.len(),
+        1,
+        "one trace: {:?}",
+        of_order.iter().map(|s| (&s.name, s.span_context.trace_id())).collect::<Vec<_>>()
+    );
+    let services: std::collections::HashSet<String> = of_order
+        .iter()
+        .flat_map(|s| s.attributes.iter())
+        .filter(|kv| kv.key.as_str() == "service")
+        .map(|kv| kv.value.to_string())
+        .collect();
+    for svc in ["order-service", "inventory-service", "payment-service"] {
+        assert!(services.contains(svc), "{svc} missing from {services:?}");
+    }
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let about_order: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["order_id"] == id.as_str() || l["span"]["order_id"] == id.as_str())
+        .collect();
+    assert!(about_order.len() >= 3, "log lines about the order: {about_order:#?}");
+    for line in &about_order {
+        let corr = line["correlation_id"].as_str().or(line["span"]["correlation_id"].as_str());
+        assert_eq!(corr, Some("trace-me-42"), "{line}");
+        assert!(line["span"]["service"].is_string() || line["service"].is_string(), "{line}");
+    }
+    sys.finish().await;
+}
