@@ -16,6 +16,7 @@
 
 pub mod config;
 pub mod db;
+pub mod discovery;
 pub mod http;
 pub mod inbox;
 pub mod outbox;

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::discovery::MicroEndpoint;
 use crate::http::{Health, HealthCheck};
 use crate::outbox::{OutboxHandle, OutboxRelay};
 use crate::{Db, Migration};
@@ -104,13 +105,27 @@ pub struct Running {
     pub shutdown_timeout: Duration,
     /// How long readiness answers 503 before the listener closes (0: close at once).
     pub ready_drain_delay: Duration,
+    /// Request-reply endpoints to register with the NATS micro service (besides `status`).
+    pub micro_endpoints: Vec<MicroEndpoint>,
 }
 
 /// Serves until `shutdown`, then drains (see the module docs). Fails if the HTTP server stops on
 /// its own or the drain misses its deadline.
 pub async fn run(parts: Running, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let Running { infra, listener, router, health, consumers, shutdown_timeout, ready_drain_delay } = parts;
+    let Running {
+        infra,
+        listener,
+        router,
+        health,
+        consumers,
+        shutdown_timeout,
+        ready_drain_delay,
+        micro_endpoints,
+    } = parts;
     let service = infra.service;
+    let micro_stop = CancellationToken::new();
+    crate::discovery::register(&infra.client, service, health.clone(), micro_endpoints, micro_stop.clone())
+        .await?;
     let relay_stop = CancellationToken::new();
     let relay = tokio::spawn(infra.relay.run(relay_stop.clone(), shutdown_timeout));
     let app = crate::http::with_defaults(
@@ -135,6 +150,7 @@ pub async fn run(parts: Running, shutdown: CancellationToken) -> anyhow::Result<
     let deadline = started + shutdown_timeout;
     tracing::info!(service, deadline = ?shutdown_timeout, "shutting down: draining");
     health.start_draining();
+    micro_stop.cancel();
     if http_failed.is_none() && !ready_drain_delay.is_zero() {
         tokio::time::sleep(ready_drain_delay.min(shutdown_timeout / 2)).await;
     }

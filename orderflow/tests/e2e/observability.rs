@@ -255,3 +255,52 @@ async fn one_order_is_one_trace_across_the_three_services_and_its_logs_share_its
     }
     sys.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_service_answers_the_nats_micro_protocol_and_inventory_answers_stock_requests() {
+    let sys = spawn_system(DbBackend::Sqlite, Tune::default()).await;
+    let client = sys.nats.client().await.unwrap();
+
+    // PING has one answer per service instance.
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(inbox.clone()).await.unwrap();
+    client.publish_with_reply("$SRV.PING", inbox, "".into()).await.unwrap();
+    let mut names = std::collections::BTreeSet::new();
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(700), replies.next()).await {
+        let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+        names.insert(v["name"].as_str().unwrap().to_owned());
+    }
+    let info: serde_json::Value = serde_json::from_slice(
+        &client.request("$SRV.INFO.inventory-service", "".into()).await.unwrap().payload,
+    )
+    .unwrap();
+    let stock = client.request("orderflow.inventory.stock", "sku-001".into()).await.unwrap();
+    let missing = client.request("orderflow.inventory.stock", "no-such-sku".into()).await.unwrap();
+    let status: serde_json::Value =
+        serde_json::from_slice(&client.request("orderflow.order.status", "".into()).await.unwrap().payload)
+            .unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(
+        &client.request("$SRV.STATS.inventory-service", "".into()).await.unwrap().payload,
+    )
+    .unwrap();
+
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        ["inventory-service", "order-service", "payment-service"]
+    );
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
+    let endpoints: Vec<_> = info["endpoints"].as_array().unwrap().iter().map(|e| e["name"].clone()).collect();
+    assert!(endpoints.contains(&json!("stock")) && endpoints.contains(&json!("status")), "{info}");
+    let product: serde_json::Value = serde_json::from_slice(&stock.payload).unwrap();
+    assert_eq!(product["product_id"], "sku-001");
+    assert!(product["available"].as_i64().unwrap() > 0);
+    let error =
+        missing.headers.as_ref().and_then(|h| h.get("Nats-Service-Error").map(|v| v.as_str().to_owned()));
+    assert!(error.unwrap_or_default().contains("no product"), "an unknown product is an error reply");
+    assert_eq!(status["ready"], true);
+    let stock_stats =
+        stats["endpoints"].as_array().unwrap().iter().find(|e| e["name"] == "stock").unwrap().clone();
+    assert_eq!(stock_stats["num_requests"], 2);
+    assert_eq!(stock_stats["num_errors"], 1);
+    sys.finish().await;
+}

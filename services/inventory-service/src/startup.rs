@@ -6,7 +6,9 @@
 //! and drains them in order when asked to stop.
 
 use anyhow::Context as _;
+use orderflow_events::ProductId;
 use orderflow_platform::Db;
+use orderflow_platform::discovery::MicroEndpoint;
 use orderflow_platform::http::HealthCheck;
 use orderflow_platform::service::{Infra, InfraConfig, Running};
 use tokio::net::TcpListener;
@@ -85,6 +87,7 @@ impl Application {
         let states = consumers.iter().map(|c| (c.name().to_owned(), c.watch_state())).collect();
         let health = infra.health().with(HealthCheck::consumers(states));
         let router = routes::router(AppState { db: infra.db.clone() });
+        let infra_db = infra.db.clone();
         orderflow_platform::service::run(
             Running {
                 infra,
@@ -94,9 +97,25 @@ impl Application {
                 consumers,
                 shutdown_timeout: settings.shutdown_timeout(),
                 ready_drain_delay: std::time::Duration::from_millis(settings.ready_drain_delay_ms),
+                micro_endpoints: vec![stock_endpoint(infra_db)],
             },
             shutdown,
         )
         .await
     }
+}
+
+/// `orderflow.inventory.stock`: a product id in, the product's stock as JSON out.
+fn stock_endpoint(db: Db) -> MicroEndpoint {
+    MicroEndpoint::new("stock", move |payload| {
+        let db = db.clone();
+        async move {
+            let text = std::str::from_utf8(&payload).map_err(|_| "the product id is not UTF-8".to_owned())?;
+            let id = ProductId::parse(text.trim()).map_err(|e| format!("invalid product id: {e}"))?;
+            let mut conn = db.pool().acquire().await.map_err(|e| e.to_string())?;
+            let product = crate::storage::products::find(&mut conn, &id).await.map_err(|e| e.to_string())?;
+            let product = product.ok_or_else(|| format!("no product {id}"))?;
+            serde_json::to_vec(&product).map(Into::into).map_err(|e| e.to_string())
+        }
+    })
 }

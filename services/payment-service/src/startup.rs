@@ -130,6 +130,7 @@ impl Application {
                 consumers,
                 shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
                 ready_drain_delay: Duration::ZERO,
+                micro_endpoints: Vec::new(),
             },
             shutdown,
         )
