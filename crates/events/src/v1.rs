@@ -253,6 +253,25 @@ pub enum CancelReason {
     PaymentUnavailable,
 }
 
+impl CancelReason {
+    /// The serialized (and stored) form: `out_of_stock`, `payment_declined`, …
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OutOfStock => "out_of_stock",
+            Self::UnknownProduct => "unknown_product",
+            Self::PaymentDeclined => "payment_declined",
+            Self::PaymentUnavailable => "payment_unavailable",
+        }
+    }
+}
+
+impl PaymentFailureReason {
+    /// The serialized (and stored) form: `payment_declined` or `payment_unavailable`.
+    pub fn as_str(self) -> &'static str {
+        CancelReason::from(self).as_str()
+    }
+}
+
 impl From<RejectReason> for CancelReason {
     fn from(reason: RejectReason) -> Self {
         match reason {

@@ -4,16 +4,12 @@
 //! characters is a malformed path parameter (400 `invalid-parameter`, as SPEC treats malformed
 //! path ids); body fields that break a rule are 422 `validation-failed`.
 
-use std::fmt;
-use std::marker::PhantomData;
-
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use orderflow_events::{Currency, ProductId};
 use orderflow_platform::http::{ApiJson, Problem, ProblemType};
-use serde::de::{MapAccess, Visitor, value::MapAccessDeserializer};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use crate::domain::{Product, StockLevel, UnitPrice};
@@ -37,31 +33,6 @@ pub struct PutProduct {
     /// Currency of the price; absent keeps an existing product's currency, USD for a new one.
     #[serde(default)]
     pub currency: Option<Currency>,
-}
-
-/// A body that must be a JSON object: serde's derive also accepts a struct written as an array
-/// (`[10, 1999]`), which the API does not. Field paths in errors are kept.
-#[derive(Debug)]
-pub struct Object<T>(pub T);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor<T>(PhantomData<T>);
-
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
-            type Value = T;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-                T::deserialize(MapAccessDeserializer::new(map))
-            }
-        }
-
-        deserializer.deserialize_map(ObjectVisitor(PhantomData)).map(Object)
-    }
 }
 
 fn product_id(path: Result<Path<String>, PathRejection>) -> Result<ProductId, Problem> {
@@ -107,7 +78,7 @@ pub async fn get_one(
 pub async fn put_one(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
-    ApiJson(Object(body)): ApiJson<Object<PutProduct>>,
+    ApiJson(body): ApiJson<PutProduct>,
 ) -> Result<Json<Product>, Problem> {
     let id = product_id(path)?;
     let mut conn = connection(&state).await?;

@@ -85,11 +85,7 @@ pub async fn finish<T: Event>(
             OutgoingMessage::from_envelope(&follow_up(crate::SOURCE, incoming, data), express)
         }
         Outcome::Cancelled(reason) => {
-            let reason_str = serde_json::to_value(reason)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            storage::finish_order(&mut tx, &id, target, Some(&reason_str), None, &now)
+            storage::finish_order(&mut tx, &id, target, Some(reason.as_str()), None, &now)
                 .await
                 .map_err(db_error)?;
             let data = OrderCancelled { order_id, reason: *reason };
@@ -101,10 +97,8 @@ pub async fn finish<T: Event>(
     tx.commit().await.map_err(db_error)?;
     state.outbox.wake();
     let reason = match &outcome {
-        Outcome::Confirmed { .. } => "none".to_owned(),
-        Outcome::Cancelled(r) => {
-            serde_json::to_value(r).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-        }
+        Outcome::Confirmed { .. } => "none",
+        Outcome::Cancelled(r) => r.as_str(),
     };
     metrics::counter!(
         names::ORDERS_TERMINAL,

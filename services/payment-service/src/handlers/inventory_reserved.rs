@@ -148,10 +148,7 @@ async fn record(
             ("failed", None, Some(PaymentFailureReason::PaymentUnavailable), Some(d.as_str()))
         }
     };
-    let reason_str = reason.map(|r| match r {
-        PaymentFailureReason::PaymentDeclined => "payment_declined",
-        PaymentFailureReason::PaymentUnavailable => "payment_unavailable",
-    });
+    let reason_str = reason.map(PaymentFailureReason::as_str);
     let msg = match (&decision, reason) {
         (Decision::Charged(charge_id), _) => {
             let charge_id = ChargeId::parse(charge_id.clone()).map_err(HandlerError::permanent)?;
