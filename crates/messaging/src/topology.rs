@@ -105,6 +105,11 @@ impl ConsumerSpec {
         spec
     }
 
+    /// The standard or the express lane's consumer.
+    pub fn for_lane(service: &str, kind: EventKind, express: bool) -> Self {
+        if express { Self::express_for_event(service, kind) } else { Self::for_event(service, kind) }
+    }
+
     /// Replaces the redelivery schedule (tests use short ones).
     pub fn with_schedule(mut self, schedule: RedeliverySchedule) -> Self {
         self.schedule = schedule;

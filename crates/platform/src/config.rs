@@ -12,6 +12,32 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// The flags every service binary takes. Absent flags are skipped when serialized, so they never
+/// override the file or the environment.
+#[derive(Clone, Debug, Default, clap::Args, Serialize)]
+pub struct ServiceFlags {
+    /// TOML configuration file (top-level shared keys, a section per service).
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<std::path::PathBuf>,
+    /// Interface to listen on.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// HTTP port.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// NATS server URL(s).
+    #[arg(long, env = "NATS_URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_url: Option<String>,
+    /// `sqlite://path` or `postgres://…`.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+}
+
 /// The environment prefix.
 pub const ENV_PREFIX: &str = "ORDERFLOW__";
 

@@ -2,10 +2,11 @@
 //! keys at the top level) < environment (`ORDERFLOW__INVENTORY__PORT`, `ORDERFLOW__NATS_URL`) <
 //! command-line flags.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use orderflow_messaging::RuntimeConfig;
+use orderflow_platform::config::ServiceFlags;
 use serde::{Deserialize, Serialize};
 
 /// Everything the service needs to start.
@@ -121,26 +122,10 @@ impl Settings {
 #[derive(Debug, clap::Parser, Serialize)]
 #[command(name = "inventory-service", about = "orderflow inventory service: products, prices and stock")]
 pub struct Flags {
-    /// TOML configuration file.
-    #[arg(long)]
-    #[serde(skip)]
-    pub config: Option<PathBuf>,
-    /// Interface to listen on.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
-    /// HTTP port.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub port: Option<u16>,
-    /// NATS URL.
-    #[arg(long, env = "NATS_URL")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub nats_url: Option<String>,
-    /// `sqlite://path` or `postgres://…`.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub database_url: Option<String>,
+    /// The flags every service takes.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: ServiceFlags,
 }
 
 #[cfg(test)]
@@ -165,7 +150,7 @@ mod tests {
 
     #[test]
     fn flags_override_defaults_and_absent_flags_do_not() {
-        let flags = Flags { config: None, host: None, port: Some(9999), nats_url: None, database_url: None };
+        let flags = Flags { common: ServiceFlags { port: Some(9999), ..ServiceFlags::default() } };
         let s = Settings::load(None, &flags).unwrap();
         assert_eq!(s.port, 9999);
         assert_eq!(s.host, "127.0.0.1");

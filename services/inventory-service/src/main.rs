@@ -7,7 +7,7 @@ use inventory_service::{Application, Flags, Settings};
 async fn main() -> anyhow::Result<()> {
     orderflow_telemetry::init("info");
     let flags = Flags::parse();
-    let settings = Settings::load(flags.config.as_deref(), &flags)?;
+    let settings = Settings::load(flags.common.config.as_deref(), &flags)?;
     let shutdown = orderflow_platform::shutdown::on_signals();
     let result = Application::build(settings).await?.run_until_stopped(shutdown).await;
     orderflow_telemetry::shutdown();

@@ -1,7 +1,6 @@
 //! Settings: defaults < file < `ORDERFLOW__…` env < flags.
 
-use std::path::PathBuf;
-
+use orderflow_platform::config::ServiceFlags;
 use serde::{Deserialize, Serialize};
 
 /// Everything the order service needs to run.
@@ -41,31 +40,19 @@ impl Default for Settings {
 #[derive(Debug, clap::Parser, Serialize)]
 #[command(name = "order-service", about = "orderflow order service", version)]
 pub struct Cli {
-    /// TOML configuration file.
-    #[arg(long)]
-    #[serde(skip)]
-    pub config: Option<PathBuf>,
-    /// Interface to listen on.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
-    /// HTTP port.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub port: Option<u16>,
-    /// NATS server URL.
-    #[arg(long, env = "NATS_URL")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub nats_url: Option<String>,
-    /// Database URL (sqlite://… or postgres://…).
-    #[arg(long, env = "DATABASE_URL")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub database_url: Option<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    flags: ServiceFlags,
 }
 
 impl Cli {
     /// The layered settings.
     pub fn settings(&self) -> anyhow::Result<Settings> {
-        Ok(orderflow_platform::config::load("order", &Settings::default(), self.config.as_deref(), self)?)
+        Ok(orderflow_platform::config::load(
+            "order",
+            &Settings::default(),
+            self.flags.config.as_deref(),
+            self,
+        )?)
     }
 }

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
-use orderflow_events::{EventKind, InventoryRejected, PaymentCompleted, PaymentFailed};
-use orderflow_messaging::{ConsumerHandle, ConsumerRuntime, ConsumerSpec, Delivery, RuntimeConfig};
+use orderflow_events::EventKind;
+use orderflow_messaging::{ConsumerHandle, ConsumerRuntime, ConsumerSpec, RuntimeConfig};
 use orderflow_platform::http::{Health, HealthCheck};
 use orderflow_platform::service::{Infra, InfraConfig, Running};
 use orderflow_platform::{Db, Migration, OutboxHandle};
@@ -67,43 +67,25 @@ impl Application {
             RuntimeConfig { concurrency: settings.consumer_concurrency, ..RuntimeConfig::default() };
         let mut consumers: Vec<ConsumerHandle> = Vec::new();
         for express in [false, true] {
-            let spec = |kind| {
-                if express {
-                    ConsumerSpec::express_for_event(crate::SERVICE, kind)
-                } else {
-                    ConsumerSpec::for_event(crate::SERVICE, kind)
-                }
-            };
-            let s = state.clone();
-            consumers.push(
-                ConsumerRuntime::new(
-                    infra.js.clone(),
-                    spec(EventKind::InventoryRejected),
-                    move |d: Delivery<InventoryRejected>| handlers::inventory_rejected::handle(s.clone(), d),
-                )
+            let lane = |kind| ConsumerSpec::for_lane(crate::SERVICE, kind, express);
+            let (s1, s2, s3) = (state.clone(), state.clone(), state.clone());
+            consumers.extend([
+                ConsumerRuntime::new(infra.js.clone(), lane(EventKind::InventoryRejected), move |d| {
+                    handlers::inventory_rejected::handle(s1.clone(), d)
+                })
                 .with_config(runtime.clone())
                 .spawn(shutdown.clone()),
-            );
-            let s = state.clone();
-            consumers.push(
-                ConsumerRuntime::new(
-                    infra.js.clone(),
-                    spec(EventKind::PaymentsCompleted),
-                    move |d: Delivery<PaymentCompleted>| handlers::payments_completed::handle(s.clone(), d),
-                )
+                ConsumerRuntime::new(infra.js.clone(), lane(EventKind::PaymentsCompleted), move |d| {
+                    handlers::payments_completed::handle(s2.clone(), d)
+                })
                 .with_config(runtime.clone())
                 .spawn(shutdown.clone()),
-            );
-            let s = state.clone();
-            consumers.push(
-                ConsumerRuntime::new(
-                    infra.js.clone(),
-                    spec(EventKind::PaymentsFailed),
-                    move |d: Delivery<PaymentFailed>| handlers::payments_failed::handle(s.clone(), d),
-                )
+                ConsumerRuntime::new(infra.js.clone(), lane(EventKind::PaymentsFailed), move |d| {
+                    handlers::payments_failed::handle(s3.clone(), d)
+                })
                 .with_config(runtime.clone())
                 .spawn(shutdown.clone()),
-            );
+            ]);
         }
         let health: Health = infra.health().with(HealthCheck::consumers(
             consumers.iter().map(|c| (c.name().to_owned(), c.watch_state())).collect(),

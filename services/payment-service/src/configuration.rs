@@ -1,8 +1,8 @@
 //! Settings: defaults < file < `ORDERFLOW__…` env < flags.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
+use orderflow_platform::config::ServiceFlags;
 use orderflow_resilience::BreakerConfig;
 use serde::{Deserialize, Serialize};
 
@@ -83,35 +83,23 @@ impl Settings {
 #[derive(Debug, clap::Parser, Serialize)]
 #[command(name = "payment-service", about = "orderflow payment service", version)]
 pub struct Cli {
-    /// TOML configuration file.
-    #[arg(long)]
-    #[serde(skip)]
-    pub config: Option<PathBuf>,
-    /// Interface to listen on.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
-    /// HTTP port.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub port: Option<u16>,
-    /// NATS server URL.
-    #[arg(long, env = "NATS_URL")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub nats_url: Option<String>,
-    /// Database URL (sqlite://… or postgres://…).
-    #[arg(long, env = "DATABASE_URL")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub database_url: Option<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    flags: ServiceFlags,
     /// Payment gateway base URL.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub gateway_url: Option<String>,
+    gateway_url: Option<String>,
 }
 
 impl Cli {
     /// The layered settings.
     pub fn settings(&self) -> anyhow::Result<Settings> {
-        Ok(orderflow_platform::config::load("payment", &Settings::default(), self.config.as_deref(), self)?)
+        Ok(orderflow_platform::config::load(
+            "payment",
+            &Settings::default(),
+            self.flags.config.as_deref(),
+            self,
+        )?)
     }
 }
