@@ -149,11 +149,18 @@ pub async fn check(
     // Stock and reservations.
     let inv_target = db_of("inventory")?;
     let inv = Db::open(&inv_target.url, &inv_target.schema).await?;
+    // Products and reservations from one snapshot, so a commit landing between the two reads
+    // cannot look like a broken ledger.
+    let mut tx = inv.pool().begin().await?;
+    if inv.kind() == orderflow_platform::DbKind::Postgres {
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *tx).await?;
+    }
     let products = sqlx::query("SELECT product_id, available, reserved, committed FROM products")
-        .fetch_all(inv.pool())
+        .fetch_all(&mut *tx)
         .await?;
     let reservations =
-        sqlx::query("SELECT order_id, status, lines FROM reservations").fetch_all(inv.pool()).await?;
+        sqlx::query("SELECT order_id, status, lines FROM reservations").fetch_all(&mut *tx).await?;
+    tx.rollback().await?;
     inv.close().await;
     let mut want: HashMap<String, (i64, i64)> = HashMap::new();
     let mut reservation_of: HashMap<String, String> = HashMap::new();
@@ -256,6 +263,60 @@ pub async fn check(
     }
     report.violations = violations;
     Ok(report)
+}
+
+/// Waits until the system is quiet: every durable consumer has nothing pending or un-acked and
+/// every outbox is empty, twice in a row (events still in flight would make a correct system look
+/// broken). Fails after `timeout`.
+pub async fn wait_until_quiet(targets: &Targets, timeout: std::time::Duration) -> anyhow::Result<()> {
+    let client = async_nats::connect(&targets.nats_url).await?;
+    let js = async_nats::jetstream::new(client);
+    let mut dbs = Vec::new();
+    for t in &targets.databases {
+        dbs.push(Db::open(&t.url, &t.schema).await?);
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut quiet_in_a_row = 0;
+    let mut busy = String::new();
+    while tokio::time::Instant::now() < deadline {
+        busy.clear();
+        for spec in orderflow_messaging::Topology::orderflow(1).consumers {
+            let stream = js.get_stream_no_info(&spec.stream).await?;
+            if let Ok(info) = stream.consumer_info(&spec.durable).await
+                && info.num_pending + info.num_ack_pending as u64 > 0
+            {
+                busy = format!(
+                    "{} has {} pending, {} un-acked",
+                    spec.durable, info.num_pending, info.num_ack_pending
+                );
+                break;
+            }
+        }
+        if busy.is_empty() {
+            for (db, t) in dbs.iter().zip(&targets.databases) {
+                let unsent: i64 = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL")
+                    .fetch_one(db.pool())
+                    .await?
+                    .try_get("n")?;
+                if unsent > 0 {
+                    busy = format!("{} has {unsent} unsent outbox rows", t.service);
+                    break;
+                }
+            }
+        }
+        quiet_in_a_row = if busy.is_empty() { quiet_in_a_row + 1 } else { 0 };
+        if quiet_in_a_row >= 2 {
+            for db in &dbs {
+                db.close().await;
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for db in &dbs {
+        db.close().await;
+    }
+    anyhow::bail!("the system did not become quiet within {timeout:?}: {busy}")
 }
 
 fn violation(invariant: u8, subject: &str, detail: String) -> Violation {

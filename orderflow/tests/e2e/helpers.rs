@@ -171,6 +171,7 @@ impl TestSystem {
     }
 
     pub async fn invariants(&self) -> Report {
+        invariants::wait_until_quiet(&self.targets(), WAIT).await.unwrap();
         let accepted = self.accepted.lock().unwrap().clone();
         invariants::check(&self.targets(), &accepted, Some(&self.initial_stock)).await.unwrap()
     }
