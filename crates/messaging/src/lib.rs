@@ -1,6 +1,6 @@
 //! The one place that owns orderflow's JetStream contract.
 //!
-//! - [`connect`]: connect with exponential backoff and jitter, reconnect forever, log connection
+//! - [`mod@connect`]: connect with exponential backoff and jitter, reconnect forever, log connection
 //!   events.
 //! - [`topology`]: the streams and durable pull consumers of SPEC.md, provisioned idempotently
 //!   (drifted configuration is updated, matching configuration is left alone).
