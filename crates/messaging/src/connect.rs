@@ -77,9 +77,11 @@ pub async fn connect(cfg: &ConnectConfig) -> Result<Client, ConnectError> {
     if let Some(limit) = cfg.initial_timeout {
         backoff = backoff.with_total_delay(Some(limit));
     }
+    // A comma-separated list names several servers of a cluster; any of them will do.
+    let servers = server_list(&cfg.url);
     let connect_once = || async {
         attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        options(cfg).connect(cfg.url.as_str()).await
+        options(cfg).connect(servers.as_slice()).await
     };
     connect_once
         .retry(backoff)
@@ -92,6 +94,11 @@ pub async fn connect(cfg: &ConnectConfig) -> Result<Client, ConnectError> {
             attempts: attempts.load(std::sync::atomic::Ordering::Relaxed),
             source,
         })
+}
+
+/// `nats://a:4222, nats://b:4222` → `["nats://a:4222", "nats://b:4222"]`.
+pub fn server_list(urls: &str) -> Vec<String> {
+    urls.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect()
 }
 
 fn options(cfg: &ConnectConfig) -> ConnectOptions {
@@ -120,6 +127,12 @@ fn options(cfg: &ConnectConfig) -> ConnectOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_comma_separated_url_names_every_server() {
+        assert_eq!(server_list("nats://a:4222, nats://b:4222,,"), ["nats://a:4222", "nats://b:4222"]);
+        assert_eq!(server_list("nats://a:4222"), ["nats://a:4222"]);
+    }
 
     #[test]
     fn reconnect_delay_grows_and_is_capped() {

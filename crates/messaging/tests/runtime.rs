@@ -627,3 +627,15 @@ async fn provisioning_twice_is_a_no_op_and_drift_is_repaired() {
     assert_eq!(orders.storage, jetstream::stream::StorageType::File);
     assert!(orders.duplicate_window >= Duration::from_secs(120));
 }
+
+#[tokio::test]
+async fn a_comma_separated_server_list_connects_to_any_live_server() {
+    let nats = TestNats::start().unwrap();
+    let mut cfg = ConnectConfig::new(format!("nats://127.0.0.1:1, {}", nats.url()), "orderflow/test");
+    cfg.initial_timeout = Some(Duration::from_secs(20));
+
+    let client = connect(&cfg).await.unwrap();
+
+    client.flush().await.unwrap();
+    assert_eq!(client.connection_state(), async_nats::connection::State::Connected);
+}

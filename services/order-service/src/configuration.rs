@@ -18,6 +18,12 @@ pub struct Settings {
     pub db_schema: String,
     /// Upper bound on a graceful shutdown, in seconds.
     pub shutdown_timeout_secs: u64,
+    /// How long readiness answers 503 before the listener closes on shutdown, so a load balancer
+    /// stops routing first (0 closes at once).
+    pub ready_drain_delay_ms: u64,
+    /// JetStream stream replicas this service provisions (1 locally, 3 in a cluster); every
+    /// service of one deployment must agree, or provisioning flips the replica count.
+    pub stream_replicas: usize,
     /// Handlers running at once per consumer.
     pub consumer_concurrency: usize,
 }
@@ -31,6 +37,8 @@ impl Default for Settings {
             database_url: "sqlite://.orderflow/order-service.db".to_owned(),
             db_schema: "orders".to_owned(),
             shutdown_timeout_secs: 30,
+            ready_drain_delay_ms: 0,
+            stream_replicas: 1,
             consumer_concurrency: 32,
         }
     }

@@ -48,7 +48,7 @@ impl Application {
             database_url: &settings.database_url,
             db_schema: &settings.db_schema,
             migrations: MIGRATIONS,
-            stream_replicas: 1,
+            stream_replicas: settings.stream_replicas,
         })
         .await?;
         Ok(Self { settings, infra, listener, port })
@@ -105,7 +105,7 @@ impl Application {
                 health,
                 consumers,
                 shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
-                ready_drain_delay: Duration::ZERO,
+                ready_drain_delay: Duration::from_millis(settings.ready_drain_delay_ms),
                 micro_endpoints: Vec::new(),
             },
             shutdown,

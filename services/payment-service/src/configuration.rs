@@ -36,6 +36,12 @@ pub struct Settings {
     pub breaker_open_ms: u64,
     /// Upper bound on a graceful shutdown, in seconds.
     pub shutdown_timeout_secs: u64,
+    /// How long readiness answers 503 before the listener closes on shutdown, so a load balancer
+    /// stops routing first (0 closes at once).
+    pub ready_drain_delay_ms: u64,
+    /// JetStream stream replicas this service provisions (1 locally, 3 in a cluster); every
+    /// service of one deployment must agree, or provisioning flips the replica count.
+    pub stream_replicas: usize,
     /// Charges in flight at once.
     pub consumer_concurrency: usize,
 }
@@ -57,6 +63,8 @@ impl Default for Settings {
             breaker_failure_rate: b.failure_rate,
             breaker_open_ms: duration_ms(b.open_for),
             shutdown_timeout_secs: 30,
+            ready_drain_delay_ms: 0,
+            stream_replicas: 1,
             consumer_concurrency: 32,
         }
     }
