@@ -120,7 +120,8 @@ async fn bench_quick_produces_a_complete_report() {
     assert!(report.fixed_rate.invariants_ok, "{:?}", report.fixed_rate);
     assert!(report.express.probes > 0);
     assert!(report.express.express.count > 0 && report.express.standard.count > 0);
-    assert!(report.resources.peak_rss_bytes > 0 && report.resources.binary_bytes > 0);
+    assert!(report.resources.peak_rss_under_load_bytes > 0 && report.resources.peak_rss_bytes > 0);
+    assert!(report.resources.binary_bytes > 0);
     assert!(report.resources.systems_started >= 3 && report.resources.ready_max_ms > 0.0);
     assert_eq!(report.goals.len(), 5);
     let md = std::fs::read_to_string(out.path().join("bench.md")).unwrap();

@@ -1,12 +1,14 @@
-//! `orderflow bench`: one command, one run, one report. It measures, on this machine:
+//! `orderflow bench`: one command, one run, one report. It measures, on this machine, in this
+//! order:
 //!
+//! - latency at a fixed 500 orders/s, invariants checked afterwards, and the process's peak
+//!   memory right after it (first, so that nothing else has grown the heap yet);
 //! - the raw JetStream ceiling (async-nats pipelined publish, pull consume + ack) and orderflow's
 //!   messaging layer (`Publisher::publish_all`, `ConsumerRuntime`) on the same nats-server;
 //! - the saga's highest sustainable open-loop rate on SQLite (and PostgreSQL when a
 //!   `postgres://` URL is given), each step on a fresh system;
-//! - latency at a fixed 500 orders/s, invariants checked afterwards;
 //! - express orders against a backlog of standard ones;
-//! - peak memory, binary size and time to ready.
+//! - binary size and time to ready (of every system started).
 //!
 //! It writes `bench.json` and `bench.md` and prints a table. It measures and reports; it never
 //! tunes or changes the system under test.
@@ -132,8 +134,12 @@ pub struct Environment {
 /// Memory, size and start-up.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Resources {
-    /// Peak resident memory of this process (`VmHWM`): all three services, the gateway
-    /// simulator and the load generator share it, as in `orderflow up`.
+    /// Peak resident memory (`VmHWM`) of this process during the fixed-rate run, the first
+    /// thing the benchmark does: the three services, the gateway simulator and the load
+    /// generator share the process, as the services share it in `orderflow up`.
+    pub peak_rss_under_load_bytes: u64,
+    /// Peak resident memory over the whole benchmark (the messaging measurements hold their
+    /// messages in memory; the allocator keeps freed memory).
     pub peak_rss_bytes: u64,
     /// Resident memory at the end.
     pub rss_at_end_bytes: u64,
@@ -205,22 +211,27 @@ pub async fn run_bench(config: &BenchConfig, shutdown: &CancellationToken) -> an
         log("this is a debug build: numbers are far below a release build's".to_owned());
     }
 
+    // The fixed-rate run goes first, while this process holds nothing else, so that its peak
+    // memory is the system's (and the load generator's) under load, not the leftovers of the
+    // messaging measurements that keep 100,000 messages in memory.
+    let mut samples = saga::SystemSamples::default();
+    let fixed_rate = saga::fixed_rate(config, &mut samples, shutdown).await?;
+    let rss_under_load = proc_status_bytes("/proc/self/status", "VmHWM:").unwrap_or(0);
+    log(format!(
+        "latency at {:.0}/s: accept p99 {:.1} ms, accept -> confirmed p50 {:.1} ms, p99 {:.1} ms; peak RSS {:.1} MB",
+        fixed_rate.rate,
+        fixed_rate.accept.p99,
+        fixed_rate.confirmed_latency.p50,
+        fixed_rate.confirmed_latency.p99,
+        rss_under_load as f64 / 1024.0 / 1024.0
+    ));
+
     let jetstream = jetstream::measure(config.messages, &log).await?;
 
-    let mut samples = saga::SystemSamples::default();
     let mut saga_results = vec![saga::capacity(config, None, &mut samples, &log, shutdown).await?];
     if let Some(url) = config.postgres_url.as_deref().filter(|u| u.starts_with("postgres")) {
         saga_results.push(saga::capacity(config, Some(url), &mut samples, &log, shutdown).await?);
     }
-
-    let fixed_rate = saga::fixed_rate(config, &mut samples, shutdown).await?;
-    log(format!(
-        "latency at {:.0}/s: accept p99 {:.1} ms, accept -> confirmed p50 {:.1} ms, p99 {:.1} ms",
-        fixed_rate.rate,
-        fixed_rate.accept.p99,
-        fixed_rate.confirmed_latency.p50,
-        fixed_rate.confirmed_latency.p99
-    ));
 
     let express = saga::express_under_backlog(config, &mut samples, shutdown).await?;
     log(format!(
@@ -228,7 +239,7 @@ pub async fn run_bench(config: &BenchConfig, shutdown: &CancellationToken) -> an
         express.burst, express.peak_backlog, express.express.p50, express.standard.p50
     ));
 
-    let resources = resources(&samples);
+    let resources = Resources { peak_rss_under_load_bytes: rss_under_load, ..resources(&samples) };
     let sqlite_max = saga_results.first().map_or(0.0, |c| c.max_sustainable);
     let mut report = BenchReport {
         environment,
@@ -305,6 +316,7 @@ fn resources(samples: &saga::SystemSamples) -> Resources {
     let exe = std::env::current_exe().ok();
     let binary_bytes = exe.as_ref().and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len());
     Resources {
+        peak_rss_under_load_bytes: 0,
         peak_rss_bytes: proc_status_bytes("/proc/self/status", "VmHWM:").unwrap_or(0),
         rss_at_end_bytes: proc_status_bytes("/proc/self/status", "VmRSS:").unwrap_or(0),
         nats_peak_rss_bytes: samples.nats_peak_rss,

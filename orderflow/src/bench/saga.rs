@@ -110,8 +110,12 @@ pub struct FixedRate {
     pub confirmed_latency: Percentiles,
     /// Sustainable at this rate.
     pub sustainable: bool,
-    /// The invariant checker found nothing.
+    /// The invariant checker found nothing and no order was left pending.
     pub invariants_ok: bool,
+    /// Orders still pending after the drain.
+    pub pending: u64,
+    /// What the invariant checker found (the first few), or why it did not run.
+    pub problems: Vec<String>,
 }
 
 /// Express orders against a backlog of standard ones.
@@ -281,6 +285,11 @@ pub async fn fixed_rate(
         confirmed_latency: r.latency_ms.confirmed_standard,
         sustainable: r.sustainable.unwrap_or(false),
         invariants_ok: r.invariants.as_ref().is_some_and(|i| i.ok) && r.pending == 0,
+        pending: r.pending,
+        problems: match &r.invariants {
+            Some(i) => i.violations.iter().take(5).cloned().collect(),
+            None => vec!["not checked".to_owned()],
+        },
     })
 }
 

@@ -92,7 +92,16 @@ pub async fn execute(
     let (terminal_unobserved, pending) = look_up(&http, &endpoints.order_url, &outcomes.pending).await;
 
     let invariants = match &checker {
-        Some(c) => Some(check_invariants(c, &stats.take_accepted_ids()).await?),
+        Some(c) => {
+            // Terminal orders are not a quiet system: inventory commits a confirmed order's
+            // reservation in parallel with the order service, maybe a little later.
+            if !shutdown.is_cancelled()
+                && let Err(e) = invariants::wait_until_quiet(&c.targets, config.drain_timeout).await
+            {
+                tracing::warn!(error = %e, "checking the invariants of a system that is not quiet");
+            }
+            Some(check_invariants(c, &stats.take_accepted_ids()).await?)
+        }
         None => None,
     };
 
