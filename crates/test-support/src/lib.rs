@@ -152,3 +152,29 @@ fn unique_suffix() -> String {
         .unwrap_or_default();
     format!("_{}_{nanos}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
+
+/// For each named `async fn(DbBackend)`, a module of the same name with a `sqlite` and a
+/// `postgres` test: every database test is written once and runs on both databases.
+///
+/// ```ignore
+/// orderflow_test_support::both_databases!(an_order_is_confirmed);
+/// async fn an_order_is_confirmed(backend: DbBackend) { /* … */ }
+/// ```
+#[macro_export]
+macro_rules! both_databases {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::DbBackend::Sqlite).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::DbBackend::Postgres).await;
+                }
+            }
+        )+
+    };
+}

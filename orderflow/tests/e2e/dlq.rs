@@ -12,8 +12,8 @@ use orderflow_messaging::dlq_admin::{self, Filter};
 use orderflow_test_support::{DbBackend, eventually};
 use serde_json::{Value, json};
 
-use crate::both_databases;
 use crate::helpers::{WAIT, spawn_system};
+use orderflow_test_support::both_databases;
 
 both_databases!(replaying_the_dead_lettered_event_of_a_stuck_order_completes_it);
 

@@ -7,23 +7,6 @@ use orderflow::system::{System, Tune, UpOptions};
 use orderflow_test_support::{DbBackend, TestDb, TestNats, eventually};
 use serde_json::{Value, json};
 
-/// Runs each listed `async fn(DbBackend)` once per database.
-#[macro_export]
-macro_rules! both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(orderflow_test_support::DbBackend::Sqlite).await }
-            )*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(orderflow_test_support::DbBackend::Postgres).await }
-            )*
-        }
-    };
-}
-
 pub const WAIT: Duration = Duration::from_secs(60);
 
 pub struct TestSystem {

@@ -7,8 +7,8 @@ use orderflow::system::Tune;
 use orderflow_test_support::{DbBackend, eventually};
 use serde_json::json;
 
-use crate::both_databases;
 use crate::helpers::{WAIT, spawn_system};
+use orderflow_test_support::both_databases;
 
 both_databases!(metrics_move_by_the_expected_amounts, readiness_follows_nats_down_and_back);
 

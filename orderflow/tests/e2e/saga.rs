@@ -4,8 +4,8 @@ use orderflow::system::Tune;
 use orderflow_test_support::{DbBackend, eventually};
 use serde_json::json;
 
-use crate::both_databases;
 use crate::helpers::{WAIT, spawn_system};
+use orderflow_test_support::both_databases;
 
 both_databases!(
     a_paid_order_is_confirmed_with_its_total_and_history,

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::spawn_app;
 
-both_backends!(
+orderflow_test_support::both_databases!(
     a_product_put_is_returned_by_get_with_its_stock_and_price,
     a_second_put_restocks_and_keeps_the_currency_when_none_is_given,
     the_catalog_lists_every_product_sorted_by_id,
@@ -154,7 +154,7 @@ async fn the_openapi_document_is_served_as_json_and_describes_every_route(backen
     assert_eq!(fields, ["product_id", "available", "reserved", "committed", "unit_price_cents", "currency"]);
 }
 
-both_backends!(the_demo_catalog_is_seeded_once_and_never_resets_stock);
+orderflow_test_support::both_databases!(the_demo_catalog_is_seeded_once_and_never_resets_stock);
 
 async fn the_demo_catalog_is_seeded_once_and_never_resets_stock(backend: DbBackend) {
     use inventory_service::domain::{StockLevel, UnitPrice};

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::helpers::spawn_app;
 
-both_backends!(
+orderflow_test_support::both_databases!(
     readiness_is_200_with_every_check_ok_when_running,
     graceful_shutdown_returns_ok_promptly_when_idle,
 );
@@ -37,7 +37,7 @@ async fn graceful_shutdown_returns_ok_promptly_when_idle(backend: DbBackend) {
     assert!(app.http.get(format!("{}/health/live", app.address)).send().await.is_err(), "still listening");
 }
 
-both_backends!(shutdown_under_load_publishes_every_committed_event_before_returning);
+orderflow_test_support::both_databases!(shutdown_under_load_publishes_every_committed_event_before_returning);
 
 async fn shutdown_under_load_publishes_every_committed_event_before_returning(backend: DbBackend) {
     let mut app = spawn_app(backend).await;

@@ -9,7 +9,7 @@ use orderflow_test_support::{DbBackend, eventually};
 
 use crate::helpers::{Received, TestApp, WAIT, order_created, spawn_app};
 
-both_backends!(
+orderflow_test_support::both_databases!(
     a_completed_payment_commits_the_reservation_once_even_when_delivered_twice,
     a_failed_payment_releases_the_reservation_and_emits_inventory_released,
     a_failed_express_payment_is_released_on_the_express_lane,

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::helpers::{WAIT, order_created, spawn_app};
 
-both_backends!(
+orderflow_test_support::both_databases!(
     an_order_for_stocked_products_is_reserved_with_line_prices_and_total,
     an_order_with_one_short_line_is_rejected_out_of_stock_and_nothing_is_reserved,
     an_order_for_an_unknown_product_is_rejected_unknown_product,

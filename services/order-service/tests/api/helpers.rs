@@ -7,23 +7,6 @@ use orderflow_messaging::{OutgoingMessage, Publisher};
 use orderflow_test_support::{DbBackend, TestDb, TestNats, eventually};
 use tokio_util::sync::CancellationToken;
 
-/// Runs `$body(backend)` as one test per database.
-#[macro_export]
-macro_rules! both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(orderflow_test_support::DbBackend::Sqlite).await }
-            )*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(orderflow_test_support::DbBackend::Postgres).await }
-            )*
-        }
-    };
-}
-
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,

@@ -3,8 +3,8 @@ use std::time::Duration;
 use orderflow_test_support::DbBackend;
 use serde_json::json;
 
-use crate::both_databases;
 use crate::helpers::{order_body, spawn_app};
+use orderflow_test_support::both_databases;
 
 both_databases!(
     an_accepted_order_is_pending_with_its_history_and_event,

@@ -8,8 +8,8 @@ use orderflow_events::{
 };
 use orderflow_test_support::DbBackend;
 
-use crate::both_databases;
 use crate::helpers::{order_body, spawn_app};
+use orderflow_test_support::both_databases;
 
 both_databases!(
     a_rejected_reservation_cancels_the_order_with_its_reason,

@@ -5,8 +5,8 @@ use std::time::Duration;
 use orderflow_test_support::DbBackend;
 use serde_json::json;
 
-use crate::both_databases;
 use crate::helpers::spawn_app;
+use orderflow_test_support::both_databases;
 
 both_databases!(
     every_bad_request_is_a_4xx_problem_and_creates_nothing,
