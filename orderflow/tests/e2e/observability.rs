@@ -136,7 +136,12 @@ async fn readiness_follows_nats_down_and_back(backend: DbBackend) {
         }
     };
     let order_url = sys.system.order_url.clone();
-    assert_eq!(ready(order_url.clone()).await, 200);
+    // Consumers finish provisioning in the background after start-up; readiness says when.
+    eventually(WAIT, "ready after start-up", || async {
+        (ready(order_url.clone()).await == 200).then_some(())
+    })
+    .await
+    .unwrap();
 
     sys.nats.kill();
     let body = eventually(WAIT, "503 while NATS is down", || async {
@@ -276,9 +281,15 @@ async fn every_service_answers_the_nats_micro_protocol_and_inventory_answers_sto
     .unwrap();
     let stock = client.request("orderflow.inventory.stock", "sku-001".into()).await.unwrap();
     let missing = client.request("orderflow.inventory.stock", "no-such-sku".into()).await.unwrap();
-    let status: serde_json::Value =
-        serde_json::from_slice(&client.request("orderflow.order.status", "".into()).await.unwrap().payload)
-            .unwrap();
+    // Consumers finish provisioning in the background after start-up; the status endpoint says
+    // when the service is ready.
+    let status: serde_json::Value = eventually(WAIT, "a ready status", || async {
+        let reply = client.request("orderflow.order.status", "".into()).await.ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&reply.payload).ok()?;
+        (v["ready"] == true).then_some(v)
+    })
+    .await
+    .unwrap();
     let stats: serde_json::Value = serde_json::from_slice(
         &client.request("$SRV.STATS.inventory-service", "".into()).await.unwrap().payload,
     )
