@@ -152,14 +152,15 @@ impl Db {
                     setup.execute(sqlx::AssertSqlSafe(ddl)).await.map_err(connect_err)?;
                     setup.close().await;
                 }
-                let set_path: &'static str =
-                    Box::leak(format!("SET search_path TO \"{schema}\"").into_boxed_str());
+                // The schema name was checked above to be a plain identifier.
+                let set_path: std::sync::Arc<str> = format!("SET search_path TO \"{schema}\"").into();
                 AnyPoolOptions::new()
                     .max_connections(8)
                     .acquire_timeout(Duration::from_secs(30))
                     .after_connect(move |conn, _| {
+                        let set_path = set_path.to_string();
                         Box::pin(async move {
-                            conn.execute(set_path).await?;
+                            conn.execute(sqlx::AssertSqlSafe(set_path)).await?;
                             Ok(())
                         })
                     })
