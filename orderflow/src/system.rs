@@ -45,6 +45,27 @@ pub struct UpOptions {
     pub tune: Option<Tune>,
 }
 
+impl UpOptions {
+    /// A throw-away system on loopback: free ports, the given NATS server and data directory,
+    /// SQLite files, the demo catalog seeded (tests and `orderflow load --spawn`).
+    pub fn ephemeral(data_dir: PathBuf, nats_url: String) -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            order_port: 0,
+            inventory_port: 0,
+            payment_port: 0,
+            gateway_port: 0,
+            data_dir,
+            nats_url: Some(nats_url),
+            nats_port: 0,
+            database_url: None,
+            config: None,
+            seed_demo_catalog: true,
+            tune: None,
+        }
+    }
+}
+
 /// Knobs that tests turn to make slow paths fast.
 #[derive(Clone, Debug, Default)]
 pub struct Tune {

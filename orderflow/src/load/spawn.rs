@@ -56,18 +56,9 @@ impl SpawnedSystem {
         let suffix = format!("_load_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
         let t1 = Instant::now();
         let system = System::start(UpOptions {
-            host: "127.0.0.1".into(),
-            order_port: 0,
-            inventory_port: 0,
-            payment_port: 0,
-            gateway_port: 0,
-            data_dir: dir.path().to_path_buf(),
-            nats_url: Some(nats.url()),
-            nats_port: 0,
             database_url: postgres.then(|| database_url.unwrap_or_default().to_owned()),
-            config: None,
-            seed_demo_catalog: true,
             tune: Some(Tune { db_schema_suffix: postgres.then_some(suffix), ..Tune::default() }),
+            ..UpOptions::ephemeral(dir.path().to_path_buf(), nats.url())
         })
         .await?;
         let mut spawned = Self {

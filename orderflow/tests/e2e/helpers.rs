@@ -27,18 +27,9 @@ pub async fn spawn_system(backend: DbBackend, tune: Tune) -> TestSystem {
     let tune =
         Tune { db_schema_suffix: postgres.then(|| format!("_{}", schema.trim_start_matches("x_"))), ..tune };
     let system = System::start(UpOptions {
-        host: "127.0.0.1".into(),
-        order_port: 0,
-        inventory_port: 0,
-        payment_port: 0,
-        gateway_port: 0,
-        data_dir: db.dir().to_path_buf(),
-        nats_url: Some(nats.url()),
-        nats_port: 0,
         database_url: postgres.then_some(database_url),
-        config: None,
-        seed_demo_catalog: true,
         tune: Some(tune),
+        ..UpOptions::ephemeral(db.dir().to_path_buf(), nats.url())
     })
     .await
     .unwrap();
