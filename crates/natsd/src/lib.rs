@@ -132,6 +132,13 @@ pub struct Options {
     pub ready_timeout: Duration,
     /// Extra command-line arguments.
     pub extra_args: Vec<String>,
+    /// Run from this configuration file (`-c`) instead of the `-js -a -p -sd` flags: the file
+    /// sets the ports and the store, typically from `$VAR`s given in [`env`](Self::env).
+    /// `host`, `port` and `store_dir` must still describe what the file sets (the store is
+    /// created, the port checked).
+    pub config_file: Option<PathBuf>,
+    /// Environment variables for the server process (a configuration file reads `$VAR`s).
+    pub env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -144,6 +151,8 @@ impl Options {
             log_file: None,
             ready_timeout: Duration::from_secs(15),
             extra_args: Vec::new(),
+            config_file: None,
+            env: Vec::new(),
         }
     }
 }
@@ -216,6 +225,28 @@ impl NatsServer {
         }
     }
 
+    /// Freezes the server with SIGSTOP (a hung node: its connections stay open, nothing is
+    /// answered) until [`resume`](Self::resume).
+    pub fn pause(&self) -> Result<(), Error> {
+        self.signal("-STOP")
+    }
+
+    /// Thaws a server frozen by [`pause`](Self::pause) (SIGCONT).
+    pub fn resume(&self) -> Result<(), Error> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> Result<(), Error> {
+        let Some(pid) = self.pid() else { return Ok(()) };
+        let io = |source| Error::Io { path: PathBuf::from("kill"), source };
+        let status = Command::new("kill").args([signal, &pid.to_string()]).status().map_err(io)?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io(io::Error::other(format!("kill {signal} {pid} exited with {status}"))))
+        }
+    }
+
     /// Starts the server again on the same port and store, after [`kill`](Self::kill) or
     /// [`stop`](Self::stop).
     pub fn restart(&mut self) -> Result<(), Error> {
@@ -239,13 +270,19 @@ impl NatsServer {
         let log = self.log_file();
         // A fresh log per start, so readiness is read from this run only.
         fs::write(&log, b"").map_err(io_err(&log))?;
-        let port_arg = opts.port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
-        let child = Command::new(&self.bin)
-            .args(["-js", "-a", &opts.host, "-p", &port_arg, "-sd"])
-            .arg(&opts.store_dir)
+        let mut command = Command::new(&self.bin);
+        match &opts.config_file {
+            Some(file) => command.arg("-c").arg(file),
+            None => {
+                let port_arg = opts.port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
+                command.args(["-js", "-a", &opts.host, "-p", &port_arg, "-sd"]).arg(&opts.store_dir)
+            }
+        };
+        let child = command
             .arg("-l")
             .arg(&log)
             .args(&opts.extra_args)
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
