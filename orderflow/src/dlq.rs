@@ -147,7 +147,7 @@ async fn connect(url: &str) -> anyhow::Result<jetstream::Context> {
         .name("orderflow/dlq")
         .connection_timeout(Duration::from_secs(5))
         .request_timeout(Some(Duration::from_secs(10)))
-        .connect(url.trim())
+        .connect(orderflow_messaging::connect::server_list(url).as_slice())
         .await
         .with_context(|| format!("connecting to NATS at {url}"))?;
     Ok(jetstream::new(client))

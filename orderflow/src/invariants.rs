@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use anyhow::Context as _;
+use orderflow_messaging::connect::server_list;
 use orderflow_platform::Db;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -269,7 +270,7 @@ pub async fn check(
 /// every outbox is empty, twice in a row (events still in flight would make a correct system look
 /// broken). Fails after `timeout`.
 pub async fn wait_until_quiet(targets: &Targets, timeout: std::time::Duration) -> anyhow::Result<()> {
-    let client = async_nats::connect(&targets.nats_url).await?;
+    let client = async_nats::connect(server_list(&targets.nats_url).as_slice()).await?;
     let js = async_nats::jetstream::new(client);
     let mut dbs = Vec::new();
     for t in &targets.databases {
@@ -331,7 +332,7 @@ async fn reqwest_get_json<T: serde::de::DeserializeOwned>(url: &str) -> anyhow::
 
 /// Counts DLQ messages by `Orderflow-Dlq-Reason`.
 pub async fn dlq_reasons(nats_url: &str) -> anyhow::Result<BTreeMap<String, usize>> {
-    let client = async_nats::connect(nats_url).await?;
+    let client = async_nats::connect(server_list(nats_url).as_slice()).await?;
     let js = async_nats::jetstream::new(client);
     let mut out = BTreeMap::new();
     let Ok(mut stream) = js.get_stream(orderflow_events::subjects::STREAM_DLQ).await else { return Ok(out) };

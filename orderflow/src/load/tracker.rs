@@ -133,7 +133,7 @@ impl Tracker {
             // A core subscription drops messages when its buffer is full; make it deep enough
             // for a long stall of this process.
             .subscription_capacity(1 << 20)
-            .connect(nats_url)
+            .connect(orderflow_messaging::connect::server_list(nats_url).as_slice())
             .await
             .with_context(|| format!("connecting to NATS at {nats_url} to watch terminal order events"))?;
         let mut subs = Vec::new();
