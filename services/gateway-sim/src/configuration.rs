@@ -57,6 +57,32 @@ pub struct Overrides {
     pub port: Option<u16>,
 }
 
+/// Command-line flags of the `gateway-sim` binary (and of `orderflow serve gateway`).
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "gateway-sim",
+    version,
+    about = "A stand-in for the external payment gateway, with controllable faults"
+)]
+pub struct Cli {
+    /// Address to bind [default: 127.0.0.1].
+    #[arg(long)]
+    pub host: Option<IpAddr>,
+    /// Port to bind [default: 8090].
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// TOML configuration file (overridden by ORDERFLOW__GATEWAY__* variables and flags).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+}
+
+impl Cli {
+    /// The layered configuration these flags select.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        Config::load(self.config.as_deref(), &Overrides { host: self.host, port: self.port })
+    }
+}
+
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid gateway-sim configuration: {0}")]

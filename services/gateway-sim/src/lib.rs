@@ -17,6 +17,6 @@ pub mod routes;
 pub mod startup;
 pub mod state;
 
-pub use configuration::{Config, ConfigError, Overrides};
+pub use configuration::{Cli, Config, ConfigError, Overrides};
 pub use startup::{bind, router, run};
 pub use state::AppState;
