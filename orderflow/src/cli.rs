@@ -30,6 +30,13 @@ enum Command {
     /// Measure JetStream, the messaging layer and the saga on this machine; write bench.json and
     /// bench.md.
     Bench(crate::bench::BenchArgs),
+    /// Run one service in this process (flags as its own binary's); SIGTERM drains it.
+    #[command(subcommand)]
+    Serve(crate::serve::Service),
+    /// Fault-injection suite: a 3-node NATS cluster, several instances of each service, load,
+    /// a seeded schedule of crashes, hangs, gateway faults and duplicate storms, then the five
+    /// invariants. Writes a JSON report; exits non-zero on any violation.
+    Verify(crate::verify::VerifyArgs),
 }
 
 /// Flags of `orderflow up`.
@@ -88,6 +95,8 @@ impl Cli {
         // progress bar and the report (RUST_LOG still overrides).
         let default_filter = match &self.command {
             Command::Load(_) | Command::Bench(_) => "warn,sqlx::pool::acquire=error",
+            // The suite narrates its faults at info; the services it starts log to their own files.
+            Command::Verify(_) => "info,async_nats=warn,sqlx::pool::acquire=error",
             // dlq prints its tables and JSON on stdout, where the logs go too.
             Command::Dlq(_) => "warn",
             _ => "info,async_nats=warn",
@@ -99,6 +108,8 @@ impl Cli {
             Command::Dlq(args) => crate::dlq::run(args).await,
             Command::Load(args) => args.run(orderflow_platform::shutdown::on_signals()).await,
             Command::Bench(args) => args.run(orderflow_platform::shutdown::on_signals()).await,
+            Command::Serve(service) => service.run(orderflow_platform::shutdown::on_signals()).await,
+            Command::Verify(args) => args.run(orderflow_platform::shutdown::on_signals()).await,
         };
         orderflow_telemetry::shutdown();
         match result {

@@ -7,4 +7,6 @@ pub mod cli;
 pub mod dlq;
 pub mod invariants;
 pub mod load;
+pub mod serve;
 pub mod system;
+pub mod verify;

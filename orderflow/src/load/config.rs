@@ -324,6 +324,9 @@ pub struct LoadConfig {
     pub restock: Option<i64>,
     /// Show a progress bar on stderr (hidden anyway when stderr is not a terminal).
     pub progress: bool,
+    /// Return the ids of the accepted orders in [`LoadReport::accepted_ids`](super::LoadReport)
+    /// (for a caller that checks the invariants itself, like `orderflow verify`).
+    pub keep_accepted_ids: bool,
 }
 
 impl LoadConfig {
@@ -344,6 +347,7 @@ impl LoadConfig {
             max_error_rate: 0.01,
             restock: None,
             progress: false,
+            keep_accepted_ids: false,
         }
     }
 

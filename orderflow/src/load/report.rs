@@ -119,6 +119,10 @@ pub struct LoadReport {
     pub backlog: Vec<BacklogSample>,
     /// Why the run failed; empty when it passed.
     pub failures: Vec<String>,
+    /// The accepted orders' ids, when [`LoadConfig::keep_accepted_ids`](super::LoadConfig) asked
+    /// for them (not part of the JSON report).
+    #[serde(skip)]
+    pub accepted_ids: Vec<String>,
 }
 
 impl LoadReport {

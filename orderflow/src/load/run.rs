@@ -60,7 +60,7 @@ pub async fn execute(
         &endpoints.order_url,
         config.mix.clone(),
         tracker,
-        checker.is_some(),
+        checker.is_some() || config.keep_accepted_ids,
     ));
 
     let bar = progress_bar(config.progress);
@@ -91,6 +91,7 @@ pub async fn execute(
     let outcomes = driver.tracker().finish();
     let (terminal_unobserved, pending) = look_up(&http, &endpoints.order_url, &outcomes.pending).await;
 
+    let accepted_ids = stats.take_accepted_ids();
     let invariants = match &checker {
         Some(c) => {
             // Terminal orders are not a quiet system: inventory commits a confirmed order's
@@ -100,10 +101,11 @@ pub async fn execute(
             {
                 tracing::warn!(error = %e, "checking the invariants of a system that is not quiet");
             }
-            Some(check_invariants(c, &stats.take_accepted_ids()).await?)
+            Some(check_invariants(c, &accepted_ids).await?)
         }
         None => None,
     };
+    let accepted_ids = if config.keep_accepted_ids { accepted_ids } else { Vec::new() };
 
     let samples = std::mem::take(&mut *samples.lock().unwrap_or_else(PoisonError::into_inner));
     let sent = stats.sent.load(Ordering::Relaxed);
@@ -165,6 +167,7 @@ pub async fn execute(
         sustainable: None,
         backlog: samples,
         failures: Vec::new(),
+        accepted_ids,
     };
     judge(&mut report, config, shutdown.is_cancelled());
     Ok(report)

@@ -1,0 +1,209 @@
+//! The 3-node JetStream cluster of a verify run: three nats-server processes on 127.0.0.1 that
+//! run `deploy/nats/cluster.conf` (with its `jetstream.conf`: `sync_interval: always`), the very
+//! files `deploy/compose.yaml` and `deploy/nats/local-cluster.sh` use, copied into the run's
+//! directory. Only the environment differs: free ports, a store per node.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use orderflow_natsd::{NatsServer, Options};
+use tokio::time::Instant;
+
+const CLUSTER_CONF: &str = include_str!("../../../deploy/nats/cluster.conf");
+const JETSTREAM_CONF: &str = include_str!("../../../deploy/nats/jetstream.conf");
+
+/// How many nodes.
+pub const NODES: usize = 3;
+
+/// One node.
+#[derive(Debug)]
+pub struct Node {
+    /// `nats-1`…, its `server_name` (what stream info names as leader).
+    pub name: String,
+    /// Client port.
+    pub port: u16,
+    /// `None` only while a restart or stop is in progress.
+    server: Option<NatsServer>,
+    /// Frozen by SIGSTOP.
+    pub paused: bool,
+    /// Killed and not restarted yet.
+    pub down: bool,
+}
+
+/// The running cluster. Dropping it kills every node.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The nodes, `nats-1` first.
+    pub nodes: Vec<Node>,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+impl Cluster {
+    /// Writes the configuration into `dir`, starts the three nodes and waits until every node
+    /// serves JetStream (routes up, a meta leader elected).
+    pub async fn start(dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let conf = dir.join("cluster.conf");
+        std::fs::write(&conf, CLUSTER_CONF).with_context(|| format!("writing {}", conf.display()))?;
+        let js_conf = dir.join("jetstream.conf");
+        std::fs::write(&js_conf, JETSTREAM_CONF).with_context(|| format!("writing {}", js_conf.display()))?;
+        let bin = tokio::task::spawn_blocking(orderflow_natsd::find_binary).await??;
+
+        let mut ports = Vec::new();
+        for _ in 0..NODES {
+            ports.push((free_port()?, free_port()?, free_port()?));
+        }
+        let routes =
+            ports.iter().map(|(_, route, _)| format!("nats://127.0.0.1:{route}")).collect::<Vec<_>>();
+        let routes = format!("[{}]", routes.join(", "));
+        let abs_dir = std::path::absolute(dir).context("resolving the run directory")?;
+
+        let mut nodes = Vec::new();
+        for (i, (client, route, http)) in ports.into_iter().enumerate() {
+            let name = format!("nats-{}", i + 1);
+            let store: PathBuf = abs_dir.join(&name);
+            let mut opts = Options::new(&store);
+            opts.port = Some(client);
+            opts.log_file = Some(abs_dir.join(format!("{name}.log")));
+            opts.config_file = Some(abs_dir.join("cluster.conf"));
+            opts.env = vec![
+                ("NATS_SERVER_NAME".into(), name.clone()),
+                ("NATS_HOST".into(), "127.0.0.1".into()),
+                ("NATS_PORT".into(), client.to_string()),
+                ("NATS_CLUSTER_PORT".into(), route.to_string()),
+                ("NATS_HTTP_PORT".into(), http.to_string()),
+                ("NATS_STORE_DIR".into(), store.display().to_string()),
+                ("NATS_ROUTES".into(), routes.clone()),
+            ];
+            let bin = bin.clone();
+            let server = tokio::task::spawn_blocking(move || NatsServer::start_with(bin, opts))
+                .await?
+                .with_context(|| format!("starting {name}"))?;
+            nodes.push(Node { name, port: client, server: Some(server), paused: false, down: false });
+        }
+        let cluster = Self { nodes };
+        cluster.wait_formed(Duration::from_secs(30)).await?;
+        Ok(cluster)
+    }
+
+    /// Every node's client URL, comma-separated (what the services and tools take).
+    pub fn url(&self) -> String {
+        self.nodes.iter().map(|n| format!("nats://127.0.0.1:{}", n.port)).collect::<Vec<_>>().join(",")
+    }
+
+    /// Waits until every running node answers a JetStream account request on a connection of
+    /// its own (which needs routes and a meta leader).
+    pub async fn wait_formed(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        for node in self.nodes.iter().filter(|n| !n.down && !n.paused) {
+            let url = format!("nats://127.0.0.1:{}", node.port);
+            loop {
+                let last = match node_answers(&url).await {
+                    Ok(()) => break,
+                    Err(e) => format!("{e:#}"),
+                };
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "{} did not serve JetStream within {timeout:?}: {last}; see {}",
+                    node.name,
+                    node.server.as_ref().map(|s| s.log_file().display().to_string()).unwrap_or_default()
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The node that leads `stream`'s Raft group now, if one does.
+    pub async fn stream_leader(&self, js: &async_nats::jetstream::Context, stream: &str) -> Option<usize> {
+        let mut stream = js.get_stream(stream).await.ok()?;
+        let info = tokio::time::timeout(Duration::from_secs(5), stream.info()).await.ok()?.ok()?;
+        let leader = info.cluster.as_ref()?.leader.clone()?;
+        self.nodes.iter().position(|n| n.name == leader)
+    }
+
+    /// SIGSTOP node `i`.
+    pub fn pause(&mut self, i: usize) -> anyhow::Result<()> {
+        let node = &mut self.nodes[i];
+        if let Some(server) = &node.server {
+            server.pause().with_context(|| format!("pausing {}", node.name))?;
+        }
+        node.paused = true;
+        Ok(())
+    }
+
+    /// SIGCONT node `i`.
+    pub fn resume(&mut self, i: usize) -> anyhow::Result<()> {
+        let node = &mut self.nodes[i];
+        if let Some(server) = &node.server {
+            server.resume().with_context(|| format!("resuming {}", node.name))?;
+        }
+        node.paused = false;
+        Ok(())
+    }
+
+    /// SIGKILL node `i`.
+    pub fn kill(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        if let Some(server) = &mut node.server {
+            server.kill();
+        }
+        node.down = true;
+    }
+
+    /// Starts node `i` again on the same ports and store.
+    pub async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        let node = &mut self.nodes[i];
+        let name = node.name.clone();
+        // NatsServer::restart blocks while it waits for the server's log to say it is ready.
+        let server = node.server.take().with_context(|| format!("{name} is being restarted already"))?;
+        let (server, result) = tokio::task::spawn_blocking(move || {
+            let mut server = server;
+            let result = server.restart();
+            (server, result)
+        })
+        .await?;
+        node.server = Some(server);
+        result.with_context(|| format!("restarting {name}"))?;
+        node.down = false;
+        node.paused = false;
+        Ok(())
+    }
+
+    /// Thaws paused nodes, then stops every node (SIGTERM, SIGKILL after 10 s).
+    pub async fn stop(&mut self) {
+        for node in &mut self.nodes {
+            if node.paused
+                && let Some(server) = &node.server
+            {
+                let _ = server.resume();
+                node.paused = false;
+            }
+        }
+        for node in &mut self.nodes {
+            if let Some(mut server) = node.server.take() {
+                let stopped = tokio::task::spawn_blocking(move || server.stop(Duration::from_secs(10)));
+                if let Err(error) = stopped.await {
+                    tracing::warn!(node = %node.name, %error, "stopping the node failed");
+                }
+            }
+        }
+    }
+}
+
+async fn node_answers(url: &str) -> anyhow::Result<()> {
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(2))
+        .request_timeout(Some(Duration::from_secs(2)))
+        .connect(url)
+        .await?;
+    let js = async_nats::jetstream::new(client);
+    js.query_account().await?;
+    Ok(())
+}

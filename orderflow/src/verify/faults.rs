@@ -1,0 +1,246 @@
+//! The fault schedule: which faults, in which order, with which parameters — all drawn from one
+//! seed, so that a run can be repeated exactly (`--seed`).
+//!
+//! Faults come from four families taken in turn, so that even a short schedule mixes them:
+//! a service instance killed with SIGKILL (every instance in turn), a NATS node frozen with
+//! SIGSTOP or killed (the stream leader or a follower), a gateway fault (outage, error burst,
+//! slow answers), and a duplicate-delivery storm. Within a family the order is a seeded shuffle,
+//! reshuffled each time the family is used up.
+
+use std::collections::VecDeque;
+use std::fmt;
+
+use serde::Serialize;
+
+/// Which NATS node a fault hits, resolved when it is injected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeChoice {
+    /// The node leading the ORDERS stream at that moment.
+    Leader,
+    /// A node that does not lead it.
+    Follower,
+}
+
+impl fmt::Display for NodeChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Leader => "stream leader",
+            Self::Follower => "follower",
+        })
+    }
+}
+
+/// One fault.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Fault {
+    /// SIGKILL a service instance; start it again after `down_ms`.
+    KillService {
+        /// `inventory-2`.
+        instance: String,
+        /// Time dead.
+        down_ms: u64,
+    },
+    /// SIGSTOP a NATS node; SIGCONT after `hold_ms`.
+    PauseNats {
+        /// Which node.
+        node: NodeChoice,
+        /// Time frozen.
+        hold_ms: u64,
+    },
+    /// SIGKILL a NATS node; restart it on the same store after `down_ms`.
+    KillNats {
+        /// Which node.
+        node: NodeChoice,
+        /// Time dead.
+        down_ms: u64,
+    },
+    /// The gateway answers every new charge 503.
+    GatewayOutage {
+        /// How long.
+        hold_ms: u64,
+    },
+    /// The gateway answers this share of new charges 500.
+    GatewayErrors {
+        /// Share of failures.
+        error_rate: f64,
+        /// How long.
+        hold_ms: u64,
+    },
+    /// The gateway answers every charge this late.
+    GatewaySlow {
+        /// Added latency.
+        latency_ms: u64,
+        /// How long.
+        hold_ms: u64,
+    },
+    /// Re-publish the last events of every stream: half with a fresh `Nats-Msg-Id` (what a
+    /// duplicate after the dedup window looks like: JetStream stores it again and consumers get
+    /// it again), half with their own (JetStream must drop them).
+    DuplicateStorm {
+        /// Events taken from the end of each stream.
+        per_stream: usize,
+    },
+}
+
+impl Fault {
+    /// How long the fault lasts before it is healed (0 for a storm).
+    pub fn hold_ms(&self) -> u64 {
+        match self {
+            Self::KillService { down_ms, .. } | Self::KillNats { down_ms, .. } => *down_ms,
+            Self::PauseNats { hold_ms, .. }
+            | Self::GatewayOutage { hold_ms }
+            | Self::GatewayErrors { hold_ms, .. }
+            | Self::GatewaySlow { hold_ms, .. } => *hold_ms,
+            Self::DuplicateStorm { .. } => 0,
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::KillService { instance, down_ms } => write!(f, "kill -9 {instance}, {down_ms} ms down"),
+            Self::PauseNats { node, hold_ms } => write!(f, "SIGSTOP a NATS {node}, {hold_ms} ms frozen"),
+            Self::KillNats { node, down_ms } => write!(f, "kill -9 a NATS {node}, {down_ms} ms down"),
+            Self::GatewayOutage { hold_ms } => write!(f, "gateway outage, {hold_ms} ms"),
+            Self::GatewayErrors { error_rate, hold_ms } => {
+                write!(f, "gateway errors {:.0} %, {hold_ms} ms", error_rate * 100.0)
+            }
+            Self::GatewaySlow { latency_ms, hold_ms } => {
+                write!(f, "gateway slow ({latency_ms} ms per charge), {hold_ms} ms")
+            }
+            Self::DuplicateStorm { per_stream } => {
+                write!(f, "duplicate storm, last {per_stream} events per stream")
+            }
+        }
+    }
+}
+
+/// Builds `count` faults from `seed`. `instances` are the names of the service instances that
+/// may be killed; `max_hold_ms` caps every hold (short runs use short faults).
+pub fn plan(seed: u64, count: usize, instances: &[String], max_hold_ms: u64) -> Vec<Fault> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let max_hold_ms = max_hold_ms.max(1_000);
+    let hold = |rng: &mut fastrand::Rng, lo: u64, hi: u64| rng.u64(lo.min(max_hold_ms)..=hi.min(max_hold_ms));
+    let mut families: Vec<Family> = vec![
+        Family::new(|rng| {
+            let mut names: Vec<_> = instances.iter().map(|name| Draft::Kill(name.clone())).collect();
+            rng.shuffle(&mut names);
+            names
+        }),
+        Family::new(|rng| {
+            let mut v = vec![
+                Draft::PauseNats(NodeChoice::Leader),
+                Draft::PauseNats(NodeChoice::Follower),
+                Draft::KillNats(NodeChoice::Leader),
+                Draft::KillNats(NodeChoice::Follower),
+            ];
+            rng.shuffle(&mut v);
+            v
+        }),
+        Family::new(|rng| {
+            let mut v = vec![Draft::GatewayOutage, Draft::GatewayErrors, Draft::GatewaySlow];
+            rng.shuffle(&mut v);
+            v
+        }),
+        Family::new(|_| vec![Draft::Storm]),
+    ];
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        let family = &mut families[i % 4];
+        let Some(draft) = family.next(&mut rng) else { continue };
+        out.push(match draft {
+            Draft::Kill(instance) => Fault::KillService { instance, down_ms: hold(&mut rng, 500, 3_000) },
+            Draft::PauseNats(node) => Fault::PauseNats { node, hold_ms: hold(&mut rng, 2_000, 8_000) },
+            Draft::KillNats(node) => Fault::KillNats { node, down_ms: hold(&mut rng, 1_000, 6_000) },
+            Draft::GatewayOutage => Fault::GatewayOutage { hold_ms: hold(&mut rng, 3_000, 15_000) },
+            Draft::GatewayErrors => Fault::GatewayErrors {
+                error_rate: f64::from(rng.u8(30..=100)) / 100.0,
+                hold_ms: hold(&mut rng, 3_000, 10_000),
+            },
+            Draft::GatewaySlow => Fault::GatewaySlow {
+                latency_ms: rng.u64(500..=4_000),
+                hold_ms: hold(&mut rng, 3_000, 10_000),
+            },
+            Draft::Storm => Fault::DuplicateStorm { per_stream: rng.usize(50..=200) },
+        });
+    }
+    out
+}
+
+#[derive(Clone)]
+enum Draft {
+    Kill(String),
+    PauseNats(NodeChoice),
+    KillNats(NodeChoice),
+    GatewayOutage,
+    GatewayErrors,
+    GatewaySlow,
+    Storm,
+}
+
+/// A shuffled deck of drafts, dealt in order and reshuffled when empty.
+struct Family<'a> {
+    deal: Box<dyn FnMut(&mut fastrand::Rng) -> Vec<Draft> + 'a>,
+    deck: VecDeque<Draft>,
+}
+
+impl<'a> Family<'a> {
+    fn new(deal: impl FnMut(&mut fastrand::Rng) -> Vec<Draft> + 'a) -> Self {
+        Self { deal: Box::new(deal), deck: VecDeque::new() }
+    }
+
+    fn next(&mut self, rng: &mut fastrand::Rng) -> Option<Draft> {
+        if self.deck.is_empty() {
+            self.deck = (self.deal)(rng).into();
+        }
+        self.deck.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instances() -> Vec<String> {
+        ["order-1", "inventory-1", "inventory-2", "payment-1", "payment-2"].map(String::from).to_vec()
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_schedule() {
+        assert_eq!(plan(7, 40, &instances(), 15_000), plan(7, 40, &instances(), 15_000));
+        assert_ne!(plan(7, 40, &instances(), 15_000), plan(8, 40, &instances(), 15_000));
+    }
+
+    #[test]
+    fn families_take_turns_and_every_instance_is_killed() {
+        let faults = plan(1, 40, &instances(), 15_000);
+        assert_eq!(faults.len(), 40);
+        assert!(matches!(faults[0], Fault::KillService { .. }));
+        assert!(matches!(faults[1], Fault::PauseNats { .. } | Fault::KillNats { .. }));
+        assert!(matches!(
+            faults[2],
+            Fault::GatewayOutage { .. } | Fault::GatewayErrors { .. } | Fault::GatewaySlow { .. }
+        ));
+        assert!(matches!(faults[3], Fault::DuplicateStorm { .. }));
+        for name in instances() {
+            assert!(
+                faults.iter().any(|f| matches!(f, Fault::KillService { instance, .. } if *instance == name)),
+                "{name} is never killed"
+            );
+        }
+        for node in [NodeChoice::Leader, NodeChoice::Follower] {
+            assert!(faults.iter().any(|f| matches!(f, Fault::PauseNats { node: n, .. } if *n == node)));
+            assert!(faults.iter().any(|f| matches!(f, Fault::KillNats { node: n, .. } if *n == node)));
+        }
+    }
+
+    #[test]
+    fn holds_respect_the_cap() {
+        for f in plan(3, 40, &instances(), 2_000) {
+            assert!(f.hold_ms() <= 2_000, "{f}");
+        }
+    }
+}

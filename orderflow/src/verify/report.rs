@@ -1,0 +1,183 @@
+//! What a verify run found: printed as a table, written as JSON.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::faults::Fault;
+use crate::invariants::Violation;
+
+/// One injected fault and how the system came back.
+#[derive(Clone, Debug, Serialize)]
+pub struct FaultRecord {
+    /// Position in the schedule.
+    pub index: usize,
+    /// Seconds after the load started.
+    pub at_s: f64,
+    /// What was planned.
+    pub fault: Fault,
+    /// Human description.
+    pub description: String,
+    /// What it hit: the instance or node (`nats-2 (leader of ORDERS)`), or the gateway.
+    pub target: String,
+    /// How long the fault lasted, ms.
+    pub held_ms: u64,
+    /// From healing the fault until a probe order placed after it was terminal, ms; `None` when
+    /// it did not recover within the recovery timeout.
+    pub recovered_after_ms: Option<u64>,
+    /// The probe order and how it ended.
+    pub probe: Option<String>,
+    /// For a duplicate storm: events re-published, how many JetStream dropped as duplicates and
+    /// how many it stored again.
+    pub detail: Option<String>,
+    /// What went wrong while injecting, healing or probing.
+    pub error: Option<String>,
+}
+
+/// The load that ran during the faults (client's view).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LoadSummary {
+    /// Orders per second offered.
+    pub rate: f64,
+    /// Requests sent (new orders).
+    pub sent: u64,
+    /// Answered 202.
+    pub accepted: u64,
+    /// Not accepted (mostly while the order service was down or NATS was failing over).
+    pub errors: u64,
+    /// Errors by kind.
+    pub error_kinds: BTreeMap<String, u64>,
+    /// Re-sends with the same `Idempotency-Key`.
+    pub duplicate_key_resends: u64,
+    /// Re-sends that named a different order (must be 0).
+    pub duplicate_key_mismatched: u64,
+    /// p99 accept → terminal for standard orders, ms (faults included).
+    pub p99_confirmed_ms: f64,
+}
+
+/// The whole run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct VerifyReport {
+    /// No violation and no failure.
+    pub passed: bool,
+    /// The schedule's seed (`--seed` repeats the run).
+    pub seed: u64,
+    /// Configured load duration, s.
+    pub duration_s: f64,
+    /// Wall time of the whole run, s.
+    pub elapsed_s: f64,
+    /// Storage.
+    pub database: String,
+    /// NATS.
+    pub nats: String,
+    /// The service instances.
+    pub instances: Vec<String>,
+    /// The load.
+    pub load: LoadSummary,
+    /// Recovery probes placed (one per fault), accepted orders too.
+    pub probes: usize,
+    /// Orders in the order database.
+    pub orders: usize,
+    /// Confirmed.
+    pub confirmed: usize,
+    /// Cancelled, by reason.
+    pub cancelled: BTreeMap<String, usize>,
+    /// Still pending after quiescence (must be 0).
+    pub pending: usize,
+    /// Successful charges at the gateway.
+    pub charges_succeeded: usize,
+    /// Dead letters by reason.
+    pub dlq: BTreeMap<String, usize>,
+    /// Faults injected.
+    pub faults_injected: usize,
+    /// Each fault.
+    pub faults: Vec<FaultRecord>,
+    /// Slowest recovery, ms.
+    pub max_recovery_ms: Option<u64>,
+    /// Seconds from the end of the load until the system was quiet.
+    pub quiet_after_s: Option<f64>,
+    /// A deliberate corruption applied before the check (`--sabotage`), to show the checker fails.
+    pub sabotage: Option<String>,
+    /// Broken invariants, naming the orders and products involved.
+    pub violations: Vec<Violation>,
+    /// Other reasons the run failed (no recovery, not quiet, a process that died by itself).
+    pub failures: Vec<String>,
+    /// Where the logs, databases and NATS stores are.
+    pub data_dir: String,
+}
+
+impl VerifyReport {
+    /// The human-readable report.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "orderflow verify: {} (seed {}, {:.0} s of load at {}/s, {:.0} s in all)",
+            if self.passed { "PASSED" } else { "FAILED" },
+            self.seed,
+            self.duration_s,
+            self.load.rate,
+            self.elapsed_s
+        );
+        let _ = writeln!(s, "  NATS        {}", self.nats);
+        let _ = writeln!(s, "  storage     {}", self.database);
+        let _ = writeln!(s, "  instances   {}", self.instances.join(", "));
+        let _ = writeln!(
+            s,
+            "  load        {} sent, {} accepted, {} not accepted {:?}, {} duplicate-key re-sends ({} mismatched)",
+            self.load.sent,
+            self.load.accepted,
+            self.load.errors,
+            self.load.error_kinds,
+            self.load.duplicate_key_resends,
+            self.load.duplicate_key_mismatched
+        );
+        let _ = writeln!(
+            s,
+            "  orders      {} in the database ({} probes): {} confirmed, cancelled {:?}, {} pending",
+            self.orders, self.probes, self.confirmed, self.cancelled, self.pending
+        );
+        let _ = writeln!(s, "  charges     {} succeeded", self.charges_succeeded);
+        let _ = writeln!(s, "  DLQ         {:?}", self.dlq);
+        if let Some(q) = self.quiet_after_s {
+            let _ = writeln!(s, "  quiet       {q:.1} s after the load ended");
+        }
+        let _ =
+            writeln!(s, "\n  {:>3} {:>7}  {:<48} {:<28} {:>10}", "#", "at s", "fault", "target", "recovery");
+        for f in &self.faults {
+            let recovery = f.recovered_after_ms.map_or_else(|| "NONE".to_owned(), |ms| format!("{ms} ms"));
+            let _ = writeln!(
+                s,
+                "  {:>3} {:>7.1}  {:<48} {:<28} {:>10}",
+                f.index + 1,
+                f.at_s,
+                f.description,
+                f.target,
+                recovery
+            );
+            if let Some(d) = &f.detail {
+                let _ = writeln!(s, "  {:>11}  {d}", "");
+            }
+            if let Some(e) = &f.error {
+                let _ = writeln!(s, "  {:>11}  error: {e}", "");
+            }
+        }
+        if let Some(sab) = &self.sabotage {
+            let _ = writeln!(s, "\n  sabotage    {sab}");
+        }
+        if self.violations.is_empty() {
+            let _ = writeln!(s, "\n  invariants  all five hold");
+        } else {
+            let _ = writeln!(s, "\n  invariants  {} violation(s):", self.violations.len());
+            for v in self.violations.iter().take(50) {
+                let _ = writeln!(s, "    {v}");
+            }
+        }
+        for f in &self.failures {
+            let _ = writeln!(s, "  failure     {f}");
+        }
+        let _ = writeln!(s, "  logs, databases, NATS stores: {}", self.data_dir);
+        s
+    }
+}
