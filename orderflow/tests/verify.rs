@@ -39,9 +39,9 @@ async fn a_short_run_survives_its_faults_with_every_invariant_intact() {
     assert!(kinds(|f| matches!(f, Fault::KillService { .. })) >= 1);
     assert!(kinds(|f| matches!(f, Fault::PauseNats { .. } | Fault::KillNats { .. })) >= 1);
     assert!(kinds(|f| matches!(f, Fault::DuplicateStorm { .. })) >= 1);
-    assert!(report.confirmed > 0 && report.pending == 0);
-    assert!(report.orders as u64 >= report.load.accepted);
-    assert_eq!(report.charges_succeeded, report.confirmed);
+    assert!(report.check.confirmed > 0 && report.check.pending == 0);
+    assert!(report.check.orders as u64 >= report.load.accepted);
+    assert_eq!(report.check.charges_succeeded, report.check.confirmed);
     assert!(report.instances.iter().filter(|i| i.starts_with("inventory-")).count() >= 2);
     assert!(report.instances.iter().filter(|i| i.starts_with("payment-")).count() >= 2);
 }
@@ -62,9 +62,9 @@ async fn a_double_applied_commit_is_reported_as_a_violation() {
     let sabotage = report.sabotage.clone().unwrap();
     let product = sabotage.split_whitespace().find(|w| w.starts_with("sku-")).unwrap();
     assert!(
-        report.violations.iter().any(|v| v.invariant == 2 && v.subject == product),
+        report.check.violations.iter().any(|v| v.invariant == 2 && v.subject == product),
         "no invariant-2 violation for {product}: {:?}",
-        report.violations
+        report.check.violations
     );
     assert!(report.database.starts_with("PostgreSQL"));
 }

@@ -124,32 +124,20 @@ pub fn plan(seed: u64, count: usize, instances: &[String], max_hold_ms: u64) -> 
     let mut rng = fastrand::Rng::with_seed(seed);
     let max_hold_ms = max_hold_ms.max(1_000);
     let hold = |rng: &mut fastrand::Rng, lo: u64, hi: u64| rng.u64(lo.min(max_hold_ms)..=hi.min(max_hold_ms));
-    let mut families: Vec<Family> = vec![
-        Family::new(|rng| {
-            let mut names: Vec<_> = instances.iter().map(|name| Draft::Kill(name.clone())).collect();
-            rng.shuffle(&mut names);
-            names
-        }),
-        Family::new(|rng| {
-            let mut v = vec![
-                Draft::PauseNats(NodeChoice::Leader),
-                Draft::PauseNats(NodeChoice::Follower),
-                Draft::KillNats(NodeChoice::Leader),
-                Draft::KillNats(NodeChoice::Follower),
-            ];
-            rng.shuffle(&mut v);
-            v
-        }),
-        Family::new(|rng| {
-            let mut v = vec![Draft::GatewayOutage, Draft::GatewayErrors, Draft::GatewaySlow];
-            rng.shuffle(&mut v);
-            v
-        }),
-        Family::new(|_| vec![Draft::Storm]),
+    let mut families = [
+        Family::new(instances.iter().map(|name| Draft::Kill(name.clone())).collect()),
+        Family::new(vec![
+            Draft::PauseNats(NodeChoice::Leader),
+            Draft::PauseNats(NodeChoice::Follower),
+            Draft::KillNats(NodeChoice::Leader),
+            Draft::KillNats(NodeChoice::Follower),
+        ]),
+        Family::new(vec![Draft::GatewayOutage, Draft::GatewayErrors, Draft::GatewaySlow]),
+        Family::new(vec![Draft::Storm]),
     ];
     let mut out = Vec::with_capacity(count);
     for i in 0..count {
-        let family = &mut families[i % 4];
+        let family = &mut families[i % families.len()];
         let Some(draft) = family.next(&mut rng) else { continue };
         out.push(match draft {
             Draft::Kill(instance) => Fault::KillService { instance, down_ms: hold(&mut rng, 500, 3_000) },
@@ -181,20 +169,22 @@ enum Draft {
     Storm,
 }
 
-/// A shuffled deck of drafts, dealt in order and reshuffled when empty.
-struct Family<'a> {
-    deal: Box<dyn FnMut(&mut fastrand::Rng) -> Vec<Draft> + 'a>,
+/// A family's drafts, dealt in a seeded shuffle that is redone each time the deck runs out.
+struct Family {
+    all: Vec<Draft>,
     deck: VecDeque<Draft>,
 }
 
-impl<'a> Family<'a> {
-    fn new(deal: impl FnMut(&mut fastrand::Rng) -> Vec<Draft> + 'a) -> Self {
-        Self { deal: Box::new(deal), deck: VecDeque::new() }
+impl Family {
+    fn new(all: Vec<Draft>) -> Self {
+        Self { all, deck: VecDeque::new() }
     }
 
     fn next(&mut self, rng: &mut fastrand::Rng) -> Option<Draft> {
         if self.deck.is_empty() {
-            self.deck = (self.deal)(rng).into();
+            let mut deck = self.all.clone();
+            rng.shuffle(&mut deck);
+            self.deck = deck.into();
         }
         self.deck.pop_front()
     }

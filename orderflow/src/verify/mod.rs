@@ -171,11 +171,13 @@ impl VerifyArgs {
         if self.dry_run {
             let instances = instance_names(usize::from(self.instances));
             let max_hold_ms = u64::try_from(self.max_hold.as_millis()).unwrap_or(u64::MAX);
-            println!("seed {seed}: {} faults over {:?}", self.faults, self.duration);
+            let mut out = format!("seed {seed}: {} faults over {:?}\n", self.faults, self.duration);
             for (i, fault) in plan(seed, self.faults, &instances, max_hold_ms).iter().enumerate() {
                 let at = self.duration.mul_f64((i as f64 + 0.5) / self.faults.max(1) as f64);
-                println!("  {:>3}  at {:>6.1} s  {fault}", i + 1, at.as_secs_f64());
+                out.push_str(&format!("  {:>3}  at {:>6.1} s  {fault}\n", i + 1, at.as_secs_f64()));
             }
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes());
             return Ok(());
         }
         let mut config = VerifyConfig::new(exe, data_dir, self.duration, self.faults, seed);
@@ -203,10 +205,10 @@ impl VerifyArgs {
                 let kept = t.keep();
                 eprintln!("logs, databases and NATS stores kept in {}", kept.display());
             }
-            let names: Vec<String> = report.violations.iter().take(20).map(ToString::to_string).collect();
+            let names: Vec<String> = report.check.violations.iter().take(20).map(ToString::to_string).collect();
             anyhow::bail!(
                 "verify failed: {} violation(s), {} failure(s){}{}",
-                report.violations.len(),
+                report.check.violations.len(),
                 report.failures.len(),
                 if names.is_empty() { String::new() } else { format!("\n  {}", names.join("\n  ")) },
                 if report.failures.is_empty() {
@@ -374,6 +376,13 @@ impl Deployment {
             p.start(&self.http, Duration::from_secs(60)).await?;
             tracing::info!(instance = %p.name, pid = ?p.pid(), url = %p.url(), "started");
         }
+        // The services provisioned the streams from `stream_replicas = 3`; make sure they did.
+        use orderflow_events::subjects::{STREAM_DLQ, STREAM_INVENTORY, STREAM_ORDERS, STREAM_PAYMENTS};
+        for name in [STREAM_ORDERS, STREAM_INVENTORY, STREAM_PAYMENTS, STREAM_DLQ] {
+            let mut stream = self.js.get_stream(name).await.with_context(|| format!("stream {name}"))?;
+            let replicas = stream.info().await.with_context(|| format!("stream {name} info"))?.config.num_replicas;
+            anyhow::ensure!(replicas == cluster::NODES, "stream {name} has {replicas} replicas, not {}", cluster::NODES);
+        }
         let inventory = self.url_of(Role::Inventory)?;
         let ids = load::ProductMix::parse(PRODUCTS)?;
         let plenty: Vec<String> =
@@ -461,7 +470,9 @@ impl Deployment {
         }
 
         let targets = self.targets()?;
-        let quiet_after_s = match invariants::wait_until_quiet(&targets, config.quiet_timeout).await {
+        // Ctrl-C: check what is there now instead of waiting for the system to settle.
+        let quiet_timeout = if shutdown.is_cancelled() { Duration::from_secs(1) } else { config.quiet_timeout };
+        let quiet_after_s = match invariants::wait_until_quiet(&targets, quiet_timeout).await {
             Ok(()) => Some(load_ended.elapsed().as_secs_f64()),
             Err(e) => {
                 failures.push(format!("{e:#}"));
@@ -479,10 +490,9 @@ impl Deployment {
                 .filter_map(|f| f.probe.as_ref())
                 .filter_map(|p| p.split_whitespace().next().map(str::to_owned)),
         );
-        let checked = invariants::check(&targets, &accepted, Some(&self.initial_stock)).await?;
-        let mut violations: Vec<Violation> = checked.violations.clone();
+        let mut checked = invariants::check(&targets, &accepted, Some(&self.initial_stock)).await?;
         if load_report.duplicates.mismatched > 0 {
-            violations.push(Violation {
+            checked.violations.push(Violation {
                 invariant: 0,
                 subject: "Idempotency-Key".into(),
                 detail: format!(
@@ -517,22 +527,16 @@ impl Deployment {
                 p99_confirmed_ms: load_report.latency_ms.confirmed_standard.p99,
             },
             probes: fault_records.iter().filter(|f| f.probe.is_some()).count(),
-            orders: checked.orders,
-            confirmed: checked.confirmed,
-            cancelled: checked.cancelled.clone(),
-            pending: checked.pending,
-            charges_succeeded: checked.charges_succeeded,
-            dlq: checked.dlq.clone(),
+            check: checked,
             faults_injected: fault_records.len(),
             max_recovery_ms: fault_records.iter().filter_map(|f| f.recovered_after_ms).max(),
             faults: fault_records,
             quiet_after_s,
             sabotage,
-            violations,
             failures,
             data_dir: config.data_dir.display().to_string(),
         };
-        report.passed = report.violations.is_empty() && report.failures.is_empty();
+        report.passed = report.check.violations.is_empty() && report.failures.is_empty();
         Ok(report)
     }
 

@@ -6,7 +6,6 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::faults::Fault;
-use crate::invariants::Violation;
 
 /// One injected fault and how the system came back.
 #[derive(Clone, Debug, Serialize)]
@@ -77,18 +76,10 @@ pub struct VerifyReport {
     pub load: LoadSummary,
     /// Recovery probes placed (one per fault), accepted orders too.
     pub probes: usize,
-    /// Orders in the order database.
-    pub orders: usize,
-    /// Confirmed.
-    pub confirmed: usize,
-    /// Cancelled, by reason.
-    pub cancelled: BTreeMap<String, usize>,
-    /// Still pending after quiescence (must be 0).
-    pub pending: usize,
-    /// Successful charges at the gateway.
-    pub charges_succeeded: usize,
-    /// Dead letters by reason.
-    pub dlq: BTreeMap<String, usize>,
+    /// What the invariant checker saw: orders by status and reason, charges, dead letters by
+    /// reason, and every violation (naming its order or product).
+    #[serde(flatten)]
+    pub check: crate::invariants::Report,
     /// Faults injected.
     pub faults_injected: usize,
     /// Each fault.
@@ -99,8 +90,6 @@ pub struct VerifyReport {
     pub quiet_after_s: Option<f64>,
     /// A deliberate corruption applied before the check (`--sabotage`), to show the checker fails.
     pub sabotage: Option<String>,
-    /// Broken invariants, naming the orders and products involved.
-    pub violations: Vec<Violation>,
     /// Other reasons the run failed (no recovery, not quiet, a process that died by itself).
     pub failures: Vec<String>,
     /// Where the logs, databases and NATS stores are.
@@ -136,10 +125,10 @@ impl VerifyReport {
         let _ = writeln!(
             s,
             "  orders      {} in the database ({} probes): {} confirmed, cancelled {:?}, {} pending",
-            self.orders, self.probes, self.confirmed, self.cancelled, self.pending
+            self.check.orders, self.probes, self.check.confirmed, self.check.cancelled, self.check.pending
         );
-        let _ = writeln!(s, "  charges     {} succeeded", self.charges_succeeded);
-        let _ = writeln!(s, "  DLQ         {:?}", self.dlq);
+        let _ = writeln!(s, "  charges     {} succeeded", self.check.charges_succeeded);
+        let _ = writeln!(s, "  DLQ         {:?}", self.check.dlq);
         if let Some(q) = self.quiet_after_s {
             let _ = writeln!(s, "  quiet       {q:.1} s after the load ended");
         }
@@ -166,11 +155,12 @@ impl VerifyReport {
         if let Some(sab) = &self.sabotage {
             let _ = writeln!(s, "\n  sabotage    {sab}");
         }
-        if self.violations.is_empty() {
+        let violations = &self.check.violations;
+        if violations.is_empty() {
             let _ = writeln!(s, "\n  invariants  all five hold");
         } else {
-            let _ = writeln!(s, "\n  invariants  {} violation(s):", self.violations.len());
-            for v in self.violations.iter().take(50) {
+            let _ = writeln!(s, "\n  invariants  {} violation(s):", violations.len());
+            for v in violations.iter().take(50) {
                 let _ = writeln!(s, "    {v}");
             }
         }
