@@ -205,7 +205,8 @@ impl VerifyArgs {
                 let kept = t.keep();
                 eprintln!("logs, databases and NATS stores kept in {}", kept.display());
             }
-            let names: Vec<String> = report.check.violations.iter().take(20).map(ToString::to_string).collect();
+            let names: Vec<String> =
+                report.check.violations.iter().take(20).map(ToString::to_string).collect();
             anyhow::bail!(
                 "verify failed: {} violation(s), {} failure(s){}{}",
                 report.check.violations.len(),
@@ -380,8 +381,13 @@ impl Deployment {
         use orderflow_events::subjects::{STREAM_DLQ, STREAM_INVENTORY, STREAM_ORDERS, STREAM_PAYMENTS};
         for name in [STREAM_ORDERS, STREAM_INVENTORY, STREAM_PAYMENTS, STREAM_DLQ] {
             let mut stream = self.js.get_stream(name).await.with_context(|| format!("stream {name}"))?;
-            let replicas = stream.info().await.with_context(|| format!("stream {name} info"))?.config.num_replicas;
-            anyhow::ensure!(replicas == cluster::NODES, "stream {name} has {replicas} replicas, not {}", cluster::NODES);
+            let replicas =
+                stream.info().await.with_context(|| format!("stream {name} info"))?.config.num_replicas;
+            anyhow::ensure!(
+                replicas == cluster::NODES,
+                "stream {name} has {replicas} replicas, not {}",
+                cluster::NODES
+            );
         }
         let inventory = self.url_of(Role::Inventory)?;
         let ids = load::ProductMix::parse(PRODUCTS)?;
@@ -471,7 +477,8 @@ impl Deployment {
 
         let targets = self.targets()?;
         // Ctrl-C: check what is there now instead of waiting for the system to settle.
-        let quiet_timeout = if shutdown.is_cancelled() { Duration::from_secs(1) } else { config.quiet_timeout };
+        let quiet_timeout =
+            if shutdown.is_cancelled() { Duration::from_secs(1) } else { config.quiet_timeout };
         let quiet_after_s = match invariants::wait_until_quiet(&targets, quiet_timeout).await {
             Ok(()) => Some(load_ended.elapsed().as_secs_f64()),
             Err(e) => {
