@@ -197,7 +197,9 @@ impl VerifyArgs {
             .with_context(|| format!("writing {}", self.json_out.display()))?;
         println!("report written to {}", self.json_out.display());
         if report.passed {
-            drop(temp);
+            if let Some(t) = temp {
+                println!("the run passed: its directory {} is removed", t.path().display());
+            }
             Ok(())
         } else {
             if let Some(t) = temp {
