@@ -22,7 +22,7 @@ use orderflow_messaging::{Delivery, Handler, HandlerError};
 use sqlx::{AnyConnection, Connection};
 
 use super::{HandlerContext, enqueue, first_time, outgoing, storage};
-use crate::domain::{PricedLine, Reservation, plan_lines, price_lines};
+use crate::domain::{PlannedLine, Priced, PricedLine, PricingError, Reservation, plan_lines, price_lines};
 use crate::storage::{products, reservations};
 
 /// Inbox key of this handler (event ids).
@@ -34,6 +34,16 @@ pub const ORDER_CLAIM: &str = "inventory-orders-created:order";
 #[derive(Clone, Debug)]
 pub struct OrdersCreatedHandler {
     ctx: HandlerContext,
+}
+
+/// What reserving an order's lines came to.
+enum Reserve {
+    /// Every line reserved, priced in one currency.
+    Priced(Priced),
+    /// These products had too few units.
+    Short(Vec<ProductId>),
+    /// Reserved, but priced in different currencies (a catalog error).
+    Unpriceable(PricingError),
 }
 
 enum Claim {
@@ -81,6 +91,31 @@ impl OrdersCreatedHandler {
         enqueue(conn, &outgoing(delivery, data, express)?).await
     }
 
+    /// Tries to reserve every line (all of them, even after a short one, so that the rejection
+    /// names every short product).
+    async fn reserve_all(conn: &mut AnyConnection, plan: &[PlannedLine]) -> Result<Reserve, HandlerError> {
+        let mut priced = Vec::with_capacity(plan.len());
+        let mut short = Vec::new();
+        for line in plan {
+            match products::reserve(conn, &line.product_id, line.quantity).await.map_err(storage)? {
+                Some(price) => priced.push(PricedLine {
+                    product_id: line.product_id.clone(),
+                    quantity: line.quantity,
+                    unit_price_cents: price.unit_price_cents,
+                    currency: price.currency,
+                }),
+                None => short.push(line.product_id.clone()),
+            }
+        }
+        if !short.is_empty() {
+            return Ok(Reserve::Short(short));
+        }
+        Ok(match price_lines(priced) {
+            Ok(p) => Reserve::Priced(p),
+            Err(e) => Reserve::Unpriceable(e),
+        })
+    }
+
     /// The unit of work (one savepoint of the group commit); `true` if it enqueued an event.
     async fn apply(
         conn: &mut AnyConnection,
@@ -105,40 +140,34 @@ impl OrdersCreatedHandler {
             return Ok(true);
         }
 
-        // The stock moves get a savepoint of their own: if any line is short they are undone
-        // and the claims (taken above, in the same unit, so nobody else can decide this order
-        // meanwhile) stay with the rejection. Every line is attempted even after a short one, so
-        // the rejection names every short product.
-        let mut moves = conn.begin().await.map_err(storage)?;
-        let mut priced = Vec::with_capacity(plan.len());
-        let mut short = Vec::new();
-        for line in &plan {
-            match products::reserve(&mut moves, &line.product_id, line.quantity).await.map_err(storage)? {
-                Some(price) => priced.push(PricedLine {
-                    product_id: line.product_id.clone(),
-                    quantity: line.quantity,
-                    unit_price_cents: price.unit_price_cents,
-                    currency: price.currency,
-                }),
-                None => short.push(line.product_id.clone()),
+        // The stock moves of a multi-line order get a savepoint of their own: if any line is
+        // short (or the lines cannot be priced together) they are undone, and the claims (taken
+        // above, in the same unit, so nobody else can decide this order meanwhile) stay with the
+        // rejection. A one-line order needs none: its one conditional UPDATE either moved the
+        // stock or changed nothing (two round trips fewer on the common path).
+        let reserved = if plan.len() == 1 {
+            Self::reserve_all(conn, &plan).await?
+        } else {
+            let mut moves = conn.begin().await.map_err(storage)?;
+            let reserved = Self::reserve_all(&mut moves, &plan).await?;
+            match reserved {
+                Reserve::Priced(_) => moves.commit().await.map_err(storage)?,
+                Reserve::Short(_) | Reserve::Unpriceable(_) => moves.rollback().await.map_err(storage)?,
             }
-        }
-        if !short.is_empty() {
-            moves.rollback().await.map_err(storage)?;
-            Self::reject(conn, delivery, RejectReason::OutOfStock, short, express).await?;
-            return Ok(true);
-        }
-
-        let priced = match price_lines(priced) {
-            Ok(p) => p,
-            Err(e) => {
+            reserved
+        };
+        let priced = match reserved {
+            Reserve::Priced(p) => p,
+            Reserve::Short(short) => {
+                Self::reject(conn, delivery, RejectReason::OutOfStock, short, express).await?;
+                return Ok(true);
+            }
+            Reserve::Unpriceable(e) => {
                 // The unit fails, so its savepoint (claims included) is rolled back.
-                moves.rollback().await.map_err(storage)?;
                 tracing::error!(error = %e, "order cannot be priced; dead-lettering it, nothing reserved");
                 return Err(HandlerError::permanent(e));
             }
         };
-        moves.commit().await.map_err(storage)?;
         let reservation = Reservation::new(order.order_id, priced, express);
         reservations::insert(conn, &reservation).await.map_err(storage)?;
         enqueue(conn, &outgoing(delivery, reservation.reserved_event(), express)?).await?;
