@@ -16,6 +16,12 @@ use serde::{Deserialize, Serialize};
 use crate::startup::AppState;
 use crate::storage::{self, NewOrder, StoredResponse};
 
+/// Units of work waiting for the database beyond which new orders are refused with `503` and
+/// `Retry-After` (admission control). The writer commits up to 256 units at a time, so this is
+/// a couple of group commits of backlog — ~100 ms here — not a queue that grows without bound
+/// while the handlers that finish orders wait behind it.
+pub const MAX_QUEUED_WRITES: usize = 512;
+
 /// Longest accepted `Idempotency-Key`.
 const MAX_KEY_LEN: usize = 255;
 
@@ -102,6 +108,9 @@ pub async fn create_order(
     ApiJson(body): ApiJson<CreateOrder>,
 ) -> Result<Response, Problem> {
     let key = idempotency_key(&headers)?;
+    if state.db.write_queue() > MAX_QUEUED_WRITES {
+        return Ok(overloaded());
+    }
     if body.items.is_empty() || body.items.len() > MAX_LINES {
         return Err(Problem::invalid_field("items", format!("must have 1 to {MAX_LINES} lines")));
     }
@@ -143,8 +152,12 @@ pub async fn create_order(
         };
         (key, stored)
     });
-    let (order_id_text, customer_id, priority, correlation_id) =
-        (id.clone(), body.customer_id.as_str().to_owned(), body.priority.as_str(), correlation.as_str().to_owned());
+    let (order_id_text, customer_id, priority, correlation_id) = (
+        id.clone(),
+        body.customer_id.as_str().to_owned(),
+        body.priority.as_str(),
+        correlation.as_str().to_owned(),
+    );
     let written = state
         .db
         .write(move |conn| {
@@ -193,6 +206,19 @@ pub async fn create_order(
         response_body,
         location: Some(location),
     }))
+}
+
+/// `503` + `Retry-After: 1`: the database is behind; nothing was stored, retrying (with the same
+/// Idempotency-Key) is safe.
+fn overloaded() -> Response {
+    // Counted by the HTTP metrics (route and status 503).
+    let mut res = Problem::new(
+        ProblemType::Unavailable,
+        "too many orders are waiting to be stored; retry shortly with the same Idempotency-Key",
+    )
+    .into_response();
+    res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    res
 }
 
 /// A database failure is the client's cue to retry (with the same Idempotency-Key), not a 500:
