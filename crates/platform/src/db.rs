@@ -173,7 +173,7 @@ impl Db {
                     .map_err(connect_err)?
             }
         };
-        Ok(Self { pool, kind, writer: Writer::new(kind == DbKind::Sqlite) })
+        Ok(Self { pool, kind, writer: Writer::default() })
     }
 
     async fn migrate(&self, schema: &str, migrations: &[Migration]) -> Result<(), DbError> {

@@ -9,12 +9,6 @@
 //! success (no `202`, no ack) before its work is durable. If the commit fails, every unit of the
 //! batch gets [`WriteError::Aborted`] and nothing of the batch is visible.
 //!
-//! That is for SQLite, whose single writer fsyncs once per commit. On PostgreSQL, which already
-//! flushes the WAL of concurrent commits together and serves many connections, one writer
-//! connection per service was slower than the pool (every statement's round trip serialised),
-//! so there each unit runs at once in a transaction of its own ([`Writer::new`]): the same API
-//! and SQL, the same guarantees.
-//!
 //! What a unit must never do: acquire another connection from the pool (on SQLite the writer
 //! holds the only one — that would deadlock), wait on the network, or run long: the whole batch
 //! waits for it. Reads that need no transaction stay on the pool.
@@ -75,10 +69,9 @@ struct Unit {
 }
 
 /// The handle to a database's writer task (started on first use); cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Writer {
     queue: Arc<OnceLock<mpsc::Sender<Unit>>>,
-    group_commit: bool,
 }
 
 impl std::fmt::Debug for Writer {
@@ -88,15 +81,6 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
-    /// With `group_commit` (SQLite: one writer, one fsync per commit) units share the writer
-    /// task's transactions; without (PostgreSQL: many connections, and the server already
-    /// flushes the WAL of concurrent commits together) each unit runs at once in a transaction of
-    /// its own on a pooled connection, so units run in parallel. Same API, same SQL, same
-    /// guarantees either way.
-    pub fn new(group_commit: bool) -> Self {
-        Self { queue: Arc::default(), group_commit }
-    }
-
     /// Runs `unit` in the next group-committed transaction on `pool`; returns its result once
     /// that transaction committed (or the unit's error once its savepoint was rolled back).
     pub async fn write<T, E, F>(&self, pool: &AnyPool, unit: F) -> Result<T, WriteError<E>>
@@ -105,9 +89,6 @@ impl Writer {
         E: Send + 'static,
         F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
     {
-        if !self.group_commit {
-            return run_alone(pool, unit).await;
-        }
         let (reply, answer) = oneshot::channel::<Result<T, WriteError<E>>>();
         let run: RunFn = Box::new(move |conn| {
             Box::pin(async move {
@@ -141,35 +122,6 @@ impl Writer {
     /// Units waiting for the writer (not counting the batch it is running).
     pub fn queued(&self) -> usize {
         self.queue.get().map_or(0, |q| q.max_capacity() - q.capacity())
-    }
-}
-
-/// A unit in a transaction of its own (no group commit).
-async fn run_alone<T, E, F>(pool: &AnyPool, unit: F) -> Result<T, WriteError<E>>
-where
-    F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
-{
-    let mut tx = match pool.begin().await {
-        Ok(tx) => tx,
-        Err(e) => {
-            tracing::warn!(error = %e, "starting a transaction failed");
-            return Err(WriteError::Aborted);
-        }
-    };
-    match unit(&mut tx).await {
-        Ok(v) => match tx.commit().await {
-            Ok(()) => Ok(v),
-            Err(e) => {
-                tracing::warn!(error = %e, "committing a transaction failed");
-                Err(WriteError::Aborted)
-            }
-        },
-        Err(e) => {
-            // Dropping the transaction would roll it back too; saying so returns the
-            // connection clean at once.
-            let _ = tx.rollback().await;
-            Err(WriteError::Unit(e))
-        }
     }
 }
 
