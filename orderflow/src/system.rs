@@ -212,8 +212,6 @@ impl System {
             schema: inv.db_schema.clone(),
         });
         self.inventory_settings = Some(inv.clone());
-        let inventory = inventory_service::Application::build(inv).await?;
-        self.inventory_url = format!("http://{host}:{}", inventory.port());
 
         let pay_db = db_url("payment");
         let mut pay = config::load(
@@ -238,8 +236,6 @@ impl System {
         if let Some(d) = tune.gateway_timeout {
             pay.gateway_timeout_ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         }
-        let payment = payment_service::Application::build(pay).await?;
-        self.payment_url = format!("http://{host}:{}", payment.port());
 
         let ord_db = db_url("order");
         let mut ord = config::load(
@@ -254,7 +250,14 @@ impl System {
             url: ord.database_url.clone(),
             schema: ord.db_schema.clone(),
         });
-        let order = order_service::Application::build(ord).await?;
+        // Each build opens and migrates a database and connects to NATS (~150 ms): in parallel.
+        let (inventory, payment, order) = tokio::try_join!(
+            inventory_service::Application::build(inv),
+            payment_service::Application::build(pay),
+            order_service::Application::build(ord),
+        )?;
+        self.inventory_url = format!("http://{host}:{}", inventory.port());
+        self.payment_url = format!("http://{host}:{}", payment.port());
         self.order_url = format!("http://{host}:{}", order.port());
 
         self.spawn_service("inventory-service", |stop| inventory.run_until_stopped(stop));

@@ -14,9 +14,12 @@ use std::borrow::Cow;
 use std::path::Path;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{MigrationType, Migrator};
-use sqlx::{AnyPool, Executor, SqlSafeStr};
+use sqlx::{AnyConnection, AnyPool, Executor, SqlSafeStr};
+
+use crate::writer::{WriteError, Writer};
 
 /// Which database is behind a [`Db`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +91,7 @@ const PLATFORM_MIGRATION: Migration = Migration {
 pub struct Db {
     pool: AnyPool,
     kind: DbKind,
+    writer: Writer,
 }
 
 impl Db {
@@ -169,7 +173,7 @@ impl Db {
                     .map_err(connect_err)?
             }
         };
-        Ok(Self { pool, kind })
+        Ok(Self { pool, kind, writer: Writer::default() })
     }
 
     async fn migrate(&self, schema: &str, migrations: &[Migration]) -> Result<(), DbError> {
@@ -191,6 +195,36 @@ impl Db {
     /// The pool.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Runs `unit` in the database's next group commit (see [`crate::writer`]): one transaction
+    /// and one commit for every unit queued meanwhile, each unit in its own savepoint. Returns
+    /// once the unit's work is durable (or rolled back, with its error).
+    ///
+    /// ```no_run
+    /// # async fn f(db: orderflow_platform::Db) {
+    /// let n: Result<u64, _> = db
+    ///     .write(|conn| {
+    ///         Box::pin(async move {
+    ///             let done = sqlx::query("DELETE FROM inbox").execute(conn).await?;
+    ///             Ok::<_, sqlx::Error>(done.rows_affected())
+    ///         })
+    ///     })
+    ///     .await;
+    /// # }
+    /// ```
+    pub async fn write<T, E, F>(&self, unit: F) -> Result<T, WriteError<E>>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+    {
+        self.writer.write(&self.pool, unit).await
+    }
+
+    /// Units of work waiting for the writer: how far behind the database is.
+    pub fn write_queue(&self) -> usize {
+        self.writer.queued()
     }
 
     /// SQLite or PostgreSQL.

@@ -5,6 +5,8 @@
 //! - [`outbox`]: the transactional outbox — events are written in the same transaction as the
 //!   state change, and a relay publishes them to JetStream, marks them sent, wakes on commit and
 //!   resumes after a crash (a re-send is harmless: `Nats-Msg-Id` de-duplicates).
+//! - [`writer`]: group commit — concurrent units of work share one transaction and one commit,
+//!   each in its own savepoint, and learn of their success only after the commit.
 //! - [`inbox`]: the record of processed event ids that makes every handler idempotent.
 //! - [`http`]: RFC 9457 problem+json, the JSON extractor that maps every bad input to one,
 //!   `X-Correlation-ID` validation and propagation, health and readiness routes, serving with
@@ -22,9 +24,11 @@ pub mod inbox;
 pub mod outbox;
 pub mod service;
 pub mod shutdown;
+pub mod writer;
 
 pub use db::{Db, DbError, DbKind, Migration};
 pub use outbox::{OutboxHandle, OutboxRelay};
+pub use writer::WriteError;
 
 /// The current UTC time as RFC 3339 with millisecond precision (fixed width, so it sorts).
 pub fn now_rfc3339() -> String {

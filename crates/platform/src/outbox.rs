@@ -2,7 +2,8 @@
 //!
 //! [`enqueue`] writes an outgoing event inside the caller's transaction. The [`OutboxRelay`]
 //! publishes unsent rows in batches (pipelined, every PubAck awaited) and marks exactly the
-//! acknowledged ones sent. It wakes as soon as a transaction that enqueued something commits
+//! acknowledged ones sent, with one statement per batch that joins the writer's next group commit
+//! ([`crate::writer`]). It wakes as soon as a transaction that enqueued something commits
 //! ([`OutboxHandle::wake`]), and also polls, so rows written by another instance or left by a
 //! crash are published too. Sending a row twice (two instances, or a crash between publish and
 //! mark) is harmless: the row id is the event id and JetStream de-duplicates on `Nats-Msg-Id`.
@@ -41,6 +42,24 @@ pub async fn enqueue(conn: &mut AnyConnection, msg: &OutgoingMessage) -> Result<
     .bind(crate::now_rfc3339())
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// `UPDATE outbox SET sent_at = now WHERE id IN (…)` for `ids` (at most [`BATCH`]).
+async fn mark_sent(conn: &mut AnyConnection, ids: Vec<String>) -> Result<(), sqlx::Error> {
+    let mut sql = String::from("UPDATE outbox SET sent_at = $1 WHERE id IN (");
+    for i in 0..ids.len() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("${}", i + 2));
+    }
+    sql.push(')');
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(crate::now_rfc3339());
+    for id in ids {
+        query = query.bind(id);
+    }
+    query.execute(conn).await?;
     Ok(())
 }
 
@@ -174,32 +193,33 @@ impl OutboxRelay {
             });
         }
         let results = self.publisher.publish_all(&msgs).await;
-        let now = crate::now_rfc3339();
-        let mut tx = self.db.pool().begin().await?;
-        let mut sent = 0;
+        let mut sent_ids = Vec::with_capacity(msgs.len());
         let mut first_error = None;
-        for (msg, result) in msgs.iter().zip(results) {
+        for (msg, result) in msgs.into_iter().zip(results) {
             match result {
                 Ok(_) => {
                     metrics::counter!(
                         names::MESSAGES_PUBLISHED,
                         "service" => self.service,
-                        "subject" => msg.subject.clone()
+                        "subject" => msg.subject
                     )
                     .increment(1);
-                    sqlx::query("UPDATE outbox SET sent_at = $1 WHERE id = $2")
-                        .bind(&now)
-                        .bind(&msg.message_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    sent += 1;
+                    sent_ids.push(msg.message_id);
                 }
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
         }
-        tx.commit().await?;
+        let sent = sent_ids.len();
+        if sent > 0 {
+            // One statement for the whole batch, committed with whatever else the writer is
+            // committing: no transaction (and no fsync) of its own.
+            self.db
+                .write(move |conn| Box::pin(mark_sent(conn, sent_ids)))
+                .await
+                .map_err(|e| anyhow::anyhow!("marking outbox rows sent: {e}"))?;
+        }
         if let Some(e) = first_error {
             if sent == 0 {
                 return Err(e.into());

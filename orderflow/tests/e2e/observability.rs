@@ -40,7 +40,10 @@ async fn metrics_move_by_the_expected_amounts(backend: DbBackend) {
     let js = sys.nats.jetstream().await.unwrap();
     let consumer: async_nats::jetstream::consumer::PullConsumer =
         js.get_stream("ORDERS").await.unwrap().get_consumer("inventory-orders-created").await.unwrap();
-    let mut batch = consumer.fetch().max_messages(1).messages().await.unwrap();
+    // The 202 means committed, not yet published (the outbox relay publishes right after): wait
+    // for the event instead of a no-wait fetch that races the relay.
+    let mut batch =
+        consumer.batch().max_messages(1).expires(Duration::from_secs(10)).messages().await.unwrap();
     let _taken = batch.next().await.unwrap().unwrap();
     sys.system.start_inventory().await.unwrap();
     assert_eq!(sys.terminal(&late).await["status"], "confirmed");

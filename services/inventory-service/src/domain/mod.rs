@@ -11,6 +11,6 @@ pub mod reservation;
 pub use catalog::{DemoProduct, demo_catalog};
 pub use product::{Product, StockLevel, UnitPrice, ValueError};
 pub use reservation::{
-    PlannedLine, PricedLine, PricingError, Reservation, ReservationStatus, Step, TransitionError, plan_lines,
-    price_lines, stock_moves,
+    PlannedLine, Priced, PricedLine, PricingError, Reservation, ReservationStatus, Step, TransitionError,
+    plan_lines, price_lines, stock_moves,
 };

@@ -2,9 +2,9 @@
 //! reserved.
 //!
 //! - Unknown products → `inventory.rejected.v1` (`unknown_product`, the unknown ids).
-//! - Not enough stock for any line → the transaction is rolled back and, in a fresh one,
-//!   `inventory.rejected.v1` (`out_of_stock`, every short product) is recorded: nothing stays
-//!   reserved.
+//! - Not enough stock for any line → the stock moves are rolled back (a savepoint of their own)
+//!   and `inventory.rejected.v1` (`out_of_stock`, every short product) is recorded with the
+//!   claims: nothing stays reserved.
 //! - Otherwise the reservation is stored and `inventory.reserved.v1` announces it with the unit
 //!   prices read under the same row locks as the stock moves.
 //! - Products priced in different currencies cannot be charged as one amount: that is a catalog
@@ -19,10 +19,10 @@
 
 use orderflow_events::{EventKind, InventoryRejected, OrderCreated, Priority, ProductId, RejectReason};
 use orderflow_messaging::{Delivery, Handler, HandlerError};
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, Connection};
 
 use super::{HandlerContext, enqueue, first_time, outgoing, storage};
-use crate::domain::{PricedLine, Reservation, plan_lines, price_lines};
+use crate::domain::{PlannedLine, Priced, PricedLine, PricingError, Reservation, plan_lines, price_lines};
 use crate::storage::{products, reservations};
 
 /// Inbox key of this handler (event ids).
@@ -34,6 +34,16 @@ pub const ORDER_CLAIM: &str = "inventory-orders-created:order";
 #[derive(Clone, Debug)]
 pub struct OrdersCreatedHandler {
     ctx: HandlerContext,
+}
+
+/// What reserving an order's lines came to.
+enum Reserve {
+    /// Every line reserved, priced in one currency.
+    Priced(Priced),
+    /// These products had too few units.
+    Short(Vec<ProductId>),
+    /// Reserved, but priced in different currencies (a catalog error).
+    Unpriceable(PricingError),
 }
 
 enum Claim {
@@ -66,9 +76,8 @@ impl OrdersCreatedHandler {
         Ok(Claim::New)
     }
 
-    /// Records the rejection (with the claims) in a transaction of its own.
+    /// Records the rejection (the claims are already in the unit).
     async fn reject(
-        &self,
         conn: &mut AnyConnection,
         delivery: &Delivery<OrderCreated>,
         reason: RejectReason,
@@ -82,36 +91,13 @@ impl OrdersCreatedHandler {
         enqueue(conn, &outgoing(delivery, data, express)?).await
     }
 
-    async fn process(&self, delivery: Delivery<OrderCreated>) -> Result<(), HandlerError> {
-        let order = &delivery.envelope.data;
-        let express = order.priority == Priority::Express || EventKind::is_express_subject(&delivery.subject);
-        let plan = plan_lines(&order.items);
-
-        let mut tx = self.ctx.db.pool().begin().await.map_err(storage)?;
-        if let Claim::Done = Self::claim(&mut tx, &delivery).await? {
-            tx.commit().await.map_err(storage)?;
-            return Ok(());
-        }
-
-        let mut unknown = Vec::new();
-        for line in &plan {
-            if !products::exists(&mut tx, &line.product_id).await.map_err(storage)? {
-                unknown.push(line.product_id.clone());
-            }
-        }
-        if !unknown.is_empty() {
-            self.reject(&mut tx, &delivery, RejectReason::UnknownProduct, unknown, express).await?;
-            tx.commit().await.map_err(storage)?;
-            self.ctx.outbox.wake();
-            return Ok(());
-        }
-
-        // Every line is attempted even after a short one, so the rejection names every short
-        // product; the whole transaction is rolled back anyway.
+    /// Tries to reserve every line (all of them, even after a short one, so that the rejection
+    /// names every short product).
+    async fn reserve_all(conn: &mut AnyConnection, plan: &[PlannedLine]) -> Result<Reserve, HandlerError> {
         let mut priced = Vec::with_capacity(plan.len());
         let mut short = Vec::new();
-        for line in &plan {
-            match products::reserve(&mut tx, &line.product_id, line.quantity).await.map_err(storage)? {
+        for line in plan {
+            match products::reserve(conn, &line.product_id, line.quantity).await.map_err(storage)? {
                 Some(price) => priced.push(PricedLine {
                     product_id: line.product_id.clone(),
                     quantity: line.quantity,
@@ -122,42 +108,89 @@ impl OrdersCreatedHandler {
             }
         }
         if !short.is_empty() {
-            tx.rollback().await.map_err(storage)?;
-            let mut tx = self.ctx.db.pool().begin().await.map_err(storage)?;
-            // Someone may have decided while the first transaction was rolled back.
-            if let Claim::New = Self::claim(&mut tx, &delivery).await? {
-                self.reject(&mut tx, &delivery, RejectReason::OutOfStock, short, express).await?;
-            }
-            tx.commit().await.map_err(storage)?;
-            self.ctx.outbox.wake();
-            return Ok(());
+            return Ok(Reserve::Short(short));
+        }
+        Ok(match price_lines(priced) {
+            Ok(p) => Reserve::Priced(p),
+            Err(e) => Reserve::Unpriceable(e),
+        })
+    }
+
+    /// The unit of work (one savepoint of the group commit); `true` if it enqueued an event.
+    async fn apply(
+        conn: &mut AnyConnection,
+        delivery: &Delivery<OrderCreated>,
+    ) -> Result<bool, HandlerError> {
+        let order = &delivery.envelope.data;
+        let express = order.priority == Priority::Express || EventKind::is_express_subject(&delivery.subject);
+        let plan = plan_lines(&order.items);
+
+        if let Claim::Done = Self::claim(conn, delivery).await? {
+            return Ok(false);
         }
 
-        let priced = match price_lines(priced) {
-            Ok(p) => p,
-            Err(e) => {
-                tx.rollback().await.map_err(storage)?;
+        let mut unknown = Vec::new();
+        for line in &plan {
+            if !products::exists(conn, &line.product_id).await.map_err(storage)? {
+                unknown.push(line.product_id.clone());
+            }
+        }
+        if !unknown.is_empty() {
+            Self::reject(conn, delivery, RejectReason::UnknownProduct, unknown, express).await?;
+            return Ok(true);
+        }
+
+        // The stock moves of a multi-line order get a savepoint of their own: if any line is
+        // short (or the lines cannot be priced together) they are undone, and the claims (taken
+        // above, in the same unit, so nobody else can decide this order meanwhile) stay with the
+        // rejection. A one-line order needs none: its one conditional UPDATE either moved the
+        // stock or changed nothing (two round trips fewer on the common path).
+        let reserved = if plan.len() == 1 {
+            Self::reserve_all(conn, &plan).await?
+        } else {
+            let mut moves = conn.begin().await.map_err(storage)?;
+            let reserved = Self::reserve_all(&mut moves, &plan).await?;
+            match reserved {
+                Reserve::Priced(_) => moves.commit().await.map_err(storage)?,
+                Reserve::Short(_) | Reserve::Unpriceable(_) => moves.rollback().await.map_err(storage)?,
+            }
+            reserved
+        };
+        let priced = match reserved {
+            Reserve::Priced(p) => p,
+            Reserve::Short(short) => {
+                Self::reject(conn, delivery, RejectReason::OutOfStock, short, express).await?;
+                return Ok(true);
+            }
+            Reserve::Unpriceable(e) => {
+                // The unit fails, so its savepoint (claims included) is rolled back.
                 tracing::error!(error = %e, "order cannot be priced; dead-lettering it, nothing reserved");
                 return Err(HandlerError::permanent(e));
             }
         };
         let reservation = Reservation::new(order.order_id, priced, express);
-        reservations::insert(&mut tx, &reservation).await.map_err(storage)?;
-        enqueue(&mut tx, &outgoing(&delivery, reservation.reserved_event(), express)?).await?;
-        tx.commit().await.map_err(storage)?;
-        self.ctx.outbox.wake();
+        reservations::insert(conn, &reservation).await.map_err(storage)?;
+        enqueue(conn, &outgoing(delivery, reservation.reserved_event(), express)?).await?;
         tracing::info!(
             reservation_id = %reservation.reservation_id,
             total_cents = reservation.total_cents,
             currency = %reservation.currency,
             "order reserved"
         );
-        Ok(())
+        Ok(true)
     }
 }
 
 impl Handler<OrderCreated> for OrdersCreatedHandler {
     async fn handle(&self, delivery: Delivery<OrderCreated>) -> Result<(), HandlerError> {
-        self.process(delivery).await
+        let enqueued = self
+            .ctx
+            .db
+            .write(move |conn| Box::pin(async move { Self::apply(conn, &delivery).await }))
+            .await?;
+        if enqueued {
+            self.ctx.outbox.wake();
+        }
+        Ok(())
     }
 }

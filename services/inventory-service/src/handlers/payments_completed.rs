@@ -9,6 +9,7 @@
 
 use orderflow_events::PaymentCompleted;
 use orderflow_messaging::{Delivery, Handler, HandlerError};
+use sqlx::AnyConnection;
 
 use super::{HandlerContext, first_time, storage};
 use crate::domain::{ReservationStatus, Step, stock_moves};
@@ -30,15 +31,16 @@ impl PaymentsCompletedHandler {
         Self { ctx }
     }
 
-    async fn process(&self, delivery: Delivery<PaymentCompleted>) -> Result<(), HandlerError> {
+    /// The unit of work (one savepoint of the group commit); `true` if it enqueued an event.
+    async fn apply(
+        conn: &mut AnyConnection,
+        delivery: &Delivery<PaymentCompleted>,
+    ) -> Result<bool, HandlerError> {
         let payment = &delivery.envelope.data;
-        let mut tx = self.ctx.db.pool().begin().await.map_err(storage)?;
-        if !first_time(&mut tx, INBOX_KEY, &delivery.envelope.id.to_string()).await? {
-            tx.rollback().await.map_err(storage)?;
-            return Ok(());
+        if !first_time(conn, INBOX_KEY, &delivery.envelope.id.to_string()).await? {
+            return Ok(false);
         }
-        let Some(reservation) = reservations::find(&mut tx, payment.order_id).await.map_err(storage)? else {
-            tx.rollback().await.map_err(storage)?;
+        let Some(reservation) = reservations::find(conn, payment.order_id).await.map_err(storage)? else {
             tracing::error!("payment completed for an order without a reservation");
             return Err(HandlerError::permanent(format!(
                 "payments.completed for order {} which has no reservation",
@@ -48,11 +50,9 @@ impl PaymentsCompletedHandler {
         match reservation.status.commit() {
             Ok(Step::AlreadyDone) => {
                 tracing::debug!("reservation already committed");
-                tx.commit().await.map_err(storage)?;
-                return Ok(());
+                return Ok(false);
             }
             Err(e) => {
-                tx.rollback().await.map_err(storage)?;
                 tracing::error!(error = %e, "payment completed for a reservation that cannot be committed");
                 return Err(HandlerError::permanent(format!("order {}: {e}", payment.order_id)));
             }
@@ -69,14 +69,12 @@ impl PaymentsCompletedHandler {
             );
         }
         let (from, to) = (ReservationStatus::Reserved, ReservationStatus::Committed);
-        if !reservations::transition(&mut tx, payment.order_id, from, to).await.map_err(storage)? {
+        if !reservations::transition(conn, payment.order_id, from, to).await.map_err(storage)? {
             // Moved by a concurrent delivery since we read it: look again on redelivery.
-            tx.rollback().await.map_err(storage)?;
             return Err(HandlerError::transient("reservation changed concurrently"));
         }
         for line in stock_moves(&reservation.lines) {
-            if !products::commit(&mut tx, &line.product_id, line.quantity).await.map_err(storage)? {
-                tx.rollback().await.map_err(storage)?;
+            if !products::commit(conn, &line.product_id, line.quantity).await.map_err(storage)? {
                 tracing::error!(product_id = %line.product_id, "reserved stock is missing; invariant broken");
                 return Err(HandlerError::permanent(format!(
                     "product {} has fewer than {} reserved units for order {}",
@@ -84,14 +82,21 @@ impl PaymentsCompletedHandler {
                 )));
             }
         }
-        tx.commit().await.map_err(storage)?;
         tracing::info!(reservation_id = %reservation.reservation_id, "reservation committed");
-        Ok(())
+        Ok(false)
     }
 }
 
 impl Handler<PaymentCompleted> for PaymentsCompletedHandler {
     async fn handle(&self, delivery: Delivery<PaymentCompleted>) -> Result<(), HandlerError> {
-        self.process(delivery).await
+        let enqueued = self
+            .ctx
+            .db
+            .write(move |conn| Box::pin(async move { Self::apply(conn, &delivery).await }))
+            .await?;
+        if enqueued {
+            self.ctx.outbox.wake();
+        }
+        Ok(())
     }
 }

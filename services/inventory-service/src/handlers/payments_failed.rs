@@ -6,6 +6,7 @@
 
 use orderflow_events::PaymentFailed;
 use orderflow_messaging::{Delivery, Handler, HandlerError};
+use sqlx::AnyConnection;
 
 use super::{HandlerContext, enqueue, first_time, outgoing, storage};
 use crate::domain::{ReservationStatus, Step, stock_moves};
@@ -27,15 +28,16 @@ impl PaymentsFailedHandler {
         Self { ctx }
     }
 
-    async fn process(&self, delivery: Delivery<PaymentFailed>) -> Result<(), HandlerError> {
+    /// The unit of work (one savepoint of the group commit); `true` if it enqueued an event.
+    async fn apply(
+        conn: &mut AnyConnection,
+        delivery: &Delivery<PaymentFailed>,
+    ) -> Result<bool, HandlerError> {
         let failure = &delivery.envelope.data;
-        let mut tx = self.ctx.db.pool().begin().await.map_err(storage)?;
-        if !first_time(&mut tx, INBOX_KEY, &delivery.envelope.id.to_string()).await? {
-            tx.rollback().await.map_err(storage)?;
-            return Ok(());
+        if !first_time(conn, INBOX_KEY, &delivery.envelope.id.to_string()).await? {
+            return Ok(false);
         }
-        let Some(reservation) = reservations::find(&mut tx, failure.order_id).await.map_err(storage)? else {
-            tx.rollback().await.map_err(storage)?;
+        let Some(reservation) = reservations::find(conn, failure.order_id).await.map_err(storage)? else {
             tracing::error!("payment failed for an order without a reservation");
             return Err(HandlerError::permanent(format!(
                 "payments.failed for order {} which has no reservation",
@@ -45,24 +47,20 @@ impl PaymentsFailedHandler {
         match reservation.status.release() {
             Ok(Step::AlreadyDone) => {
                 tracing::debug!("reservation already released");
-                tx.commit().await.map_err(storage)?;
-                return Ok(());
+                return Ok(false);
             }
             Err(e) => {
-                tx.rollback().await.map_err(storage)?;
                 tracing::error!(error = %e, "payment failed for a reservation that cannot be released");
                 return Err(HandlerError::permanent(format!("order {}: {e}", failure.order_id)));
             }
             Ok(Step::Apply) => {}
         }
         let (from, to) = (ReservationStatus::Reserved, ReservationStatus::Released);
-        if !reservations::transition(&mut tx, failure.order_id, from, to).await.map_err(storage)? {
-            tx.rollback().await.map_err(storage)?;
+        if !reservations::transition(conn, failure.order_id, from, to).await.map_err(storage)? {
             return Err(HandlerError::transient("reservation changed concurrently"));
         }
         for line in stock_moves(&reservation.lines) {
-            if !products::release(&mut tx, &line.product_id, line.quantity).await.map_err(storage)? {
-                tx.rollback().await.map_err(storage)?;
+            if !products::release(conn, &line.product_id, line.quantity).await.map_err(storage)? {
                 tracing::error!(product_id = %line.product_id, "reserved stock is missing; invariant broken");
                 return Err(HandlerError::permanent(format!(
                     "product {} has fewer than {} reserved units for order {}",
@@ -70,16 +68,22 @@ impl PaymentsFailedHandler {
                 )));
             }
         }
-        enqueue(&mut tx, &outgoing(&delivery, reservation.released_event(), reservation.express)?).await?;
-        tx.commit().await.map_err(storage)?;
-        self.ctx.outbox.wake();
+        enqueue(conn, &outgoing(delivery, reservation.released_event(), reservation.express)?).await?;
         tracing::info!(reservation_id = %reservation.reservation_id, reason = ?failure.reason, "reservation released");
-        Ok(())
+        Ok(true)
     }
 }
 
 impl Handler<PaymentFailed> for PaymentsFailedHandler {
     async fn handle(&self, delivery: Delivery<PaymentFailed>) -> Result<(), HandlerError> {
-        self.process(delivery).await
+        let enqueued = self
+            .ctx
+            .db
+            .write(move |conn| Box::pin(async move { Self::apply(conn, &delivery).await }))
+            .await?;
+        if enqueued {
+            self.ctx.outbox.wake();
+        }
+        Ok(())
     }
 }

@@ -11,6 +11,6 @@ pub const HANDLER: &str = "order:inventory.rejected.v1";
 
 /// Handles one delivery.
 pub async fn handle(state: AppState, d: Delivery<InventoryRejected>) -> Result<(), HandlerError> {
-    let data = &d.envelope.data;
-    finish(&state, HANDLER, &d.envelope, data.order_id, Outcome::Cancelled(data.reason.into())).await
+    let (order_id, outcome) = (d.envelope.data.order_id, Outcome::Cancelled(d.envelope.data.reason.into()));
+    finish(&state, HANDLER, d.envelope, order_id, outcome).await
 }

@@ -8,6 +8,7 @@ use orderflow_events::{CancelReason, Envelope, Event, OrderCancelled, OrderConfi
 use orderflow_messaging::publish::follow_up;
 use orderflow_messaging::{HandlerError, OutgoingMessage};
 use orderflow_platform::{db::is_transient, inbox, outbox};
+use sqlx::AnyConnection;
 
 use orderflow_telemetry::metrics::names;
 
@@ -38,22 +39,46 @@ pub(crate) fn db_error(e: sqlx::Error) -> HandlerError {
     HandlerError::transient(e)
 }
 
-/// In one transaction: inbox row, the order's move, and its `orders.confirmed` /
-/// `orders.cancelled` event in the outbox.
+/// In one transaction (a unit of the database's group commit): inbox row, the order's move,
+/// and its `orders.confirmed` / `orders.cancelled` event in the outbox.
 pub async fn finish<T: Event>(
     state: &AppState,
-    handler: &str,
-    incoming: &Envelope<T>,
+    handler: &'static str,
+    incoming: Envelope<T>,
     order_id: OrderId,
     outcome: Outcome,
 ) -> Result<(), HandlerError> {
+    let moved = state
+        .db
+        .write(move |conn| Box::pin(async move { apply(conn, handler, &incoming, order_id, outcome).await }))
+        .await?;
+    let Some((target, reason)) = moved else { return Ok(()) };
+    state.outbox.wake();
+    metrics::counter!(
+        names::ORDERS_TERMINAL,
+        "service" => "order-service",
+        "status" => target.as_str(),
+        "reason" => reason
+    )
+    .increment(1);
+    tracing::info!(order_id = %order_id, status = target.as_str(), "order finished");
+    Ok(())
+}
+
+/// The unit of work of [`finish`]; `Some((status, reason))` when the order moved.
+async fn apply<T: Event>(
+    conn: &mut AnyConnection,
+    handler: &'static str,
+    incoming: &Envelope<T>,
+    order_id: OrderId,
+    outcome: Outcome,
+) -> Result<Option<(OrderStatus, &'static str)>, HandlerError> {
     let id = order_id.to_string();
-    let mut tx = state.db.pool().begin().await.map_err(db_error)?;
-    if !inbox::first_time(&mut tx, handler, &incoming.id.to_string()).await.map_err(db_error)? {
+    if !inbox::first_time(conn, handler, &incoming.id.to_string()).await.map_err(db_error)? {
         tracing::debug!(order_id = %id, "event already processed");
-        return Ok(());
+        return Ok(None);
     }
-    let Some(order) = storage::find_order(&mut tx, &id).await.map_err(db_error)? else {
+    let Some(order) = storage::find_order(conn, &id).await.map_err(db_error)? else {
         return Err(HandlerError::permanent(format!("order {id} does not exist")));
     };
     let target = match outcome {
@@ -61,10 +86,7 @@ pub async fn finish<T: Event>(
         Outcome::Cancelled(_) => OrderStatus::Cancelled,
     };
     match transition(order.status, target) {
-        Transition::AlreadyDone => {
-            tx.commit().await.map_err(db_error)?;
-            return Ok(());
-        }
+        Transition::AlreadyDone => return Ok(None),
         Transition::Conflict => {
             return Err(HandlerError::permanent(format!(
                 "order {id} is {} and cannot become {}",
@@ -78,14 +100,14 @@ pub async fn finish<T: Event>(
     let express = order.priority == "express";
     let msg = match &outcome {
         Outcome::Confirmed { total_cents, currency } => {
-            storage::finish_order(&mut tx, &id, target, None, Some((*total_cents, currency.as_str())), &now)
+            storage::finish_order(conn, &id, target, None, Some((*total_cents, currency.as_str())), &now)
                 .await
                 .map_err(db_error)?;
             let data = OrderConfirmed { order_id, total_cents: *total_cents, currency: currency.clone() };
             OutgoingMessage::from_envelope(&follow_up(crate::SOURCE, incoming, data), express)
         }
         Outcome::Cancelled(reason) => {
-            storage::finish_order(&mut tx, &id, target, Some(reason.as_str()), None, &now)
+            storage::finish_order(conn, &id, target, Some(reason.as_str()), None, &now)
                 .await
                 .map_err(db_error)?;
             let data = OrderCancelled { order_id, reason: *reason };
@@ -93,20 +115,10 @@ pub async fn finish<T: Event>(
         }
     }
     .map_err(HandlerError::permanent)?;
-    outbox::enqueue(&mut tx, &msg).await.map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
-    state.outbox.wake();
+    outbox::enqueue(conn, &msg).await.map_err(db_error)?;
     let reason = match &outcome {
         Outcome::Confirmed { .. } => "none",
         Outcome::Cancelled(r) => r.as_str(),
     };
-    metrics::counter!(
-        names::ORDERS_TERMINAL,
-        "service" => "order-service",
-        "status" => target.as_str(),
-        "reason" => reason
-    )
-    .increment(1);
-    tracing::info!(order_id = %id, status = target.as_str(), "order finished");
-    Ok(())
+    Ok(Some((target, reason)))
 }

@@ -13,5 +13,6 @@ pub const HANDLER: &str = "order:payments.completed.v1";
 pub async fn handle(state: AppState, d: Delivery<PaymentCompleted>) -> Result<(), HandlerError> {
     let data = &d.envelope.data;
     let outcome = Outcome::Confirmed { total_cents: data.amount_cents, currency: data.currency.clone() };
-    finish(&state, HANDLER, &d.envelope, data.order_id, outcome).await
+    let order_id = data.order_id;
+    finish(&state, HANDLER, d.envelope, order_id, outcome).await
 }

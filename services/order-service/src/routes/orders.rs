@@ -9,12 +9,18 @@ use orderflow_events::{
 };
 use orderflow_messaging::OutgoingMessage;
 use orderflow_platform::http::{ApiJson, Problem, ProblemType, RequestCorrelation};
-use orderflow_platform::outbox;
+use orderflow_platform::{WriteError, outbox};
 use orderflow_telemetry::metrics::names;
 use serde::{Deserialize, Serialize};
 
 use crate::startup::AppState;
 use crate::storage::{self, NewOrder, StoredResponse};
+
+/// Units of work waiting for the database beyond which new orders are refused with `503` and
+/// `Retry-After` (admission control). The writer commits up to 256 units at a time, so this is
+/// a couple of group commits of backlog — ~100 ms here — not a queue that grows without bound
+/// while the handlers that finish orders wait behind it.
+pub const MAX_QUEUED_WRITES: usize = 512;
 
 /// Longest accepted `Idempotency-Key`.
 const MAX_KEY_LEN: usize = 255;
@@ -102,6 +108,9 @@ pub async fn create_order(
     ApiJson(body): ApiJson<CreateOrder>,
 ) -> Result<Response, Problem> {
     let key = idempotency_key(&headers)?;
+    if state.db.write_queue() > MAX_QUEUED_WRITES {
+        return Ok(overloaded());
+    }
     if body.items.is_empty() || body.items.len() > MAX_LINES {
         return Err(Problem::invalid_field("items", format!("must have 1 to {MAX_LINES} lines")));
     }
@@ -132,18 +141,49 @@ pub async fn create_order(
     .map_err(|e| Problem::internal(&e))?;
     let now = orderflow_platform::now_rfc3339();
 
-    let mut tx = state.db.pool().begin().await.map_err(|e| unavailable(&e))?;
-    if let Some(key) = &key {
+    // The idempotency record, the order and its event: one unit of the group commit, answered
+    // only once it is durable.
+    let claim = key.map(|key| {
         let stored = StoredResponse {
             request_body: canonical.clone(),
             status_code: StatusCode::ACCEPTED.as_u16(),
             response_body: response_body.clone(),
             location: Some(location.clone()),
         };
-        if let Some(previous) =
-            storage::claim_idempotency_key(&mut tx, key, &stored, &now).await.map_err(|e| unavailable(&e))?
-        {
-            drop(tx);
+        (key, stored)
+    });
+    let (order_id_text, customer_id, priority, correlation_id) = (
+        id.clone(),
+        body.customer_id.as_str().to_owned(),
+        body.priority.as_str(),
+        correlation.as_str().to_owned(),
+    );
+    let written = state
+        .db
+        .write(move |conn| {
+            Box::pin(async move {
+                if let Some((key, stored)) = &claim
+                    && let Some(previous) = storage::claim_idempotency_key(conn, key, stored, &now).await?
+                {
+                    return Ok(Some(previous));
+                }
+                let new = NewOrder {
+                    order_id: &order_id_text,
+                    customer_id: &customer_id,
+                    items: &items_json,
+                    priority,
+                    correlation_id: &correlation_id,
+                    now: &now,
+                };
+                storage::insert_order(conn, &new).await?;
+                outbox::enqueue(conn, &msg).await?;
+                Ok::<_, sqlx::Error>(None)
+            })
+        })
+        .await;
+    match written {
+        Ok(None) => {}
+        Ok(Some(previous)) => {
             if previous.request_body != canonical {
                 return Err(Problem::new(
                     ProblemType::IdempotencyKeyReused,
@@ -152,18 +192,9 @@ pub async fn create_order(
             }
             return Ok(stored_into_response(&previous));
         }
+        Err(WriteError::Unit(e)) => return Err(unavailable(&e)),
+        Err(e @ WriteError::Aborted) => return Err(unavailable(&e)),
     }
-    let new = NewOrder {
-        order_id: &id,
-        customer_id: body.customer_id.as_str(),
-        items: &items_json,
-        priority: body.priority.as_str(),
-        correlation_id: correlation.as_str(),
-        now: &now,
-    };
-    storage::insert_order(&mut tx, &new).await.map_err(|e| unavailable(&e))?;
-    outbox::enqueue(&mut tx, &msg).await.map_err(|e| unavailable(&e))?;
-    tx.commit().await.map_err(|e| unavailable(&e))?;
     state.outbox.wake();
     metrics::counter!(names::ORDERS_ACCEPTED, "service" => "order-service", "priority" => body.priority.as_str())
         .increment(1);
@@ -177,9 +208,22 @@ pub async fn create_order(
     }))
 }
 
+/// `503` + `Retry-After: 1`: the database is behind; nothing was stored, retrying (with the same
+/// Idempotency-Key) is safe.
+fn overloaded() -> Response {
+    // Counted by the HTTP metrics (route and status 503).
+    let mut res = Problem::new(
+        ProblemType::Unavailable,
+        "too many orders are waiting to be stored; retry shortly with the same Idempotency-Key",
+    )
+    .into_response();
+    res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    res
+}
+
 /// A database failure is the client's cue to retry (with the same Idempotency-Key), not a 500:
 /// nothing was committed.
-fn unavailable(e: &sqlx::Error) -> Problem {
+fn unavailable(e: &dyn std::fmt::Display) -> Problem {
     tracing::error!(error = %e, "order storage failed");
     Problem::new(
         ProblemType::Unavailable,

@@ -13,7 +13,7 @@ use orderflow_events::{
 };
 use orderflow_messaging::publish::follow_up;
 use orderflow_messaging::{Delivery, HandlerError, OutgoingMessage};
-use orderflow_platform::{inbox, outbox};
+use orderflow_platform::{WriteError, inbox, outbox};
 use orderflow_resilience::Rejected;
 
 use crate::gateway::{ChargeOutcome, GatewayError};
@@ -169,31 +169,43 @@ async fn record(
     }
     .map_err(HandlerError::permanent)?;
 
-    let mut tx = state.db.pool().begin().await.map_err(db_error)?;
-    if !inbox::first_time(&mut tx, HANDLER, &env.id.to_string()).await.map_err(db_error)? {
+    let event_id = env.id.to_string();
+    let payment_id = payment_id.to_string();
+    let (amount_cents, currency) = (data.total_cents, data.currency.as_str().to_owned());
+    let (charge_id, detail) = (charge_id.map(str::to_owned), detail.map(str::to_owned));
+    let record_order_id = order_id.clone();
+    let recorded = state
+        .db
+        .write(move |conn| {
+            Box::pin(async move {
+                if !inbox::first_time(conn, HANDLER, &event_id).await? {
+                    return Ok(false);
+                }
+                let record = PaymentRecord {
+                    order_id: &record_order_id,
+                    payment_id: &payment_id,
+                    status,
+                    charge_id: charge_id.as_deref(),
+                    amount_cents,
+                    currency: &currency,
+                    reason: reason_str,
+                    detail: detail.as_deref(),
+                    attempts,
+                };
+                if storage::insert(conn, &record).await? {
+                    outbox::enqueue(conn, &msg).await?;
+                }
+                Ok::<_, sqlx::Error>(true)
+            })
+        })
+        .await
+        .map_err(|e| match e {
+            WriteError::Unit(e) => db_error(e),
+            aborted @ WriteError::Aborted => HandlerError::transient(aborted.to_string()),
+        })?;
+    if !recorded {
         return Ok(());
     }
-    let payment_id = payment_id.to_string();
-    let inserted = storage::insert(
-        &mut tx,
-        &PaymentRecord {
-            order_id: &order_id,
-            payment_id: &payment_id,
-            status,
-            charge_id,
-            amount_cents: data.total_cents,
-            currency: data.currency.as_str(),
-            reason: reason_str,
-            detail,
-            attempts,
-        },
-    )
-    .await
-    .map_err(db_error)?;
-    if inserted {
-        outbox::enqueue(&mut tx, &msg).await.map_err(db_error)?;
-    }
-    tx.commit().await.map_err(db_error)?;
     state.outbox.wake();
     tracing::info!(order_id, status, reason = reason_str, attempts, "payment decided");
     Ok(())

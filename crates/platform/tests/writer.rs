@@ -1,0 +1,140 @@
+//! Group commit ([`Db::write`]) against real SQLite and PostgreSQL: units that succeed commit
+//! together, a unit that fails (or whose statement fails) is rolled back alone, and a unit may
+//! undo part of its own work with a nested savepoint.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use orderflow_platform::{Db, WriteError};
+use orderflow_test_support::{DbBackend, TestDb};
+use sqlx::{Connection, Row};
+
+async fn open(backend: DbBackend) -> (TestDb, Db) {
+    let test_db = TestDb::new(backend).unwrap();
+    let (url, schema) = test_db.for_service("writer");
+    let db = Db::connect(&url, &schema, &[]).await.unwrap();
+    (test_db, db)
+}
+
+async fn insert(conn: &mut sqlx::AnyConnection, handler: &str, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO inbox (handler, event_id, processed_at) VALUES ($1, $2, 'now')")
+        .bind(handler)
+        .bind(id)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+async fn stored(db: &Db, handler: &str) -> Vec<String> {
+    let rows = sqlx::query("SELECT event_id FROM inbox WHERE handler = $1 ORDER BY event_id")
+        .bind(handler)
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.try_get::<String, _>("event_id").unwrap()).collect()
+}
+
+async fn concurrent_units_commit_and_failing_ones_roll_back_alone(backend: DbBackend) {
+    // Arrange
+    let (_guard, db) = open(backend).await;
+
+    // Act: 60 concurrent units; every 5th inserts and then fails, every 7th fails in SQL
+    // (a duplicate key, which aborts the statement — and on PostgreSQL the subtransaction).
+    let mut tasks = Vec::new();
+    for i in 0..60u32 {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            db.write(move |conn| {
+                Box::pin(async move {
+                    let id = format!("e{i:03}");
+                    insert(conn, "batch", &id).await.map_err(|e| e.to_string())?;
+                    if i % 5 == 0 {
+                        return Err("refused".to_owned());
+                    }
+                    if i % 7 == 0 {
+                        insert(conn, "batch", &id).await.map_err(|e| e.to_string())?;
+                    }
+                    Ok(i)
+                })
+            })
+            .await
+        }));
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+
+    // Assert
+    let mut expected = Vec::new();
+    for (i, r) in results.into_iter().enumerate() {
+        let i = u32::try_from(i).unwrap();
+        if i % 5 == 0 || i % 7 == 0 {
+            assert!(matches!(r, Err(WriteError::Unit(_))), "unit {i} should have failed: {r:?}");
+        } else {
+            assert_eq!(r.unwrap(), i);
+            expected.push(format!("e{i:03}"));
+        }
+    }
+    assert_eq!(stored(&db, "batch").await, expected);
+}
+
+async fn a_lone_failing_unit_leaves_nothing(backend: DbBackend) {
+    // Arrange
+    let (_guard, db) = open(backend).await;
+
+    // Act
+    let r = db
+        .write(|conn| {
+            Box::pin(async move {
+                insert(conn, "lone", "a").await?;
+                Err::<(), _>(sqlx::Error::RowNotFound)
+            })
+        })
+        .await;
+    let ok = db.write(|conn| Box::pin(async move { insert(conn, "lone", "b").await })).await;
+
+    // Assert
+    assert!(matches!(r, Err(WriteError::Unit(sqlx::Error::RowNotFound))));
+    ok.unwrap();
+    assert_eq!(stored(&db, "lone").await, ["b"]);
+}
+
+async fn a_unit_can_undo_part_of_its_work_with_a_nested_savepoint(backend: DbBackend) {
+    // Arrange
+    let (_guard, db) = open(backend).await;
+
+    // Act: alone, then several at once (inside the writer's own savepoints).
+    let mut tasks = Vec::new();
+    for i in 0..8u32 {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            db.write(move |conn| {
+                Box::pin(async move {
+                    insert(conn, "nested", &format!("kept{i}")).await?;
+                    let mut inner = conn.begin().await?;
+                    insert(&mut inner, "nested", &format!("undone{i}")).await?;
+                    inner.rollback().await?;
+                    Ok::<_, sqlx::Error>(())
+                })
+            })
+            .await
+        }));
+        if i == 0 {
+            // The first one runs alone.
+            tasks.pop().unwrap().await.unwrap().unwrap();
+        }
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+
+    // Assert
+    let expected: Vec<String> = (0..8).map(|i| format!("kept{i}")).collect();
+    assert_eq!(stored(&db, "nested").await, expected);
+}
+
+orderflow_test_support::both_databases!(
+    concurrent_units_commit_and_failing_ones_roll_back_alone,
+    a_lone_failing_unit_leaves_nothing,
+    a_unit_can_undo_part_of_its_work_with_a_nested_savepoint,
+);
