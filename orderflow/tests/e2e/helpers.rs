@@ -83,14 +83,18 @@ impl TestSystem {
             .unwrap()
     }
 
-    /// Waits until the order is confirmed or cancelled.
+    /// Waits until the order is confirmed or cancelled, and then until the system is quiet: the
+    /// order service may finish an order a moment before inventory commits or releases its
+    /// stock, and a test that reads stock next must see the saga's end, not a step of it.
     pub async fn terminal(&self, id: &str) -> Value {
-        eventually(WAIT, "a terminal order", || async {
+        let order = eventually(WAIT, "a terminal order", || async {
             let o = self.order(id).await;
             (o["status"] == "confirmed" || o["status"] == "cancelled").then_some(o)
         })
         .await
-        .unwrap()
+        .unwrap();
+        invariants::wait_until_quiet(&self.targets(), WAIT).await.unwrap();
+        order
     }
 
     pub async fn product(&self, id: &str) -> Value {
