@@ -150,6 +150,23 @@ async fn run_batch(pool: &AnyPool, units: Vec<Unit>) {
             return;
         }
     };
+    // PostgreSQL: every instance of a service has a writer on the same schema, and two batches
+    // lock rows (a hot product, the outbox rows both relays just published) in whatever order
+    // their units came — opposite orders deadlock, PostgreSQL aborts a batch, its units are
+    // retried, and under load the instances livelock (seen in `orderflow verify` with two
+    // inventory instances). One transaction-scoped advisory lock per schema makes the batches of
+    // all instances take turns, as SQLite's single writer does; uncontended with one instance.
+    if tx.backend_name().eq_ignore_ascii_case("postgresql")
+        && let Err(e) = exec(
+            &mut tx,
+            "SELECT pg_advisory_xact_lock(hashtext('orderflow-writer'), hashtext(current_schema()))",
+        )
+        .await
+    {
+        tracing::warn!(error = %e, units = size, "taking the writer lock failed");
+        let _ = tx.rollback().await;
+        return;
+    }
     // A lone unit needs no savepoint: if it fails, the whole transaction is rolled back.
     let savepoints = size > 1;
     let mut answers = Vec::with_capacity(size);
