@@ -157,16 +157,6 @@ pub struct VerifyArgs {
 impl VerifyArgs {
     /// Runs `orderflow verify`: prints the report, writes the JSON, fails on any violation.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let exe = std::env::current_exe().context("locating the orderflow binary")?;
-        let temp = match &self.data_dir {
-            Some(_) => None,
-            None => Some(tempfile::Builder::new().prefix("orderflow-verify-").tempdir()?),
-        };
-        let data_dir = match (&self.data_dir, &temp) {
-            (Some(d), _) => d.clone(),
-            (None, Some(t)) => t.path().to_path_buf(),
-            (None, None) => unreachable!("a temporary directory exists when no --data-dir is given"),
-        };
         let seed = self.seed.unwrap_or_else(|| fastrand::u64(..1_000_000));
         if self.dry_run {
             let instances = instance_names(usize::from(self.instances));
@@ -180,6 +170,15 @@ impl VerifyArgs {
             let _ = std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes());
             return Ok(());
         }
+        let exe = std::env::current_exe().context("locating the orderflow binary")?;
+        let (temp, data_dir) = match &self.data_dir {
+            Some(dir) => (None, dir.clone()),
+            None => {
+                let temp = tempfile::Builder::new().prefix("orderflow-verify-").tempdir()?;
+                let dir = temp.path().to_path_buf();
+                (Some(temp), dir)
+            }
+        };
         let mut config = VerifyConfig::new(exe, data_dir, self.duration, self.faults, seed);
         config.rate = self.rate;
         config.instances = usize::from(self.instances);
@@ -190,7 +189,15 @@ impl VerifyArgs {
         config.payment_max_wait = self.payment_max_wait;
         config.sabotage = self.sabotage;
         tracing::info!(seed, faults = config.faults, duration = ?config.duration, "verify starting");
-        let report = run_verify(&config, &shutdown).await?;
+        let report = match run_verify(&config, &shutdown).await {
+            Ok(report) => report,
+            Err(e) => {
+                if let Some(t) = temp {
+                    eprintln!("logs, databases and NATS stores kept in {}", t.keep().display());
+                }
+                return Err(e);
+            }
+        };
         println!("{}", report.render());
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(&self.json_out, json)
