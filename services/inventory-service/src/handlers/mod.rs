@@ -12,6 +12,7 @@ pub mod payments_completed;
 pub mod payments_failed;
 
 use async_nats::jetstream;
+use futures_util::future::BoxFuture;
 use orderflow_events::{Event, EventKind};
 use orderflow_messaging::{
     ConsumerHandle, ConsumerRuntime, ConsumerSpec, Delivery, Handler, HandlerError, OutgoingMessage,
@@ -40,6 +41,22 @@ pub struct HandlerContext {
     pub db: Db,
     /// Wakes the outbox relay after a commit that enqueued events.
     pub outbox: OutboxHandle,
+}
+
+impl HandlerContext {
+    /// Runs a handler's unit of work in the next group commit and, when it enqueued events
+    /// (`Ok(true)`), wakes the outbox relay.
+    pub(crate) async fn commit<F>(&self, unit: F) -> Result<(), HandlerError>
+    where
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<bool, HandlerError>>
+            + Send
+            + 'static,
+    {
+        if self.db.write(unit).await? {
+            self.outbox.wake();
+        }
+        Ok(())
+    }
 }
 
 /// Starts the standard and the express consumer of every event the service handles.

@@ -183,14 +183,6 @@ impl OrdersCreatedHandler {
 
 impl Handler<OrderCreated> for OrdersCreatedHandler {
     async fn handle(&self, delivery: Delivery<OrderCreated>) -> Result<(), HandlerError> {
-        let enqueued = self
-            .ctx
-            .db
-            .write(move |conn| Box::pin(async move { Self::apply(conn, &delivery).await }))
-            .await?;
-        if enqueued {
-            self.ctx.outbox.wake();
-        }
-        Ok(())
+        self.ctx.commit(move |conn| Box::pin(async move { Self::apply(conn, &delivery).await })).await
     }
 }

@@ -89,14 +89,6 @@ impl PaymentsCompletedHandler {
 
 impl Handler<PaymentCompleted> for PaymentsCompletedHandler {
     async fn handle(&self, delivery: Delivery<PaymentCompleted>) -> Result<(), HandlerError> {
-        let enqueued = self
-            .ctx
-            .db
-            .write(move |conn| Box::pin(async move { Self::apply(conn, &delivery).await }))
-            .await?;
-        if enqueued {
-            self.ctx.outbox.wake();
-        }
-        Ok(())
+        self.ctx.commit(move |conn| Box::pin(async move { Self::apply(conn, &delivery).await })).await
     }
 }

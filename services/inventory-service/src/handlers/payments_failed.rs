@@ -76,14 +76,6 @@ impl PaymentsFailedHandler {
 
 impl Handler<PaymentFailed> for PaymentsFailedHandler {
     async fn handle(&self, delivery: Delivery<PaymentFailed>) -> Result<(), HandlerError> {
-        let enqueued = self
-            .ctx
-            .db
-            .write(move |conn| Box::pin(async move { Self::apply(conn, &delivery).await }))
-            .await?;
-        if enqueued {
-            self.ctx.outbox.wake();
-        }
-        Ok(())
+        self.ctx.commit(move |conn| Box::pin(async move { Self::apply(conn, &delivery).await })).await
     }
 }
