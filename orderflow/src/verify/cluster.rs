@@ -39,7 +39,8 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
 }
 
-fn free_port() -> anyhow::Result<u16> {
+/// A port nothing listens on now (loopback).
+pub(super) fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).context("finding a free port")?;
     Ok(listener.local_addr()?.port())
 }

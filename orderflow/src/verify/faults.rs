@@ -98,6 +98,23 @@ impl Fault {
     }
 }
 
+impl Fault {
+    /// For a gateway fault: the `/admin/faults` patch that starts it and the one that ends it.
+    pub fn gateway_patches(&self) -> Option<(serde_json::Value, serde_json::Value)> {
+        use serde_json::json;
+        match self {
+            Self::GatewayOutage { .. } => Some((json!({"outage": true}), json!({"outage": false}))),
+            Self::GatewayErrors { error_rate, .. } => {
+                Some((json!({"error_rate": error_rate}), json!({"error_rate": 0.0})))
+            }
+            Self::GatewaySlow { latency_ms, .. } => {
+                Some((json!({"latency_ms": latency_ms}), json!({"latency_ms": 0})))
+            }
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

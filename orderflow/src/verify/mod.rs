@@ -34,12 +34,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use faults::{Fault, NodeChoice, plan};
-pub use report::{FaultRecord, LoadSummary, VerifyReport};
+pub use report::{FaultRecord, LoadSummary, Probe, VerifyReport};
 
 use crate::invariants::{self, Targets, Violation};
 use crate::load::{self, Endpoints, LoadConfig, QuantityRange, Schedule, Target, Until};
 use crate::system::DbTarget;
-use cluster::Cluster;
+use cluster::{Cluster, free_port};
 use procs::{Role, ServiceProc};
 
 /// A deliberate corruption applied after quiescence and before the check, to prove the suite
@@ -295,32 +295,26 @@ impl Deployment {
 
         // Databases: one per service, shared by that service's instances.
         let suffix = format!("_verify_{}_{}", config.seed, std::process::id());
-        let (databases, database_label) = match &config.database_url {
-            Some(url) => {
-                let dbs: Vec<DbTarget> = ["order", "inventory", "payment"]
-                    .into_iter()
-                    .zip(["orders", "inventory", "payments"])
-                    .map(|(service, schema)| DbTarget {
-                        service,
-                        url: url.clone(),
-                        schema: format!("{schema}{suffix}"),
-                    })
-                    .collect();
-                (dbs, format!("PostgreSQL {} (schemas *{suffix})", orderflow_platform::db::redact(url)))
-            }
-            None => {
-                let abs = std::path::absolute(dir).context("resolving the data directory")?;
-                let dbs: Vec<DbTarget> = ["order", "inventory", "payment"]
-                    .into_iter()
-                    .zip(["orders", "inventory", "payments"])
-                    .map(|(service, schema)| DbTarget {
-                        service,
-                        url: format!("sqlite://{}", abs.join(format!("{service}.db")).display()),
-                        schema: schema.to_owned(),
-                    })
-                    .collect();
-                (dbs, format!("SQLite files in {}", abs.display()))
-            }
+        let schemas = [
+            ("order", order_service::Settings::default().db_schema),
+            ("inventory", inventory_service::Settings::default().db_schema),
+            ("payment", payment_service::Settings::default().db_schema),
+        ];
+        let abs = std::path::absolute(dir).context("resolving the data directory")?;
+        let databases: Vec<DbTarget> = schemas
+            .into_iter()
+            .map(|(service, schema)| match &config.database_url {
+                Some(url) => DbTarget { service, url: url.clone(), schema: format!("{schema}{suffix}") },
+                None => DbTarget {
+                    service,
+                    url: format!("sqlite://{}", abs.join(format!("{service}.db")).display()),
+                    schema,
+                },
+            })
+            .collect();
+        let database_label = match &config.database_url {
+            Some(url) => format!("PostgreSQL {} (schemas *{suffix})", orderflow_platform::db::redact(url)),
+            None => format!("SQLite files in {}", abs.display()),
         };
         let db_of = |service: &str| databases.iter().find(|d| d.service == service).cloned();
 
@@ -500,12 +494,7 @@ impl Deployment {
             None => None,
         };
         let mut accepted = load_report.accepted_ids.clone();
-        accepted.extend(
-            fault_records
-                .iter()
-                .filter_map(|f| f.probe.as_ref())
-                .filter_map(|p| p.split_whitespace().next().map(str::to_owned)),
-        );
+        accepted.extend(fault_records.iter().filter_map(|f| f.probe.as_ref()).map(|p| p.order_id.clone()));
         let mut checked = invariants::check(&targets, &accepted, Some(&self.initial_stock)).await?;
         if load_report.duplicates.mismatched > 0 {
             checked.violations.push(Violation {
@@ -647,32 +636,9 @@ impl Deployment {
             Fault::KillService { instance, .. } => self.kill_service(instance, hold, &mut record).await,
             Fault::PauseNats { node, .. } => self.pause_nats(*node, hold, &mut record).await,
             Fault::KillNats { node, .. } => self.kill_nats(*node, hold, &mut record).await,
-            Fault::GatewayOutage { .. } => {
+            Fault::GatewayOutage { .. } | Fault::GatewayErrors { .. } | Fault::GatewaySlow { .. } => {
                 record.target = "gateway-1".into();
-                self.gateway_fault(
-                    serde_json::json!({"outage": true}),
-                    hold,
-                    serde_json::json!({"outage": false}),
-                )
-                .await
-            }
-            Fault::GatewayErrors { error_rate, .. } => {
-                record.target = "gateway-1".into();
-                self.gateway_fault(
-                    serde_json::json!({"error_rate": error_rate}),
-                    hold,
-                    serde_json::json!({"error_rate": 0.0}),
-                )
-                .await
-            }
-            Fault::GatewaySlow { latency_ms, .. } => {
-                record.target = "gateway-1".into();
-                self.gateway_fault(
-                    serde_json::json!({"latency_ms": latency_ms}),
-                    hold,
-                    serde_json::json!({"latency_ms": 0}),
-                )
-                .await
+                self.gateway_fault(fault, hold).await
             }
             Fault::DuplicateStorm { per_stream } => {
                 record.target = "ORDERS, INVENTORY, PAYMENTS".into();
@@ -771,12 +737,9 @@ impl Deployment {
         self.cluster.wait_formed(Duration::from_secs(30)).await
     }
 
-    async fn gateway_fault(
-        &self,
-        on: serde_json::Value,
-        hold: Duration,
-        off: serde_json::Value,
-    ) -> anyhow::Result<()> {
+    /// Sets the gateway fault, holds it, clears it again.
+    async fn gateway_fault(&self, fault: &Fault, hold: Duration) -> anyhow::Result<()> {
+        let (on, off) = fault.gateway_patches().context("not a gateway fault")?;
         let url = format!("{}/admin/faults", self.url_of(Role::Gateway)?);
         put_json(&self.http, &url, &on).await?;
         tokio::time::sleep(hold).await;
@@ -790,8 +753,8 @@ impl Deployment {
     }
 
     /// Places an express order and waits until it is confirmed or cancelled: the system works
-    /// again. Returns `"<order id> <status>"`.
-    async fn probe(&self, seed: u64, index: usize, deadline: Instant) -> anyhow::Result<String> {
+    /// again.
+    async fn probe(&self, seed: u64, index: usize, deadline: Instant) -> anyhow::Result<Probe> {
         let order_url = self.url_of(Role::Order)?;
         let key = format!("verify-{seed}-{}-probe-{index}", std::process::id());
         let body = serde_json::json!({
@@ -832,7 +795,7 @@ impl Deployment {
             match self.http.get(format!("{order_url}/orders/{order_id}")).send().await {
                 Ok(res) if res.status().is_success() => match res.json::<View>().await {
                     Ok(v) if v.status == "confirmed" || v.status == "cancelled" => {
-                        return Ok(format!("{order_id} {}", v.status));
+                        return Ok(Probe { order_id, status: v.status });
                     }
                     Ok(v) => last = v.status,
                     Err(e) => last = format!("unreadable answer: {e}"),
@@ -847,41 +810,42 @@ impl Deployment {
     async fn sabotage(&self, what: Sabotage) -> anyhow::Result<String> {
         match what {
             Sabotage::DoubleApply => {
-                let t = self.db(Role::Inventory)?;
-                let db = orderflow_platform::Db::open(&t.url, &t.schema).await?;
-                let row = sqlx::query(
-                    "SELECT product_id FROM products WHERE committed > 0 AND available > 0 ORDER BY product_id",
-                )
-                .fetch_optional(db.pool())
-                .await?
-                .context("no product with committed stock to double-apply")?;
-                let product: String = sqlx::Row::try_get(&row, "product_id")?;
-                sqlx::query(
-                    "UPDATE products SET committed = committed + 1, available = available - 1 WHERE product_id = $1",
-                )
-                .bind(&product)
-                .execute(db.pool())
-                .await?;
-                db.close().await;
+                let product = self
+                    .tamper(
+                        Role::Inventory,
+                        "SELECT product_id AS id FROM products WHERE committed > 0 AND available > 0 \
+                         ORDER BY product_id",
+                        "UPDATE products SET committed = committed + 1, available = available - 1 \
+                         WHERE product_id = $1",
+                    )
+                    .await?;
                 Ok(format!("double-apply: one more unit of {product} committed than its reservations hold"))
             }
             Sabotage::StuckOrder => {
-                let t = self.db(Role::Order)?;
-                let db = orderflow_platform::Db::open(&t.url, &t.schema).await?;
-                let row =
-                    sqlx::query("SELECT order_id FROM orders WHERE status = 'confirmed' ORDER BY order_id")
-                        .fetch_optional(db.pool())
-                        .await?
-                        .context("no confirmed order to put back to pending")?;
-                let order: String = sqlx::Row::try_get(&row, "order_id")?;
-                sqlx::query("UPDATE orders SET status = 'pending' WHERE order_id = $1")
-                    .bind(&order)
-                    .execute(db.pool())
+                let order = self
+                    .tamper(
+                        Role::Order,
+                        "SELECT order_id AS id FROM orders WHERE status = 'confirmed' ORDER BY order_id",
+                        "UPDATE orders SET status = 'pending' WHERE order_id = $1",
+                    )
                     .await?;
-                db.close().await;
                 Ok(format!("stuck-order: order {order} put back to pending"))
             }
         }
+    }
+
+    /// Picks the first row `pick` finds (its `id`) in `role`'s database and runs `change` on it.
+    async fn tamper(&self, role: Role, pick: &'static str, change: &'static str) -> anyhow::Result<String> {
+        let t = self.db(role)?;
+        let db = orderflow_platform::Db::open(&t.url, &t.schema).await?;
+        let row = sqlx::query(pick)
+            .fetch_optional(db.pool())
+            .await?
+            .with_context(|| format!("nothing to tamper with: {pick}"))?;
+        let id: String = sqlx::Row::try_get(&row, "id")?;
+        sqlx::query(change).bind(&id).execute(db.pool()).await?;
+        db.close().await;
+        Ok(id)
     }
 
     /// Stops every service instance (SIGTERM, then SIGKILL), then the cluster.
@@ -964,11 +928,6 @@ async fn put_json(http: &reqwest::Client, url: &str, body: &serde_json::Value) -
     let res = http.put(url).json(body).send().await.with_context(|| format!("PUT {url}"))?;
     anyhow::ensure!(res.status().is_success(), "PUT {url}: HTTP {}", res.status());
     Ok(())
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
 }
 
 /// The configuration file every instance reads (top-level keys for all, a section per service).

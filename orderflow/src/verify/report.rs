@@ -26,12 +26,21 @@ pub struct FaultRecord {
     /// it did not recover within the recovery timeout.
     pub recovered_after_ms: Option<u64>,
     /// The probe order and how it ended.
-    pub probe: Option<String>,
+    pub probe: Option<Probe>,
     /// For a duplicate storm: events re-published, how many JetStream dropped as duplicates and
     /// how many it stored again.
     pub detail: Option<String>,
     /// What went wrong while injecting, healing or probing.
     pub error: Option<String>,
+}
+
+/// A probe order placed after a fault was healed.
+#[derive(Clone, Debug, Serialize)]
+pub struct Probe {
+    /// Its id.
+    pub order_id: String,
+    /// `confirmed` or `cancelled`.
+    pub status: String,
 }
 
 /// The load that ran during the faults (client's view).
