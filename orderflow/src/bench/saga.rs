@@ -210,10 +210,20 @@ async fn start_system(
     Ok(spawned)
 }
 
-fn note_nats_rss(spawned: &SpawnedSystem, samples: &mut SystemSamples) {
+/// Records the system's nats-server peak RSS, stops the system (a failure to stop is only
+/// logged), and hands back what ran on it.
+async fn stop_system<T>(
+    mut spawned: SpawnedSystem,
+    samples: &mut SystemSamples,
+    result: anyhow::Result<T>,
+) -> anyhow::Result<T> {
     if let Some(rss) = spawned.nats_peak_rss() {
         samples.nats_peak_rss = Some(samples.nats_peak_rss.map_or(rss, |r| r.max(rss)));
     }
+    if let Err(e) = spawned.stop().await {
+        tracing::warn!(error = %e, "a benchmark system did not stop cleanly");
+    }
+    result
 }
 
 /// Runs one open-loop load on a fresh system and stops it again.
@@ -226,7 +236,7 @@ async fn open_loop_on_fresh_system(
     samples: &mut SystemSamples,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<LoadReport> {
-    let mut spawned = start_system(database_url, samples).await?;
+    let spawned = start_system(database_url, samples).await?;
     let endpoints = spawned.endpoints();
     let mut config =
         LoadConfig::new(Target::Running(endpoints.clone()), Schedule::Open { rate }, Until::Elapsed(length));
@@ -237,13 +247,7 @@ async fn open_loop_on_fresh_system(
     let checker = check_invariants
         .then(|| Checker { targets: spawned.targets(), initial_stock: spawned.initial_stock.clone() });
     let report = run::execute(&config, &endpoints, spawned.system.database.clone(), checker, shutdown).await;
-    note_nats_rss(&spawned, samples);
-    let stopped = spawned.stop().await;
-    let report = report?;
-    if let Err(e) = stopped {
-        tracing::warn!(error = %e, "a benchmark system did not stop cleanly");
-    }
-    Ok(report)
+    stop_system(spawned, samples, report).await
 }
 
 async fn capacity_step(
@@ -306,15 +310,9 @@ pub async fn express_under_backlog(
     samples: &mut SystemSamples,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<ExpressUnderBacklog> {
-    let mut spawned = start_system(None, samples).await?;
+    let spawned = start_system(None, samples).await?;
     let result = express_on(cfg, &spawned, shutdown).await;
-    note_nats_rss(&spawned, samples);
-    let stopped = spawned.stop().await;
-    let result = result?;
-    if let Err(e) = stopped {
-        tracing::warn!(error = %e, "a benchmark system did not stop cleanly");
-    }
-    Ok(result)
+    stop_system(spawned, samples, result).await
 }
 
 async fn express_on(
