@@ -1,12 +1,15 @@
 //! `cargo xtask <task>`: the project's automation, in Rust instead of shell glue.
 //!
-//! - `test`: checks that the real infrastructure the tests need is there (a nats-server >= 2.12),
-//!   then runs the doc tests and every other test (`cargo nextest run --workspace`).
+//! - `test`: makes sure the real infrastructure the tests need is there, installing or starting
+//!   what is missing (cargo-nextest, a nats-server >= 2.12, PostgreSQL: see [`setup`]), then runs
+//!   the doc tests and every other test (`cargo nextest run --workspace`).
 //! - `schemas`: regenerates the committed JSON Schemas in `schemas/`.
 
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
+
+mod setup;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -28,12 +31,18 @@ fn main() -> ExitCode {
 }
 
 fn test(extra: &[String]) -> anyhow::Result<()> {
-    let nats = orderflow_natsd::find_binary().context("the tests start their own nats-server")?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    setup::nextest(&cargo)?;
+    let nats = setup::nats_server().context("the tests start their own nats-server")?;
     let version = orderflow_natsd::version_of(&nats)?;
     eprintln!("xtask: using {} ({version})", nats.display());
+    let database_url = setup::postgres().context("the tests need PostgreSQL")?;
+    // What follows the credentials: host, port and database, never a password.
+    let at = database_url.rsplit_once('@').map_or(database_url.as_str(), |(_, rest)| rest);
+    eprintln!("xtask: using PostgreSQL at {at}");
     let profile = if std::env::var_os("CI").is_some() { "ci" } else { "default" };
     let bin = nats.to_string_lossy().into_owned();
-    let env = [("NATS_SERVER_BIN", bin.as_str())];
+    let env = [("NATS_SERVER_BIN", bin.as_str()), ("TEST_DATABASE_URL", database_url.as_str())];
     // Doc tests first: nextest does not run them, and its summary should be the last word.
     cargo_env(&["test", "--workspace", "--doc", "--quiet"], &env)?;
     let mut args = vec!["nextest", "run", "--workspace", "--profile", profile];

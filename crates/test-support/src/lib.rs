@@ -91,7 +91,8 @@ pub enum DbBackend {
     /// A SQLite file in a temp directory.
     Sqlite,
     /// A fresh schema in the PostgreSQL at `TEST_DATABASE_URL`
-    /// (default `postgres://postgres@127.0.0.1:5432/test`).
+    /// (default `postgres://orderflow:orderflow@127.0.0.1:5432/orderflow_test`, which
+    /// `cargo xtask test` creates).
     Postgres,
 }
 
@@ -108,7 +109,7 @@ pub struct TestDb {
 /// The PostgreSQL URL the tests use.
 pub fn postgres_url() -> String {
     std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+        .unwrap_or_else(|_| "postgres://orderflow:orderflow@127.0.0.1:5432/orderflow_test".to_owned())
 }
 
 impl TestDb {
