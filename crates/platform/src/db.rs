@@ -1,4 +1,5 @@
-//! Storage: one sqlx code path (the `Any` driver) for SQLite and PostgreSQL.
+//! Storage: SQLite or PostgreSQL behind one API, [`Db::write`] and [`Db::read`] over a
+//! [`Tx`](crate::sql::Tx).
 //!
 //! SQL here and in the services is written once for both: `$1` placeholders (SQLite accepts
 //! them), `BIGINT` and `TEXT` columns, timestamps as fixed-width RFC 3339 text, conditional
@@ -6,20 +7,32 @@
 //! inserts.
 //!
 //! SQLite: a file per service, WAL journal, `synchronous = FULL` (a committed order survives a
-//! power cut), a busy timeout, and a pool of ONE connection: SQLite has a single writer anyway,
-//! and one connection turns lock contention (SQLITE_BUSY, upgrade deadlocks) into an orderly
-//! queue. PostgreSQL: a schema per service selected with `search_path`, created if missing.
+//! power cut), a busy timeout. Two `rusqlite` connections, each owned by a thread of its own:
+//! the writer (SQLite has a single writer anyway; one connection turns lock contention into an
+//! orderly queue) and a reader, which WAL lets read a committed snapshot while the writer
+//! writes. Each thread runs a whole batch of queued units per wake-up.
+//!
+//! PostgreSQL: a schema per service selected with `search_path`, created if missing; sqlx's
+//! native driver (prepared statements), a writer task for group commit and the pool for reads.
+//!
+//! Migrations and the operator tools (the invariant checker, `verify`) use a small sqlx `Any`
+//! pool ([`Db::pool`]); the services' own paths never do.
 
 use std::borrow::Cow;
 use std::path::Path;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use futures_util::future::BoxFuture;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{MigrationType, Migrator};
-use sqlx::{AnyConnection, AnyPool, Executor, SqlSafeStr};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{AnyPool, Executor, SqlSafeStr};
+use tokio::sync::mpsc;
 
-use crate::writer::{WriteError, Writer};
+use crate::sql::{SqlError, Tx};
+use crate::writer::{self, Mode, Unit, WriteError};
 
 /// Which database is behind a [`Db`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +70,15 @@ pub enum DbError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    /// Opening a SQLite connection failed.
+    #[error("opening {path}: {source}")]
+    Sqlite {
+        /// The file.
+        path: String,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
     /// Any other I/O.
     #[error("{context}: {source}")]
     Io {
@@ -86,12 +108,20 @@ const PLATFORM_MIGRATION: Migration = Migration {
     sql: include_str!("../migrations/0001_outbox_inbox.sql"),
 };
 
-/// A pool plus what kind of database it is.
+/// A service's database: its writer, its readers, and a small pool for migrations and tools.
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
     kind: DbKind,
-    writer: Writer,
+    engine: Arc<Engine>,
+}
+
+#[derive(Debug)]
+enum Engine {
+    /// The writer's and the reader's threads, reached through their queues.
+    Sqlite { writer: mpsc::Sender<Unit>, reader: mpsc::Sender<Unit> },
+    /// The group-commit task's queue, and the pool it and the reads use.
+    Postgres { writer: mpsc::Sender<Unit>, pool: PgPool },
 }
 
 impl Db {
@@ -118,9 +148,10 @@ impl Db {
             return Err(DbError::UnsupportedUrl(redact(url)));
         };
         let connect_err = |source| DbError::Connect { url: redact(url), source };
-        let pool = match kind {
+        let (pool, engine) = match kind {
             DbKind::Sqlite => {
-                if let Some(parent) = sqlite_path(url).and_then(|p| p.parent().map(Path::to_path_buf))
+                let path = sqlite_path(url);
+                if let Some(parent) = path.and_then(|p| p.parent().map(Path::to_path_buf))
                     && !parent.as_os_str().is_empty()
                 {
                     std::fs::create_dir_all(&parent).map_err(|source| DbError::Io {
@@ -130,36 +161,54 @@ impl Db {
                 }
                 let url = if url.contains('?') { url.to_owned() } else { format!("{url}?mode=rwc") };
                 let opts: AnyConnectOptions = url.parse().map_err(connect_err)?;
-                AnyPoolOptions::new()
+                let pool = AnyPoolOptions::new()
                     .max_connections(1)
                     .acquire_timeout(Duration::from_secs(30))
                     .after_connect(|conn, _| {
                         Box::pin(async move {
-                            conn.execute("PRAGMA journal_mode = WAL").await?;
-                            conn.execute("PRAGMA synchronous = FULL").await?;
-                            conn.execute("PRAGMA busy_timeout = 5000").await?;
-                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                            for pragma in SQLITE_PRAGMAS {
+                                conn.execute(*pragma).await?;
+                            }
                             Ok(())
                         })
                     })
                     .connect_with(opts)
                     .await
-                    .map_err(connect_err)?
+                    .map_err(connect_err)?;
+                let path = path.map_or_else(|| ":memory:".to_owned(), |p| p.display().to_string());
+                let writer = sqlite_thread(&path, "writer", Mode::Write { postgres: false })?;
+                let reader = sqlite_thread(&path, "reader", Mode::Read)?;
+                (pool, Engine::Sqlite { writer, reader })
             }
             DbKind::Postgres => {
-                let opts: AnyConnectOptions = url.parse().map_err(connect_err)?;
+                let opts: PgConnectOptions = url.parse().map_err(connect_err)?;
                 // The schema must exist before any pooled connection selects it.
                 {
-                    let setup = AnyPoolOptions::new().max_connections(1).connect_with(opts.clone()).await;
+                    let setup = PgPoolOptions::new().max_connections(1).connect_with(opts.clone()).await;
                     let setup = setup.map_err(connect_err)?;
                     let ddl = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
                     setup.execute(sqlx::AssertSqlSafe(ddl)).await.map_err(connect_err)?;
                     setup.close().await;
                 }
                 // The schema name was checked above to be a plain identifier.
-                let set_path: std::sync::Arc<str> = format!("SET search_path TO \"{schema}\"").into();
-                AnyPoolOptions::new()
+                let set_path: Arc<str> = format!("SET search_path TO \"{schema}\"").into();
+                let path = set_path.clone();
+                let native = PgPoolOptions::new()
                     .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(move |conn, _| {
+                        let set_path = path.to_string();
+                        Box::pin(async move {
+                            conn.execute(sqlx::AssertSqlSafe(set_path)).await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(opts)
+                    .await
+                    .map_err(connect_err)?;
+                let any: AnyConnectOptions = url.parse().map_err(connect_err)?;
+                let pool = AnyPoolOptions::new()
+                    .max_connections(2)
                     .acquire_timeout(Duration::from_secs(30))
                     .after_connect(move |conn, _| {
                         let set_path = set_path.to_string();
@@ -168,12 +217,15 @@ impl Db {
                             Ok(())
                         })
                     })
-                    .connect_with(opts)
+                    .connect_with(any)
                     .await
-                    .map_err(connect_err)?
+                    .map_err(connect_err)?;
+                let (writer, queue) = mpsc::channel(writer::QUEUE);
+                tokio::spawn(postgres_writer(native.clone(), queue));
+                (pool, Engine::Postgres { writer, pool: native })
             }
         };
-        Ok(Self { pool, kind, writer: Writer::default() })
+        Ok(Self { pool, kind, engine: Arc::new(engine) })
     }
 
     async fn migrate(&self, schema: &str, migrations: &[Migration]) -> Result<(), DbError> {
@@ -192,7 +244,7 @@ impl Db {
             .map_err(|source| DbError::Migrate { schema: schema.to_owned(), source })
     }
 
-    /// The pool.
+    /// The sqlx `Any` pool: for migrations and operator tools, never a service's hot path.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
@@ -204,12 +256,7 @@ impl Db {
     /// ```no_run
     /// # async fn f(db: orderflow_platform::Db) {
     /// let n: Result<u64, _> = db
-    ///     .write(|conn| {
-    ///         Box::pin(async move {
-    ///             let done = sqlx::query("DELETE FROM inbox").execute(conn).await?;
-    ///             Ok::<_, sqlx::Error>(done.rows_affected())
-    ///         })
-    ///     })
+    ///     .write(|tx| Box::pin(async move { tx.execute("DELETE FROM inbox", &[]).await }))
     ///     .await;
     /// # }
     /// ```
@@ -217,14 +264,42 @@ impl Db {
     where
         T: Send + 'static,
         E: Send + 'static,
-        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
     {
-        self.writer.write(&self.pool, unit).await
+        let queue = match &*self.engine {
+            Engine::Sqlite { writer, .. } | Engine::Postgres { writer, .. } => writer,
+        };
+        writer::submit(queue, writer::unit(unit)).await
+    }
+
+    /// Runs `read` on a committed snapshot, off the writer: SQLite's reader thread (batched with
+    /// the reads queued meanwhile), or a pooled PostgreSQL connection. Like a unit of work, it
+    /// must await nothing but its [`Tx`].
+    pub async fn read<T, E, F>(&self, read: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<SqlError> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+    {
+        match &*self.engine {
+            Engine::Sqlite { reader, .. } => match writer::submit(reader, writer::unit(read)).await {
+                Ok(v) => Ok(v),
+                Err(WriteError::Unit(e)) => Err(e),
+                Err(WriteError::Aborted) => Err(SqlError::Aborted.into()),
+            },
+            Engine::Postgres { pool, .. } => {
+                let conn = pool.acquire().await.map_err(SqlError::from)?;
+                read(&mut Tx::postgres(conn)).await
+            }
+        }
     }
 
     /// Units of work waiting for the writer: how far behind the database is.
     pub fn write_queue(&self) -> usize {
-        self.writer.queued()
+        let queue = match &*self.engine {
+            Engine::Sqlite { writer, .. } | Engine::Postgres { writer, .. } => writer,
+        };
+        queue.max_capacity() - queue.capacity()
     }
 
     /// SQLite or PostgreSQL.
@@ -232,14 +307,63 @@ impl Db {
         self.kind
     }
 
-    /// `SELECT 1`, for readiness.
-    pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+    /// `SELECT 1` through the read path, for readiness.
+    pub async fn ping(&self) -> Result<(), SqlError> {
+        self.read(|tx| Box::pin(async move { tx.query_one("SELECT 1", &[]).await.map(|_| ()) })).await
     }
 
-    /// Closes the pool (waits for connections to be returned).
+    /// Closes the pools (waits for connections to be returned). SQLite's threads end with the
+    /// last clone of the `Db`.
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Engine::Postgres { pool, .. } = &*self.engine {
+            pool.close().await;
+        }
+    }
+}
+
+/// Every SQLite connection's settings.
+const SQLITE_PRAGMAS: &[&str] = &[
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = FULL",
+    "PRAGMA busy_timeout = 5000",
+    "PRAGMA foreign_keys = ON",
+];
+
+/// Opens a connection to `path` and starts the thread that owns it; returns its queue.
+fn sqlite_thread(path: &str, role: &str, mode: Mode) -> Result<mpsc::Sender<Unit>, DbError> {
+    let sqlite_err = |source| DbError::Sqlite { path: path.to_owned(), source };
+    let conn = rusqlite::Connection::open(path).map_err(sqlite_err)?;
+    for pragma in SQLITE_PRAGMAS {
+        // `journal_mode` answers with a row; the others with none.
+        conn.query_row(pragma, [], |_| Ok(()))
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(()),
+                e => Err(e),
+            })
+            .map_err(sqlite_err)?;
+    }
+    conn.set_prepared_statement_cache_capacity(256);
+    let (queue, units) = mpsc::channel(writer::QUEUE);
+    let tx = Tx::sqlite(conn);
+    std::thread::Builder::new()
+        .name(format!("sqlite-{role}"))
+        .spawn(move || writer::sqlite_thread(tx, units, mode))
+        .map_err(|source| DbError::Io { context: format!("starting the SQLite {role} thread"), source })?;
+    Ok(queue)
+}
+
+/// PostgreSQL's group-commit loop: a batch per pooled connection and transaction.
+async fn postgres_writer(pool: PgPool, mut queue: mpsc::Receiver<Unit>) {
+    while let Some(first) = queue.recv().await {
+        let batch = writer::fill(&mut queue, first);
+        match pool.acquire().await {
+            Ok(conn) => {
+                writer::run_batch(&mut Tx::postgres(conn), batch, Mode::Write { postgres: true }).await
+            }
+            // Dropping the units answers every caller with `Aborted`.
+            Err(e) => tracing::warn!(error = %e, units = batch.len(), "no connection for a group commit"),
+        }
     }
 }
 

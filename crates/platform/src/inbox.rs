@@ -6,22 +6,18 @@
 //! `false`, and the handler commits nothing else. Because the row and the effect commit together,
 //! there is no window in which one exists without the other.
 
-use sqlx::AnyConnection;
+use crate::args;
+use crate::sql::{SqlError, Tx};
 
 /// Records that `handler` processed `event_id`; `true` the first time, `false` after.
-pub async fn first_time(
-    conn: &mut AnyConnection,
-    handler: &str,
-    event_id: &str,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "INSERT INTO inbox (handler, event_id, processed_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (handler, event_id) DO NOTHING",
-    )
-    .bind(handler)
-    .bind(event_id)
-    .bind(crate::now_rfc3339())
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+pub async fn first_time(tx: &mut Tx, handler: &str, event_id: &str) -> Result<bool, SqlError> {
+    let now = crate::now_rfc3339();
+    let inserted = tx
+        .execute(
+            "INSERT INTO inbox (handler, event_id, processed_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (handler, event_id) DO NOTHING",
+            args![handler, event_id, &now],
+        )
+        .await?;
+    Ok(inserted == 1)
 }

@@ -1,7 +1,8 @@
 //! What every orderflow service shares, so that no service re-implements a reliability rule.
 //!
-//! - [`db`]: one sqlx code path for SQLite (a file per service, WAL) and PostgreSQL (a schema per
-//!   service), with embedded migrations.
+//! - [`db`] and [`sql`]: one code path for SQLite (a file per service, WAL, a writer thread and
+//!   a reader thread owning their connections) and PostgreSQL (a schema per service), with
+//!   embedded migrations.
 //! - [`outbox`]: the transactional outbox — events are written in the same transaction as the
 //!   state change, and a relay publishes them to JetStream, marks them sent, wakes on commit and
 //!   resumes after a crash (a re-send is harmless: `Nats-Msg-Id` de-duplicates).
@@ -24,10 +25,12 @@ pub mod inbox;
 pub mod outbox;
 pub mod service;
 pub mod shutdown;
+pub mod sql;
 pub mod writer;
 
 pub use db::{Db, DbError, DbKind, Migration};
 pub use outbox::{OutboxHandle, OutboxRelay};
+pub use sql::{Param, Row, SqlError, Tx};
 pub use writer::WriteError;
 
 /// The current UTC time as RFC 3339 with millisecond precision (fixed width, so it sorts).

@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orderflow_messaging::{OutgoingMessage, Publisher};
-use sqlx::{AnyConnection, Row};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use orderflow_telemetry::metrics::names;
 
-use crate::Db;
+use crate::sql::{Param, SqlError, Tx};
+use crate::{Db, args};
 
 /// Largest batch the relay publishes at once.
 pub const BATCH: i64 = 512;
@@ -27,26 +27,28 @@ pub const BATCH: i64 = 512;
 pub const KEEP_SENT: Duration = Duration::from_secs(3600);
 
 /// Writes `msg` to the outbox in the caller's transaction.
-pub async fn enqueue(conn: &mut AnyConnection, msg: &OutgoingMessage) -> Result<(), sqlx::Error> {
+pub async fn enqueue(tx: &mut Tx, msg: &OutgoingMessage) -> Result<(), SqlError> {
     let payload = std::str::from_utf8(&msg.payload)
-        .map_err(|e| sqlx::Error::Encode(format!("outbox payload is not UTF-8: {e}").into()))?;
-    sqlx::query(
+        .map_err(|e| SqlError::Decode(format!("outbox payload is not UTF-8: {e}")))?;
+    let now = crate::now_rfc3339();
+    tx.execute(
         "INSERT INTO outbox (id, subject, payload, correlation_id, traceparent, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
+        args![
+            &msg.message_id,
+            &msg.subject,
+            payload,
+            msg.correlation_id.as_deref(),
+            msg.traceparent.as_deref(),
+            &now
+        ],
     )
-    .bind(&msg.message_id)
-    .bind(&msg.subject)
-    .bind(payload)
-    .bind(msg.correlation_id.as_deref())
-    .bind(msg.traceparent.as_deref())
-    .bind(crate::now_rfc3339())
-    .execute(conn)
     .await?;
     Ok(())
 }
 
 /// `UPDATE outbox SET sent_at = now WHERE id IN (…)` for `ids` (at most [`BATCH`]).
-async fn mark_sent(conn: &mut AnyConnection, ids: Vec<String>) -> Result<(), sqlx::Error> {
+async fn mark_sent(tx: &mut Tx, ids: Vec<String>) -> Result<(), SqlError> {
     let mut sql = String::from("UPDATE outbox SET sent_at = $1 WHERE id IN (");
     for i in 0..ids.len() {
         if i > 0 {
@@ -55,11 +57,11 @@ async fn mark_sent(conn: &mut AnyConnection, ids: Vec<String>) -> Result<(), sql
         sql.push_str(&format!("${}", i + 2));
     }
     sql.push(')');
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(crate::now_rfc3339());
-    for id in ids {
-        query = query.bind(id);
-    }
-    query.execute(conn).await?;
+    let now = crate::now_rfc3339();
+    let mut params = Vec::with_capacity(ids.len() + 1);
+    params.push(Param::from(&now));
+    params.extend(ids.iter().map(Param::from));
+    tx.execute(&sql, &params).await?;
     Ok(())
 }
 
@@ -171,25 +173,30 @@ impl OutboxRelay {
 
     /// Publishes one batch of unsent rows; returns how many were marked sent.
     pub async fn publish_batch(&self) -> Result<usize, anyhow::Error> {
-        let rows = sqlx::query(
-            "SELECT id, subject, payload, correlation_id, traceparent FROM outbox \
-             WHERE sent_at IS NULL ORDER BY id LIMIT $1",
-        )
-        .bind(BATCH)
-        .fetch_all(self.db.pool())
-        .await?;
+        let rows = self
+            .db
+            .read(|tx| {
+                Box::pin(async move {
+                    tx.query_all(
+                        "SELECT id, subject, payload, correlation_id, traceparent FROM outbox \
+                         WHERE sent_at IS NULL ORDER BY id LIMIT $1",
+                        args![BATCH],
+                    )
+                    .await
+                })
+            })
+            .await?;
         if rows.is_empty() {
             return Ok(0);
         }
         let mut msgs = Vec::with_capacity(rows.len());
         for row in &rows {
-            let payload: String = row.try_get("payload")?;
             msgs.push(OutgoingMessage {
-                message_id: row.try_get("id")?,
-                subject: row.try_get("subject")?,
-                payload: payload.into(),
-                correlation_id: row.try_get("correlation_id")?,
-                traceparent: row.try_get("traceparent")?,
+                message_id: row.text(0)?,
+                subject: row.text(1)?,
+                payload: row.text(2)?.into(),
+                correlation_id: row.opt_text(3)?,
+                traceparent: row.opt_text(4)?,
             });
         }
         let results = self.publisher.publish_all(&msgs).await;
@@ -230,12 +237,16 @@ impl OutboxRelay {
     }
 
     /// Unsent rows and the oldest one's age.
-    pub async fn backlog(db: &Db) -> Result<Backlog, sqlx::Error> {
-        let row =
-            sqlx::query("SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox WHERE sent_at IS NULL")
-                .fetch_one(db.pool())
-                .await?;
-        Ok(Backlog { unsent: row.try_get("n")?, oldest: row.try_get("oldest")? })
+    pub async fn backlog(db: &Db) -> Result<Backlog, SqlError> {
+        db.read(|tx| {
+            Box::pin(async move {
+                let row = tx
+                    .query_one("SELECT COUNT(*), MIN(created_at) FROM outbox WHERE sent_at IS NULL", &[])
+                    .await?;
+                Ok(Backlog { unsent: row.int(0)?, oldest: row.opt_text(1)? })
+            })
+        })
+        .await
     }
 
     async fn record_backlog(&self) {
@@ -255,11 +266,18 @@ impl OutboxRelay {
         }
     }
 
-    async fn purge(&self) -> Result<(), sqlx::Error> {
+    async fn purge(&self) -> Result<(), crate::WriteError<SqlError>> {
         let cutoff = crate::format_rfc3339(time::OffsetDateTime::now_utc() - KEEP_SENT);
-        sqlx::query("DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < $1")
-            .bind(cutoff)
-            .execute(self.db.pool())
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    tx.execute(
+                        "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < $1",
+                        args![&cutoff],
+                    )
+                    .await
+                })
+            })
             .await?;
         Ok(())
     }

@@ -4,9 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use orderflow_platform::{Db, WriteError};
+use orderflow_platform::{Db, SqlError, Tx, WriteError, args};
 use orderflow_test_support::{DbBackend, TestDb};
-use sqlx::{Connection, Row};
 
 async fn open(backend: DbBackend) -> (TestDb, Db) {
     let test_db = TestDb::new(backend).unwrap();
@@ -15,22 +14,30 @@ async fn open(backend: DbBackend) -> (TestDb, Db) {
     (test_db, db)
 }
 
-async fn insert(conn: &mut sqlx::AnyConnection, handler: &str, id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO inbox (handler, event_id, processed_at) VALUES ($1, $2, 'now')")
-        .bind(handler)
-        .bind(id)
-        .execute(conn)
-        .await
-        .map(|_| ())
+async fn insert(tx: &mut Tx, handler: &str, id: &str) -> Result<(), SqlError> {
+    tx.execute(
+        "INSERT INTO inbox (handler, event_id, processed_at) VALUES ($1, $2, 'now')",
+        args![handler, id],
+    )
+    .await
+    .map(|_| ())
 }
 
 async fn stored(db: &Db, handler: &str) -> Vec<String> {
-    let rows = sqlx::query("SELECT event_id FROM inbox WHERE handler = $1 ORDER BY event_id")
-        .bind(handler)
-        .fetch_all(db.pool())
+    let handler = handler.to_owned();
+    let rows = db
+        .read(move |tx| {
+            Box::pin(async move {
+                tx.query_all(
+                    "SELECT event_id FROM inbox WHERE handler = $1 ORDER BY event_id",
+                    args![&handler],
+                )
+                .await
+            })
+        })
         .await
         .unwrap();
-    rows.iter().map(|r| r.try_get::<String, _>("event_id").unwrap()).collect()
+    rows.iter().map(|r| r.text(0).unwrap()).collect()
 }
 
 async fn concurrent_units_commit_and_failing_ones_roll_back_alone(backend: DbBackend) {
@@ -87,14 +94,14 @@ async fn a_lone_failing_unit_leaves_nothing(backend: DbBackend) {
         .write(|conn| {
             Box::pin(async move {
                 insert(conn, "lone", "a").await?;
-                Err::<(), _>(sqlx::Error::RowNotFound)
+                Err::<(), _>(SqlError::Decode("refused".into()))
             })
         })
         .await;
     let ok = db.write(|conn| Box::pin(async move { insert(conn, "lone", "b").await })).await;
 
     // Assert
-    assert!(matches!(r, Err(WriteError::Unit(sqlx::Error::RowNotFound))));
+    assert!(matches!(r, Err(WriteError::Unit(SqlError::Decode(_)))));
     ok.unwrap();
     assert_eq!(stored(&db, "lone").await, ["b"]);
 }
@@ -111,10 +118,10 @@ async fn a_unit_can_undo_part_of_its_work_with_a_nested_savepoint(backend: DbBac
             db.write(move |conn| {
                 Box::pin(async move {
                     insert(conn, "nested", &format!("kept{i}")).await?;
-                    let mut inner = conn.begin().await?;
-                    insert(&mut inner, "nested", &format!("undone{i}")).await?;
-                    inner.rollback().await?;
-                    Ok::<_, sqlx::Error>(())
+                    conn.savepoint("undo_part").await?;
+                    insert(conn, "nested", &format!("undone{i}")).await?;
+                    conn.rollback_to("undo_part").await?;
+                    Ok::<_, SqlError>(())
                 })
             })
             .await
@@ -133,11 +140,58 @@ async fn a_unit_can_undo_part_of_its_work_with_a_nested_savepoint(backend: DbBac
     assert_eq!(stored(&db, "nested").await, expected);
 }
 
+async fn reads_see_committed_writes_and_never_uncommitted_ones(backend: DbBackend) {
+    // Arrange
+    let (_guard, db) = open(backend).await;
+
+    // Act
+    db.write(|conn| Box::pin(async move { insert(conn, "reads", "committed").await })).await.unwrap();
+    let refused = db
+        .write(|conn| {
+            Box::pin(async move {
+                insert(conn, "reads", "rolled-back").await?;
+                Err::<(), _>(SqlError::Decode("refused".into()))
+            })
+        })
+        .await;
+
+    // Assert
+    assert!(refused.is_err());
+    assert_eq!(stored(&db, "reads").await, ["committed"]);
+}
+
 orderflow_test_support::both_databases!(
     concurrent_units_commit_and_failing_ones_roll_back_alone,
     a_lone_failing_unit_leaves_nothing,
     a_unit_can_undo_part_of_its_work_with_a_nested_savepoint,
+    reads_see_committed_writes_and_never_uncommitted_ones,
 );
+
+/// On SQLite a unit runs to completion on the writer's thread: one that waits on anything but
+/// the database cannot, so it is rolled back with its batch and its caller told so, and the
+/// writer goes on with the next batch.
+#[tokio::test]
+async fn a_sqlite_unit_that_waits_on_something_else_is_rolled_back_and_the_writer_goes_on() {
+    // Arrange
+    let (_guard, db) = open(DbBackend::Sqlite).await;
+
+    // Act
+    let waited = db
+        .write(|conn| {
+            Box::pin(async move {
+                insert(conn, "waits", "before-the-wait").await?;
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                Ok::<_, SqlError>(())
+            })
+        })
+        .await;
+    let next = db.write(|conn| Box::pin(async move { insert(conn, "waits", "next").await })).await;
+
+    // Assert
+    assert!(matches!(waited, Err(WriteError::Aborted)), "{waited:?}");
+    next.unwrap();
+    assert_eq!(stored(&db, "waits").await, ["next"]);
+}
 
 /// Two instances of a service on one PostgreSQL schema: their writers' batches lock the same rows
 /// in opposite orders. Without the per-schema writer lock PostgreSQL would detect deadlocks and
@@ -161,16 +215,17 @@ async fn two_writers_on_one_postgres_schema_take_turns_instead_of_deadlocking() 
             db.write(move |conn| {
                 Box::pin(async move {
                     for id in order {
-                        sqlx::query(
+                        let at = format!("t{i}");
+                        conn.execute(
                             "UPDATE inbox SET processed_at = $1 WHERE handler = 'locks' AND event_id = $2",
+                            args![&at, id],
                         )
-                        .bind(format!("t{i}"))
-                        .bind(id)
-                        .execute(&mut *conn)
                         .await?;
+                        // PostgreSQL's writer awaits the server, so a unit may wait here: this
+                        // holds the first row lock while the other writer takes its first.
                         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                     }
-                    Ok::<_, sqlx::Error>(())
+                    Ok::<_, SqlError>(())
                 })
             })
             .await

@@ -33,7 +33,7 @@ pub use configuration::{Flags, Settings};
 pub use startup::Application;
 
 use orderflow_events::{Currency, ProductId};
-use orderflow_platform::Db;
+use orderflow_platform::{Db, WriteError};
 
 use crate::domain::{Product, StockLevel, UnitPrice};
 use crate::storage::{StorageError, products};
@@ -50,8 +50,13 @@ pub async fn upsert_product(
     unit_price: UnitPrice,
     currency: Currency,
 ) -> Result<Product, StorageError> {
-    let mut conn = db.pool().acquire().await?;
-    products::upsert(&mut conn, &product_id, available, unit_price, Some(&currency)).await
+    db.write(move |tx| {
+        Box::pin(
+            async move { products::upsert(tx, &product_id, available, unit_price, Some(&currency)).await },
+        )
+    })
+    .await
+    .map_err(WriteError::into_unit_error)
 }
 
 /// Seeds the demo catalog ([`domain::demo_catalog`]: `sku-001` … `sku-040`). Products that
@@ -62,13 +67,19 @@ pub async fn upsert_product(
 /// The database failed.
 pub async fn seed_demo_catalog(db: &Db) -> Result<usize, StorageError> {
     let catalog = domain::demo_catalog().map_err(StorageError::corrupt)?;
-    let mut tx = db.pool().begin().await?;
-    let mut created = 0;
-    for p in &catalog {
-        if products::insert_if_absent(&mut tx, &p.product_id, p.available, p.unit_price, &p.currency).await? {
-            created += 1;
-        }
-    }
-    tx.commit().await?;
-    Ok(created)
+    db.write(move |tx| {
+        Box::pin(async move {
+            let mut created = 0;
+            for p in &catalog {
+                if products::insert_if_absent(tx, &p.product_id, p.available, p.unit_price, &p.currency)
+                    .await?
+                {
+                    created += 1;
+                }
+            }
+            Ok(created)
+        })
+    })
+    .await
+    .map_err(WriteError::into_unit_error)
 }

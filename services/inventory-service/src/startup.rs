@@ -112,8 +112,11 @@ fn stock_endpoint(db: Db) -> MicroEndpoint {
         async move {
             let text = std::str::from_utf8(&payload).map_err(|_| "the product id is not UTF-8".to_owned())?;
             let id = ProductId::parse(text.trim()).map_err(|e| format!("invalid product id: {e}"))?;
-            let mut conn = db.pool().acquire().await.map_err(|e| e.to_string())?;
-            let product = crate::storage::products::find(&mut conn, &id).await.map_err(|e| e.to_string())?;
+            let wanted = id.clone();
+            let product = db
+                .read(move |tx| Box::pin(async move { crate::storage::products::find(tx, &wanted).await }))
+                .await
+                .map_err(|e| e.to_string())?;
             let product = product.ok_or_else(|| format!("no product {id}"))?;
             serde_json::to_vec(&product).map(Into::into).map_err(|e| e.to_string())
         }

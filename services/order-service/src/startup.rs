@@ -124,7 +124,12 @@ async fn purge_idempotency_keys(db: Db, shutdown: CancellationToken) {
         }
         let cutoff =
             orderflow_platform::format_rfc3339(time_now() - std::time::Duration::from_secs(48 * 3600));
-        match crate::storage::purge_idempotency_keys(db.pool(), &cutoff).await {
+        let purged = db
+            .write(move |tx| {
+                Box::pin(async move { crate::storage::purge_idempotency_keys(tx, &cutoff).await })
+            })
+            .await;
+        match purged {
             Ok(n) if n > 0 => tracing::info!(deleted = n, "expired idempotency keys purged"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "purging idempotency keys failed"),

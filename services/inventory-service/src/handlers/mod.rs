@@ -18,8 +18,8 @@ use orderflow_messaging::{
     ConsumerHandle, ConsumerRuntime, ConsumerSpec, Delivery, Handler, HandlerError, OutgoingMessage,
     RuntimeConfig,
 };
+use orderflow_platform::Tx;
 use orderflow_platform::{Db, OutboxHandle};
-use sqlx::AnyConnection;
 use tokio_util::sync::CancellationToken;
 
 use crate::storage::StorageError;
@@ -48,9 +48,7 @@ impl HandlerContext {
     /// (`Ok(true)`), wakes the outbox relay.
     pub(crate) async fn commit<F>(&self, unit: F) -> Result<(), HandlerError>
     where
-        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<bool, HandlerError>>
-            + Send
-            + 'static,
+        F: for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<bool, HandlerError>> + Send + 'static,
     {
         if self.db.write(unit).await? {
             self.outbox.wake();
@@ -110,7 +108,7 @@ fn spawn_lanes<T: Event, H: Handler<T> + Clone>(
 pub(crate) fn storage(e: impl Into<StorageError>) -> HandlerError {
     match e.into() {
         StorageError::Database(e) => {
-            if !orderflow_platform::db::is_transient(&e) {
+            if !e.is_transient() {
                 tracing::warn!(error = %e, "unexpected database error; treating it as transient");
             }
             HandlerError::transient(e)
@@ -132,15 +130,11 @@ pub(crate) fn outgoing<C, T: Event>(
 }
 
 /// Enqueues `msg` in the transaction.
-pub(crate) async fn enqueue(conn: &mut AnyConnection, msg: &OutgoingMessage) -> Result<(), HandlerError> {
+pub(crate) async fn enqueue(conn: &mut Tx, msg: &OutgoingMessage) -> Result<(), HandlerError> {
     orderflow_platform::outbox::enqueue(conn, msg).await.map_err(storage)
 }
 
 /// Records the event in the inbox; `false` if it was processed before.
-pub(crate) async fn first_time(
-    conn: &mut AnyConnection,
-    handler: &str,
-    event_id: &str,
-) -> Result<bool, HandlerError> {
+pub(crate) async fn first_time(conn: &mut Tx, handler: &str, event_id: &str) -> Result<bool, HandlerError> {
     orderflow_platform::inbox::first_time(conn, handler, event_id).await.map_err(storage)
 }

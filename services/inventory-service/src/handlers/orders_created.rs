@@ -19,7 +19,7 @@
 
 use orderflow_events::{EventKind, InventoryRejected, OrderCreated, Priority, ProductId, RejectReason};
 use orderflow_messaging::{Delivery, Handler, HandlerError};
-use sqlx::{AnyConnection, Connection};
+use orderflow_platform::Tx;
 
 use super::{HandlerContext, enqueue, first_time, outgoing, storage};
 use crate::domain::{PlannedLine, Priced, PricedLine, PricingError, Reservation, plan_lines, price_lines};
@@ -60,10 +60,7 @@ impl OrdersCreatedHandler {
         Self { ctx }
     }
 
-    async fn claim(
-        conn: &mut AnyConnection,
-        delivery: &Delivery<OrderCreated>,
-    ) -> Result<Claim, HandlerError> {
+    async fn claim(conn: &mut Tx, delivery: &Delivery<OrderCreated>) -> Result<Claim, HandlerError> {
         let envelope = &delivery.envelope;
         if !first_time(conn, INBOX_KEY, &envelope.id.to_string()).await? {
             tracing::debug!("duplicate orders.created; already processed");
@@ -78,7 +75,7 @@ impl OrdersCreatedHandler {
 
     /// Records the rejection (the claims are already in the unit).
     async fn reject(
-        conn: &mut AnyConnection,
+        conn: &mut Tx,
         delivery: &Delivery<OrderCreated>,
         reason: RejectReason,
         mut product_ids: Vec<ProductId>,
@@ -93,7 +90,7 @@ impl OrdersCreatedHandler {
 
     /// Tries to reserve every line (all of them, even after a short one, so that the rejection
     /// names every short product).
-    async fn reserve_all(conn: &mut AnyConnection, plan: &[PlannedLine]) -> Result<Reserve, HandlerError> {
+    async fn reserve_all(conn: &mut Tx, plan: &[PlannedLine]) -> Result<Reserve, HandlerError> {
         let mut priced = Vec::with_capacity(plan.len());
         let mut short = Vec::new();
         for line in plan {
@@ -117,10 +114,7 @@ impl OrdersCreatedHandler {
     }
 
     /// The unit of work (one savepoint of the group commit); `true` if it enqueued an event.
-    async fn apply(
-        conn: &mut AnyConnection,
-        delivery: &Delivery<OrderCreated>,
-    ) -> Result<bool, HandlerError> {
+    async fn apply(conn: &mut Tx, delivery: &Delivery<OrderCreated>) -> Result<bool, HandlerError> {
         let order = &delivery.envelope.data;
         let express = order.priority == Priority::Express || EventKind::is_express_subject(&delivery.subject);
         let plan = plan_lines(&order.items);
@@ -148,11 +142,13 @@ impl OrdersCreatedHandler {
         let reserved = if plan.len() == 1 {
             Self::reserve_all(conn, &plan).await?
         } else {
-            let mut moves = conn.begin().await.map_err(storage)?;
-            let reserved = Self::reserve_all(&mut moves, &plan).await?;
+            conn.savepoint("reserve_lines").await.map_err(storage)?;
+            let reserved = Self::reserve_all(conn, &plan).await?;
             match reserved {
-                Reserve::Priced(_) => moves.commit().await.map_err(storage)?,
-                Reserve::Short(_) | Reserve::Unpriceable(_) => moves.rollback().await.map_err(storage)?,
+                Reserve::Priced(_) => conn.release("reserve_lines").await.map_err(storage)?,
+                Reserve::Short(_) | Reserve::Unpriceable(_) => {
+                    conn.rollback_to("reserve_lines").await.map_err(storage)?;
+                }
             }
             reserved
         };

@@ -9,7 +9,7 @@
 
 use orderflow_events::PaymentCompleted;
 use orderflow_messaging::{Delivery, Handler, HandlerError};
-use sqlx::AnyConnection;
+use orderflow_platform::Tx;
 
 use super::{HandlerContext, first_time, storage};
 use crate::domain::{ReservationStatus, Step, stock_moves};
@@ -32,10 +32,7 @@ impl PaymentsCompletedHandler {
     }
 
     /// The unit of work (one savepoint of the group commit); `true` if it enqueued an event.
-    async fn apply(
-        conn: &mut AnyConnection,
-        delivery: &Delivery<PaymentCompleted>,
-    ) -> Result<bool, HandlerError> {
+    async fn apply(conn: &mut Tx, delivery: &Delivery<PaymentCompleted>) -> Result<bool, HandlerError> {
         let payment = &delivery.envelope.data;
         if !first_time(conn, INBOX_KEY, &delivery.envelope.id.to_string()).await? {
             return Ok(false);

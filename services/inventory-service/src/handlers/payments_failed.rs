@@ -6,7 +6,7 @@
 
 use orderflow_events::PaymentFailed;
 use orderflow_messaging::{Delivery, Handler, HandlerError};
-use sqlx::AnyConnection;
+use orderflow_platform::Tx;
 
 use super::{HandlerContext, enqueue, first_time, outgoing, storage};
 use crate::domain::{ReservationStatus, Step, stock_moves};
@@ -29,10 +29,7 @@ impl PaymentsFailedHandler {
     }
 
     /// The unit of work (one savepoint of the group commit); `true` if it enqueued an event.
-    async fn apply(
-        conn: &mut AnyConnection,
-        delivery: &Delivery<PaymentFailed>,
-    ) -> Result<bool, HandlerError> {
+    async fn apply(conn: &mut Tx, delivery: &Delivery<PaymentFailed>) -> Result<bool, HandlerError> {
         let failure = &delivery.envelope.data;
         if !first_time(conn, INBOX_KEY, &delivery.envelope.id.to_string()).await? {
             return Ok(false);

@@ -50,14 +50,13 @@ fn storage_problem(e: StorageError) -> Problem {
     }
 }
 
-async fn connection(state: &AppState) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, Problem> {
-    state.db.pool().acquire().await.map_err(|e| storage_problem(e.into()))
-}
-
 /// `GET /inventory` → `{"products": [...]}` sorted by product id.
 pub async fn list(State(state): State<AppState>) -> Result<Json<ProductList>, Problem> {
-    let mut conn = connection(&state).await?;
-    let products = products::list(&mut conn).await.map_err(storage_problem)?;
+    let products = state
+        .db
+        .read(|tx| Box::pin(async move { products::list(tx).await }))
+        .await
+        .map_err(storage_problem)?;
     Ok(Json(ProductList { products }))
 }
 
@@ -67,8 +66,9 @@ pub async fn get_one(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Product>, Problem> {
     let id = product_id(path)?;
-    let mut conn = connection(&state).await?;
-    match products::find(&mut conn, &id).await.map_err(storage_problem)? {
+    let wanted = id.clone();
+    let found = state.db.read(move |tx| Box::pin(async move { products::find(tx, &wanted).await })).await;
+    match found.map_err(storage_problem)? {
         Some(product) => Ok(Json(product)),
         None => Err(Problem::new(ProblemType::NotFound, format!("no product {id}"))),
     }
@@ -81,11 +81,17 @@ pub async fn put_one(
     ApiJson(body): ApiJson<PutProduct>,
 ) -> Result<Json<Product>, Problem> {
     let id = product_id(path)?;
-    let mut conn = connection(&state).await?;
-    let product =
-        products::upsert(&mut conn, &id, body.available, body.unit_price_cents, body.currency.as_ref())
-            .await
-            .map_err(storage_problem)?;
+    let target = id.clone();
+    let product = state
+        .db
+        .write(move |tx| {
+            Box::pin(async move {
+                products::upsert(tx, &target, body.available, body.unit_price_cents, body.currency.as_ref())
+                    .await
+            })
+        })
+        .await
+        .map_err(|e| storage_problem(e.into_unit_error()))?;
     tracing::info!(product_id = %id, available = product.available, price = product.unit_price_cents, "product stocked");
     Ok(Json(product))
 }

@@ -7,8 +7,7 @@ pub mod payments_failed;
 use orderflow_events::{CancelReason, Envelope, Event, OrderCancelled, OrderConfirmed, OrderId};
 use orderflow_messaging::publish::follow_up;
 use orderflow_messaging::{HandlerError, OutgoingMessage};
-use orderflow_platform::{db::is_transient, inbox, outbox};
-use sqlx::AnyConnection;
+use orderflow_platform::{SqlError, Tx, inbox, outbox};
 
 use orderflow_telemetry::metrics::names;
 
@@ -32,8 +31,8 @@ pub enum Outcome {
 
 /// Every database error is retried: giving up on an event at once would lose it for good, and
 /// the redelivery budget still ends in the DLQ if the error never heals.
-pub(crate) fn db_error(e: sqlx::Error) -> HandlerError {
-    if !is_transient(&e) {
+pub(crate) fn db_error(e: SqlError) -> HandlerError {
+    if !e.is_transient() {
         tracing::warn!(error = %e, "unexpected database error; will retry");
     }
     HandlerError::transient(e)
@@ -67,7 +66,7 @@ pub async fn finish<T: Event>(
 
 /// The unit of work of [`finish`]; `Some((status, reason))` when the order moved.
 async fn apply<T: Event>(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     handler: &'static str,
     incoming: &Envelope<T>,
     order_id: OrderId,

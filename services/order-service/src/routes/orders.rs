@@ -177,7 +177,7 @@ pub async fn create_order(
                 };
                 storage::insert_order(conn, &new).await?;
                 outbox::enqueue(conn, &msg).await?;
-                Ok::<_, sqlx::Error>(None)
+                Ok::<_, orderflow_platform::SqlError>(None)
             })
         })
         .await;
@@ -241,11 +241,21 @@ pub async fn get_order(
             Problem::new(ProblemType::InvalidParameter, format!("{id:?} is not an order id (a UUID)"))
         })?
         .to_string();
-    let mut conn = state.db.pool().acquire().await.map_err(|e| unavailable(&e))?;
-    let Some(order) = storage::find_order(&mut conn, &order_id).await.map_err(|e| unavailable(&e))? else {
+    let id = order_id.clone();
+    let found = state
+        .db
+        .read(move |tx| {
+            Box::pin(async move {
+                let Some(order) = storage::find_order(tx, &id).await? else { return Ok(None) };
+                let history = storage::history(tx, &id).await?;
+                Ok::<_, orderflow_platform::SqlError>(Some((order, history)))
+            })
+        })
+        .await
+        .map_err(|e| unavailable(&e))?;
+    let Some((order, history)) = found else {
         return Err(Problem::new(ProblemType::NotFound, format!("no order {order_id}")));
     };
-    let history = storage::history(&mut conn, &order_id).await.map_err(|e| unavailable(&e))?;
     Ok(Json(OrderView {
         items: serde_json::from_str(&order.items).map_err(|e| Problem::internal(&e))?,
         order_id: order.order_id,

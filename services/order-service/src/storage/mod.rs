@@ -1,6 +1,7 @@
 //! Queries of the order service (portable SQL: SQLite and PostgreSQL).
 
-use sqlx::{AnyConnection, Row};
+use orderflow_platform::args;
+use orderflow_platform::sql::{Row, SqlError, Tx};
 
 use crate::domain::OrderStatus;
 
@@ -49,99 +50,83 @@ pub struct NewOrder<'a> {
 }
 
 /// Inserts a pending order and its first history entry.
-pub async fn insert_order(conn: &mut AnyConnection, o: &NewOrder<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
+pub async fn insert_order(tx: &mut Tx, o: &NewOrder<'_>) -> Result<(), SqlError> {
+    tx.execute(
         "INSERT INTO orders (order_id, customer_id, items, priority, status, correlation_id, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, 'pending', $5, $6, $6)",
+        args![o.order_id, o.customer_id, o.items, o.priority, o.correlation_id, o.now],
     )
-    .bind(o.order_id)
-    .bind(o.customer_id)
-    .bind(o.items)
-    .bind(o.priority)
-    .bind(o.correlation_id)
-    .bind(o.now)
-    .execute(&mut *conn)
     .await?;
-    sqlx::query("INSERT INTO order_history (order_id, seq, status, at) VALUES ($1, 1, 'pending', $2)")
-        .bind(o.order_id)
-        .bind(o.now)
-        .execute(&mut *conn)
-        .await?;
+    tx.execute(
+        "INSERT INTO order_history (order_id, seq, status, at) VALUES ($1, 1, 'pending', $2)",
+        args![o.order_id, o.now],
+    )
+    .await?;
     Ok(())
 }
 
-fn order_from_row(row: &sqlx::any::AnyRow) -> Result<OrderRow, sqlx::Error> {
-    let status: String = row.try_get("status")?;
+fn order_from_row(row: &Row) -> Result<OrderRow, SqlError> {
+    let status = row.text(4)?;
     Ok(OrderRow {
-        order_id: row.try_get("order_id")?,
-        customer_id: row.try_get("customer_id")?,
-        items: row.try_get("items")?,
-        priority: row.try_get("priority")?,
+        order_id: row.text(0)?,
+        customer_id: row.text(1)?,
+        items: row.text(2)?,
+        priority: row.text(3)?,
         status: OrderStatus::parse(&status)
-            .ok_or_else(|| sqlx::Error::Decode(format!("unknown order status {status:?}").into()))?,
-        reason: row.try_get("reason")?,
-        total_cents: row.try_get("total_cents")?,
-        currency: row.try_get("currency")?,
-        correlation_id: row.try_get("correlation_id")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
+            .ok_or_else(|| SqlError::Decode(format!("unknown order status {status:?}")))?,
+        reason: row.opt_text(5)?,
+        total_cents: row.opt_int(6)?,
+        currency: row.opt_text(7)?,
+        correlation_id: row.text(8)?,
+        created_at: row.text(9)?,
+        updated_at: row.text(10)?,
     })
 }
 
 /// The order, if it exists.
-pub async fn find_order(conn: &mut AnyConnection, order_id: &str) -> Result<Option<OrderRow>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT order_id, customer_id, items, priority, status, reason, total_cents, currency, correlation_id, \
-         created_at, updated_at FROM orders WHERE order_id = $1",
-    )
-    .bind(order_id)
-    .fetch_optional(conn)
-    .await?;
+pub async fn find_order(tx: &mut Tx, order_id: &str) -> Result<Option<OrderRow>, SqlError> {
+    let row = tx
+        .query_opt(
+            "SELECT order_id, customer_id, items, priority, status, reason, total_cents, currency, correlation_id, \
+             created_at, updated_at FROM orders WHERE order_id = $1",
+            args![order_id],
+        )
+        .await?;
     row.as_ref().map(order_from_row).transpose()
 }
 
 /// `(status, at)` in order.
-pub async fn history(conn: &mut AnyConnection, order_id: &str) -> Result<Vec<(String, String)>, sqlx::Error> {
-    let rows = sqlx::query("SELECT status, at FROM order_history WHERE order_id = $1 ORDER BY seq")
-        .bind(order_id)
-        .fetch_all(conn)
+pub async fn history(tx: &mut Tx, order_id: &str) -> Result<Vec<(String, String)>, SqlError> {
+    let rows = tx
+        .query_all("SELECT status, at FROM order_history WHERE order_id = $1 ORDER BY seq", args![order_id])
         .await?;
-    rows.iter().map(|r| Ok((r.try_get("status")?, r.try_get("at")?))).collect()
+    rows.iter().map(|r| Ok((r.text(0)?, r.text(1)?))).collect()
 }
 
 /// Moves a pending order to a terminal status (guarded: only if still pending). Returns whether
-/// it moved.
+/// it moved. A pending order has exactly one history entry, so the terminal one is always the
+/// second: no `MAX(seq)` lookup.
 pub async fn finish_order(
-    conn: &mut AnyConnection,
+    tx: &mut Tx,
     order_id: &str,
     status: OrderStatus,
     reason: Option<&str>,
     total: Option<(i64, &str)>,
     now: &str,
-) -> Result<bool, sqlx::Error> {
-    let moved = sqlx::query(
-        "UPDATE orders SET status = $1, reason = $2, total_cents = $3, currency = $4, updated_at = $5 \
-         WHERE order_id = $6 AND status = 'pending'",
-    )
-    .bind(status.as_str())
-    .bind(reason)
-    .bind(total.map(|t| t.0))
-    .bind(total.map(|t| t.1))
-    .bind(now)
-    .bind(order_id)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
+) -> Result<bool, SqlError> {
+    let moved = tx
+        .execute(
+            "UPDATE orders SET status = $1, reason = $2, total_cents = $3, currency = $4, updated_at = $5 \
+             WHERE order_id = $6 AND status = 'pending'",
+            args![status.as_str(), reason, total.map(|t| t.0), total.map(|t| t.1), now, order_id],
+        )
+        .await?
         == 1;
     if moved {
-        sqlx::query(
-            "INSERT INTO order_history (order_id, seq, status, at) \
-             SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3 FROM order_history WHERE order_id = $1",
+        tx.execute(
+            "INSERT INTO order_history (order_id, seq, status, at) VALUES ($1, 2, $2, $3)",
+            args![order_id, status.as_str(), now],
         )
-        .bind(order_id)
-        .bind(status.as_str())
-        .bind(now)
-        .execute(&mut *conn)
         .await?;
     }
     Ok(moved)
@@ -162,47 +147,43 @@ pub struct StoredResponse {
 
 /// Claims `key` for this request; `None` when claimed now, `Some(previous)` when it was used.
 pub async fn claim_idempotency_key(
-    conn: &mut AnyConnection,
+    tx: &mut Tx,
     key: &str,
     response: &StoredResponse,
     now: &str,
-) -> Result<Option<StoredResponse>, sqlx::Error> {
-    let inserted = sqlx::query(
-        "INSERT INTO idempotency_keys (idem_key, request_body, status_code, response_body, location, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (idem_key) DO NOTHING",
-    )
-    .bind(key)
-    .bind(&response.request_body)
-    .bind(i64::from(response.status_code))
-    .bind(&response.response_body)
-    .bind(response.location.as_deref())
-    .bind(now)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
+) -> Result<Option<StoredResponse>, SqlError> {
+    let inserted = tx
+        .execute(
+            "INSERT INTO idempotency_keys (idem_key, request_body, status_code, response_body, location, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (idem_key) DO NOTHING",
+            args![
+                key,
+                &response.request_body,
+                i64::from(response.status_code),
+                &response.response_body,
+                response.location.as_deref(),
+                now
+            ],
+        )
+        .await?;
     if inserted == 1 {
         return Ok(None);
     }
-    let row = sqlx::query(
-        "SELECT request_body, status_code, response_body, location FROM idempotency_keys WHERE idem_key = $1",
-    )
-    .bind(key)
-    .fetch_one(conn)
-    .await?;
-    let code: i64 = row.try_get("status_code")?;
+    let row = tx
+        .query_one(
+            "SELECT request_body, status_code, response_body, location FROM idempotency_keys WHERE idem_key = $1",
+            args![key],
+        )
+        .await?;
     Ok(Some(StoredResponse {
-        request_body: row.try_get("request_body")?,
-        status_code: u16::try_from(code).unwrap_or(500),
-        response_body: row.try_get("response_body")?,
-        location: row.try_get("location")?,
+        request_body: row.text(0)?,
+        status_code: u16::try_from(row.int(1)?).unwrap_or(500),
+        response_body: row.text(2)?,
+        location: row.opt_text(3)?,
     }))
 }
 
 /// Deletes idempotency records older than `cutoff` (RFC 3339).
-pub async fn purge_idempotency_keys(pool: &sqlx::AnyPool, cutoff: &str) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
-        .bind(cutoff)
-        .execute(pool)
-        .await?
-        .rows_affected())
+pub async fn purge_idempotency_keys(tx: &mut Tx, cutoff: &str) -> Result<u64, SqlError> {
+    tx.execute("DELETE FROM idempotency_keys WHERE created_at < $1", args![cutoff]).await
 }

@@ -23,7 +23,7 @@ use crate::storage::{self, PaymentRecord};
 /// Inbox key of this handler.
 pub const HANDLER: &str = "payment:inventory.reserved.v1";
 
-fn db_error(e: sqlx::Error) -> HandlerError {
+fn db_error(e: orderflow_platform::SqlError) -> HandlerError {
     HandlerError::transient(e)
 }
 
@@ -38,12 +38,15 @@ enum Decision {
 pub async fn handle(state: AppState, d: Delivery<InventoryReserved>) -> Result<(), HandlerError> {
     let env = &d.envelope;
     let order_id = env.data.order_id.to_string();
+    let id = order_id.clone();
+    if state
+        .db
+        .read(move |tx| Box::pin(async move { storage::exists(tx, &id).await }))
+        .await
+        .map_err(db_error)?
     {
-        let mut conn = state.db.pool().acquire().await.map_err(db_error)?;
-        if storage::exists(&mut conn, &order_id).await.map_err(db_error)? {
-            tracing::debug!(order_id, "payment already decided");
-            return Ok(());
-        }
+        tracing::debug!(order_id, "payment already decided");
+        return Ok(());
     }
     let express = d.subject.ends_with(orderflow_events::subjects::EXPRESS_SUFFIX);
     let (decision, attempts) = charge_with_retries(&state, env).await?;
@@ -195,7 +198,7 @@ async fn record(
                 if storage::insert(conn, &record).await? {
                     outbox::enqueue(conn, &msg).await?;
                 }
-                Ok::<_, sqlx::Error>(true)
+                Ok::<_, orderflow_platform::SqlError>(true)
             })
         })
         .await

@@ -1,6 +1,7 @@
 //! Queries of the payment service (portable SQL: SQLite and PostgreSQL).
 
-use sqlx::AnyConnection;
+use orderflow_platform::args;
+use orderflow_platform::sql::{SqlError, Tx};
 
 /// A decided payment.
 #[derive(Debug)]
@@ -26,31 +27,30 @@ pub struct PaymentRecord<'a> {
 }
 
 /// Whether a payment for the order was already decided.
-pub async fn exists(conn: &mut AnyConnection, order_id: &str) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query("SELECT order_id FROM payments WHERE order_id = $1")
-        .bind(order_id)
-        .fetch_optional(conn)
-        .await?
-        .is_some())
+pub async fn exists(tx: &mut Tx, order_id: &str) -> Result<bool, SqlError> {
+    Ok(tx.query_opt("SELECT 1 FROM payments WHERE order_id = $1", args![order_id]).await?.is_some())
 }
 
 /// Records the decision; `false` when one was already recorded.
-pub async fn insert(conn: &mut AnyConnection, p: &PaymentRecord<'_>) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "INSERT INTO payments (order_id, payment_id, status, charge_id, amount_cents, currency, reason, detail, \
-         attempts, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (order_id) DO NOTHING",
-    )
-    .bind(p.order_id)
-    .bind(p.payment_id)
-    .bind(p.status)
-    .bind(p.charge_id)
-    .bind(p.amount_cents)
-    .bind(p.currency)
-    .bind(p.reason)
-    .bind(p.detail)
-    .bind(p.attempts)
-    .bind(orderflow_platform::now_rfc3339())
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+pub async fn insert(tx: &mut Tx, p: &PaymentRecord<'_>) -> Result<bool, SqlError> {
+    let now = orderflow_platform::now_rfc3339();
+    let inserted = tx
+        .execute(
+            "INSERT INTO payments (order_id, payment_id, status, charge_id, amount_cents, currency, reason, detail, \
+             attempts, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (order_id) DO NOTHING",
+            args![
+                p.order_id,
+                p.payment_id,
+                p.status,
+                p.charge_id,
+                p.amount_cents,
+                p.currency,
+                p.reason,
+                p.detail,
+                p.attempts,
+                &now
+            ],
+        )
+        .await?;
+    Ok(inserted == 1)
 }
