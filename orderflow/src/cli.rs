@@ -139,7 +139,7 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
         tune: None,
     })
     .await?;
-    println!("{}", system.banner());
+    crate::output::line(system.banner())?;
     system.run_until(shutdown).await
 }
 
@@ -147,14 +147,13 @@ fn schemas(a: &SchemasArgs) -> anyhow::Result<()> {
     if a.check {
         match orderflow_events::check_schemas(&a.dir) {
             Ok(()) => {
-                println!("schemas in {} match the event types", a.dir.display());
-                Ok(())
+                crate::output::line(format_args!("schemas in {} match the event types", a.dir.display()))
             }
             Err(problems) => anyhow::bail!("schemas drifted:\n  {}", problems.join("\n  ")),
         }
     } else {
         for path in orderflow_events::write_schemas(&a.dir)? {
-            println!("wrote {}", path.display());
+            crate::output::line(format_args!("wrote {}", path.display()))?;
         }
         Ok(())
     }

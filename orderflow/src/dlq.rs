@@ -5,8 +5,8 @@
 //! any NATS server (`--nats-url`, `NATS_URL`; it never starts one) and prints tables or JSON.
 //! Dead letters are named by their DLQ stream sequence, the `SEQ` column of `list`.
 
+use crate::output::emit;
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -217,15 +217,6 @@ async fn purge(js: &jetstream::Context, a: &PurgeArgs) -> anyhow::Result<()> {
     );
     let purged = dlq_admin::purge(js, &filter).await?;
     emit(&format!("purged {purged} dead letter(s)\n"))
-}
-
-/// Writes to stdout; a closed pipe (`| head`) is not an error.
-fn emit(text: &str) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
-        _ => Ok(()),
-    }
 }
 
 /// An error and its sources on one line.

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod dlq;
 pub mod invariants;
 pub mod load;
+mod output;
 pub mod serve;
 pub mod system;
 pub mod verify;

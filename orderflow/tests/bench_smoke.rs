@@ -96,8 +96,12 @@ async fn a_spawned_run_on_postgres_checks_invariants_and_drops_its_schemas() {
 async fn bench_quick_produces_a_complete_report() {
     orderflow_telemetry::init_for_tests();
     let out = tempfile::tempdir().unwrap();
-    let config =
-        BenchConfig { out_dir: Some(out.path().to_path_buf()), verbose: false, ..BenchConfig::quick() };
+    let config = BenchConfig {
+        out_dir: Some(out.path().to_path_buf()),
+        verbose: false,
+        exe: Some(env!("CARGO_BIN_EXE_orderflow").into()),
+        ..BenchConfig::quick()
+    };
 
     let report = run_bench(&config, &CancellationToken::new()).await.unwrap();
 
@@ -123,9 +127,14 @@ async fn bench_quick_produces_a_complete_report() {
     assert!(report.resources.peak_rss_under_load_bytes > 0 && report.resources.peak_rss_bytes > 0);
     assert!(report.resources.binary_bytes > 0);
     assert!(report.resources.systems_started >= 3 && report.resources.ready_max_ms > 0.0);
-    assert_eq!(report.goals.len(), 5);
+    let cost = &report.cost[0];
+    assert_eq!(cost.database, "SQLite");
+    assert!(cost.orders > 0 && cost.system_us > 0.0 && cost.nats_us > 0.0 && cost.load_us > 0.0, "{cost:?}");
+    assert!(cost.system_rss_end_bytes > 0 && cost.log_bytes_per_order > 0.0, "{cost:?}");
+    assert_eq!(report.goals.len(), 8);
     let md = std::fs::read_to_string(out.path().join("bench.md")).unwrap();
     assert!(md.contains("## Saga capacity on SQLite"), "{md}");
+    assert!(md.contains("## Cost per order"), "{md}");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.path().join("bench.json")).unwrap()).unwrap();
     assert!(json["jetstream"]["raw_publish"].as_f64().unwrap() > 0.0);

@@ -32,7 +32,7 @@ use sqlx::{AnyPool, Executor, SqlSafeStr};
 use tokio::sync::mpsc;
 
 use crate::sql::{SqlError, Tx};
-use crate::writer::{self, Mode, Unit, WriteError};
+use crate::writer::{self, CommittedOutbox, Mode, Unit, WriteError};
 
 /// Which database is behind a [`Db`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +114,7 @@ pub struct Db {
     pool: AnyPool,
     kind: DbKind,
     engine: Arc<Engine>,
+    committed: CommittedOutbox,
 }
 
 #[derive(Debug)]
@@ -148,6 +149,7 @@ impl Db {
             return Err(DbError::UnsupportedUrl(redact(url)));
         };
         let connect_err = |source| DbError::Connect { url: redact(url), source };
+        let committed = CommittedOutbox::default();
         let (pool, engine) = match kind {
             DbKind::Sqlite => {
                 let path = sqlite_path(url);
@@ -176,8 +178,8 @@ impl Db {
                     .await
                     .map_err(connect_err)?;
                 let path = path.map_or_else(|| ":memory:".to_owned(), |p| p.display().to_string());
-                let writer = sqlite_thread(&path, "writer", Mode::Write { postgres: false })?;
-                let reader = sqlite_thread(&path, "reader", Mode::Read)?;
+                let writer = sqlite_thread(&path, "writer", Mode::Write { postgres: false }, &committed)?;
+                let reader = sqlite_thread(&path, "reader", Mode::Read, &committed)?;
                 (pool, Engine::Sqlite { writer, reader })
             }
             DbKind::Postgres => {
@@ -221,11 +223,11 @@ impl Db {
                     .await
                     .map_err(connect_err)?;
                 let (writer, queue) = mpsc::channel(writer::QUEUE);
-                tokio::spawn(postgres_writer(native.clone(), queue));
+                tokio::spawn(postgres_writer(native.clone(), queue, committed.clone()));
                 (pool, Engine::Postgres { writer, pool: native })
             }
         };
-        Ok(Self { pool, kind, engine: Arc::new(engine) })
+        Ok(Self { pool, kind, engine: Arc::new(engine), committed })
     }
 
     async fn migrate(&self, schema: &str, migrations: &[Migration]) -> Result<(), DbError> {
@@ -294,6 +296,16 @@ impl Db {
         }
     }
 
+    /// The outbox messages of every batch this database's writer commits, as it commits them:
+    /// the outbox relay's feed. Only the first caller gets the receiver; without one, committed
+    /// messages wait in the outbox table for the relay's sweep.
+    pub(crate) fn committed_outbox(
+        &self,
+    ) -> Option<mpsc::UnboundedReceiver<Vec<orderflow_messaging::OutgoingMessage>>> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        self.committed.set(sender).ok().map(|()| receiver)
+    }
+
     /// Units of work waiting for the writer: how far behind the database is.
     pub fn write_queue(&self) -> usize {
         let queue = match &*self.engine {
@@ -331,7 +343,12 @@ const SQLITE_PRAGMAS: &[&str] = &[
 ];
 
 /// Opens a connection to `path` and starts the thread that owns it; returns its queue.
-fn sqlite_thread(path: &str, role: &str, mode: Mode) -> Result<mpsc::Sender<Unit>, DbError> {
+fn sqlite_thread(
+    path: &str,
+    role: &str,
+    mode: Mode,
+    committed: &CommittedOutbox,
+) -> Result<mpsc::Sender<Unit>, DbError> {
     let sqlite_err = |source| DbError::Sqlite { path: path.to_owned(), source };
     let conn = rusqlite::Connection::open(path).map_err(sqlite_err)?;
     for pragma in SQLITE_PRAGMAS {
@@ -346,20 +363,22 @@ fn sqlite_thread(path: &str, role: &str, mode: Mode) -> Result<mpsc::Sender<Unit
     conn.set_prepared_statement_cache_capacity(256);
     let (queue, units) = mpsc::channel(writer::QUEUE);
     let tx = Tx::sqlite(conn);
+    let committed = committed.clone();
     std::thread::Builder::new()
         .name(format!("sqlite-{role}"))
-        .spawn(move || writer::sqlite_thread(tx, units, mode))
+        .spawn(move || writer::sqlite_thread(tx, units, mode, committed))
         .map_err(|source| DbError::Io { context: format!("starting the SQLite {role} thread"), source })?;
     Ok(queue)
 }
 
 /// PostgreSQL's group-commit loop: a batch per pooled connection and transaction.
-async fn postgres_writer(pool: PgPool, mut queue: mpsc::Receiver<Unit>) {
+async fn postgres_writer(pool: PgPool, mut queue: mpsc::Receiver<Unit>, committed: CommittedOutbox) {
     while let Some(first) = queue.recv().await {
         let batch = writer::fill(&mut queue, first);
         match pool.acquire().await {
             Ok(conn) => {
-                writer::run_batch(&mut Tx::postgres(conn), batch, Mode::Write { postgres: true }).await
+                let mode = Mode::Write { postgres: true };
+                writer::run_batch(&mut Tx::postgres(conn), batch, mode, &committed).await;
             }
             // Dropping the units answers every caller with `Aborted`.
             Err(e) => tracing::warn!(error = %e, units = batch.len(), "no connection for a group commit"),

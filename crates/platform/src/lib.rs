@@ -4,8 +4,8 @@
 //!   a reader thread owning their connections) and PostgreSQL (a schema per service), with
 //!   embedded migrations.
 //! - [`outbox`]: the transactional outbox — events are written in the same transaction as the
-//!   state change, and a relay publishes them to JetStream, marks them sent, wakes on commit and
-//!   resumes after a crash (a re-send is harmless: `Nats-Msg-Id` de-duplicates).
+//!   state change, and a relay publishes them to JetStream as the writer hands them over after the
+//!   commit, marks them sent, and sweeps the table for what a crash left (a re-send is harmless: `Nats-Msg-Id` de-duplicates).
 //! - [`writer`]: group commit — concurrent units of work share one transaction and one commit,
 //!   each in its own savepoint, and learn of their success only after the commit.
 //! - [`inbox`]: the record of processed event ids that makes every handler idempotent.
@@ -29,7 +29,7 @@ pub mod sql;
 pub mod writer;
 
 pub use db::{Db, DbError, DbKind, Migration};
-pub use outbox::{OutboxHandle, OutboxRelay};
+pub use outbox::OutboxRelay;
 pub use sql::{Param, Row, SqlError, Tx};
 pub use writer::WriteError;
 

@@ -1,19 +1,21 @@
 //! The transactional outbox and its relay.
 //!
-//! [`enqueue`] writes an outgoing event inside the caller's transaction. The [`OutboxRelay`]
-//! publishes unsent rows in batches (pipelined, every PubAck awaited) and marks exactly the
-//! acknowledged ones sent, with one statement per batch that joins the writer's next group commit
-//! ([`crate::writer`]). It wakes as soon as a transaction that enqueued something commits
-//! ([`OutboxHandle::wake`]), and also polls, so rows written by another instance or left by a
-//! crash are published too. Sending a row twice (two instances, or a crash between publish and
-//! mark) is harmless: the row id is the event id and JetStream de-duplicates on `Nats-Msg-Id`.
-//! On shutdown the relay drains what is left before returning.
-
-use std::sync::Arc;
+//! [`enqueue`] writes an outgoing event inside the caller's transaction. Once the writer has
+//! committed that transaction it hands the event to the [`OutboxRelay`] in memory
+//! ([`crate::writer`]): the relay publishes it at once (pipelined, every PubAck awaited) without
+//! reading it back, and marks what JetStream acknowledged as sent a little later, many rows in
+//! one statement that joins the writer's next group commit (no transaction of its own).
+//!
+//! The table stays the source of truth. A sweep reads rows still unsent [`SWEEP_AFTER`] after
+//! they were written — left by a crash between commit and publish, by a publish that failed, or
+//! by another instance that died — and publishes them too; so does the drain on shutdown.
+//! Sending a row twice is harmless: the row id is the event id and JetStream de-duplicates on
+//! `Nats-Msg-Id`.
 use std::time::Duration;
 
 use orderflow_messaging::{OutgoingMessage, Publisher};
-use tokio::sync::Notify;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use orderflow_telemetry::metrics::names;
@@ -25,6 +27,14 @@ use crate::{Db, args};
 pub const BATCH: i64 = 512;
 /// Sent rows are deleted after this long.
 pub const KEEP_SENT: Duration = Duration::from_secs(3600);
+/// The sweep publishes rows still unsent this long after they were written: far longer than
+/// the in-memory path takes to publish and mark a row, far shorter than JetStream's duplicate
+/// window (2 min), so a row the sweep sends again is still de-duplicated.
+pub const SWEEP_AFTER: Duration = Duration::from_secs(5);
+/// How often the sweep looks.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How long published rows wait to be marked sent, so that many share one statement.
+pub const MARK_EVERY: Duration = Duration::from_millis(100);
 
 /// Writes `msg` to the outbox in the caller's transaction.
 pub async fn enqueue(tx: &mut Tx, msg: &OutgoingMessage) -> Result<(), SqlError> {
@@ -44,6 +54,7 @@ pub async fn enqueue(tx: &mut Tx, msg: &OutgoingMessage) -> Result<(), SqlError>
         ],
     )
     .await?;
+    tx.stage(msg);
     Ok(())
 }
 
@@ -65,26 +76,13 @@ async fn mark_sent(tx: &mut Tx, ids: Vec<String>) -> Result<(), SqlError> {
     Ok(())
 }
 
-/// Wakes the relay after a commit.
-#[derive(Clone, Debug, Default)]
-pub struct OutboxHandle {
-    notify: Arc<Notify>,
-}
-
-impl OutboxHandle {
-    /// Call after committing a transaction that enqueued messages.
-    pub fn wake(&self) {
-        self.notify.notify_one();
-    }
-}
-
 /// Publishes the outbox.
 #[derive(Debug)]
 pub struct OutboxRelay {
     db: Db,
     publisher: Publisher,
-    handle: OutboxHandle,
-    poll: Duration,
+    /// Committed messages from the writer; `None` when another relay of the same `Db` has it.
+    committed: Option<mpsc::UnboundedReceiver<Vec<OutgoingMessage>>>,
     service: &'static str,
 }
 
@@ -97,68 +95,99 @@ pub struct Backlog {
     pub oldest: Option<String>,
 }
 
+/// Which unsent rows a sweep reads.
+#[derive(Clone, Copy, Debug)]
+enum Sweep {
+    /// Those written before [`SWEEP_AFTER`] ago: the in-memory path had its chance.
+    Stale,
+    /// Every one (the drain on shutdown).
+    All,
+}
+
 impl OutboxRelay {
     /// A relay for `db`'s outbox; `service` labels its metrics.
     pub fn new(db: Db, publisher: Publisher, service: &'static str) -> Self {
-        Self { db, publisher, handle: OutboxHandle::default(), poll: Duration::from_millis(500), service }
-    }
-
-    /// The handle that wakes this relay.
-    pub fn handle(&self) -> OutboxHandle {
-        self.handle.clone()
+        let committed = db.committed_outbox();
+        Self { db, publisher, committed, service }
     }
 
     /// Runs until `shutdown`, then drains the outbox once more (bounded by `drain_for`).
-    pub async fn run(self, shutdown: CancellationToken, drain_for: Duration) {
+    pub async fn run(mut self, shutdown: CancellationToken, drain_for: Duration) {
         let mut failures = 0u32;
-        let mut last_purge = tokio::time::Instant::now();
-        let mut last_gauge = tokio::time::Instant::now() - Duration::from_secs(60);
+        let mut sent: Vec<String> = Vec::new();
+        let mut next_sweep = Instant::now();
+        let mut next_mark = Instant::now() + MARK_EVERY;
+        let mut last_purge = Instant::now();
+        let mut last_gauge = Instant::now() - Duration::from_secs(60);
+        let mut committed = self.committed.take();
         loop {
-            if last_gauge.elapsed() >= Duration::from_secs(5) {
-                last_gauge = tokio::time::Instant::now();
-                self.record_backlog().await;
-            }
-            let batch = match self.publish_batch().await {
-                Ok(n) => {
-                    failures = 0;
-                    n
-                }
-                Err(e) => {
-                    failures += 1;
-                    tracing::warn!(error = %e, attempt = failures, "outbox relay failed; retrying");
-                    0
-                }
-            };
-            if last_purge.elapsed() > Duration::from_secs(60) {
-                last_purge = tokio::time::Instant::now();
-                if let Err(e) = self.purge().await {
-                    tracing::warn!(error = %e, "purging sent outbox rows failed");
-                }
-            }
-            if batch as i64 == BATCH {
-                continue;
-            }
-            let wait = if failures > 0 {
-                orderflow_messaging::connect::reconnect_delay(
-                    failures as usize,
-                    Duration::from_millis(100),
-                    Duration::from_secs(5),
-                )
-            } else {
-                self.poll
-            };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = self.handle.notify.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+                batch = recv(&mut committed) => match batch {
+                    Some(mut msgs) => {
+                        // Whatever else committed meanwhile goes in the same pipelined publish.
+                        while msgs.len() < BATCH as usize
+                            && let Some(more) = committed.as_mut().and_then(|c| c.try_recv().ok())
+                        {
+                            msgs.extend(more);
+                        }
+                        if let Err(e) = self.publish(msgs, &mut sent).await {
+                            // The rows stay unsent; the sweep retries them.
+                            tracing::warn!(error = %e, "publishing committed events failed; the sweep retries them");
+                        }
+                    }
+                    None => committed = None,
+                },
+                _ = tokio::time::sleep_until(next_sweep) => {
+                    next_sweep = match self.sweep(Sweep::Stale, &mut sent).await {
+                        Ok(n) => {
+                            failures = 0;
+                            // A full batch: more may wait.
+                            Instant::now() + if n as i64 == BATCH { Duration::ZERO } else { SWEEP_EVERY }
+                        }
+                        Err(e) => {
+                            failures += 1;
+                            tracing::warn!(error = %e, attempt = failures, "outbox sweep failed; retrying");
+                            Instant::now()
+                                + orderflow_messaging::connect::reconnect_delay(
+                                    failures as usize,
+                                    Duration::from_millis(100),
+                                    Duration::from_secs(5),
+                                )
+                        }
+                    };
+                    if last_gauge.elapsed() >= Duration::from_secs(5) {
+                        last_gauge = Instant::now();
+                        self.record_backlog().await;
+                    }
+                    if last_purge.elapsed() > Duration::from_secs(60) {
+                        last_purge = Instant::now();
+                        if let Err(e) = self.purge().await {
+                            tracing::warn!(error = %e, "purging sent outbox rows failed");
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(next_mark), if !sent.is_empty() => {}
+            }
+            if !sent.is_empty() && (Instant::now() >= next_mark || sent.len() >= BATCH as usize) {
+                self.mark(&mut sent).await;
+                next_mark = Instant::now() + MARK_EVERY;
             }
         }
-        // Flush what committed before shutdown.
-        let deadline = tokio::time::Instant::now() + drain_for;
-        while tokio::time::Instant::now() < deadline {
-            match self.publish_batch().await {
+        // Flush what committed before shutdown: what the writer handed over, then the table.
+        let deadline = Instant::now() + drain_for;
+        if let Some(c) = committed.as_mut() {
+            while let Ok(msgs) = c.try_recv() {
+                if let Err(e) = self.publish(msgs, &mut sent).await {
+                    tracing::warn!(error = %e, "outbox drain failed; rows stay for the next start");
+                }
+            }
+        }
+        self.mark(&mut sent).await;
+        while Instant::now() < deadline {
+            match self.sweep(Sweep::All, &mut sent).await {
                 Ok(0) => break,
-                Ok(_) => {}
+                Ok(_) => self.mark(&mut sent).await,
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox drain failed; rows stay for the next start");
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -171,16 +200,68 @@ impl OutboxRelay {
         }
     }
 
-    /// Publishes one batch of unsent rows; returns how many were marked sent.
-    pub async fn publish_batch(&self) -> Result<usize, anyhow::Error> {
+    /// Publishes `msgs` (pipelined) and adds the ids JetStream acknowledged to `sent`; fails only
+    /// when none was acknowledged.
+    async fn publish(
+        &self,
+        msgs: Vec<OutgoingMessage>,
+        sent: &mut Vec<String>,
+    ) -> Result<usize, anyhow::Error> {
+        let results = self.publisher.publish_all(&msgs).await;
+        let mut acked = 0;
+        let mut first_error = None;
+        for (msg, result) in msgs.into_iter().zip(results) {
+            match result {
+                Ok(_) => {
+                    metrics::counter!(
+                        names::MESSAGES_PUBLISHED,
+                        "service" => self.service,
+                        "subject" => msg.subject
+                    )
+                    .increment(1);
+                    sent.push(msg.message_id);
+                    acked += 1;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            if acked == 0 {
+                return Err(e.into());
+            }
+            tracing::warn!(error = %e, acked, "some outbox rows were not acknowledged; the sweep retries them");
+        }
+        Ok(acked)
+    }
+
+    /// Marks `sent` sent (one statement, in the writer's next group commit) and empties it. On
+    /// failure the rows stay unsent and are published again by a sweep: harmless.
+    async fn mark(&self, sent: &mut Vec<String>) {
+        while !sent.is_empty() {
+            let ids: Vec<String> = sent.drain(..sent.len().min(BATCH as usize)).collect();
+            if let Err(e) = self.db.write(move |tx| Box::pin(mark_sent(tx, ids))).await {
+                tracing::warn!(error = %e, "marking outbox rows sent failed; they will be sent again");
+            }
+        }
+    }
+
+    /// Publishes one batch of unsent rows from the table; returns how many were read.
+    async fn sweep(&self, which: Sweep, sent: &mut Vec<String>) -> Result<usize, anyhow::Error> {
+        let cutoff = match which {
+            Sweep::Stale => crate::format_rfc3339(time::OffsetDateTime::now_utc() - SWEEP_AFTER),
+            // Later than any row can be.
+            Sweep::All => "9999".to_owned(),
+        };
         let rows = self
             .db
-            .read(|tx| {
+            .read(move |tx| {
                 Box::pin(async move {
                     tx.query_all(
                         "SELECT id, subject, payload, correlation_id, traceparent FROM outbox \
-                         WHERE sent_at IS NULL ORDER BY id LIMIT $1",
-                        args![BATCH],
+                         WHERE sent_at IS NULL AND created_at < $1 ORDER BY id LIMIT $2",
+                        args![&cutoff, BATCH],
                     )
                     .await
                 })
@@ -199,41 +280,9 @@ impl OutboxRelay {
                 traceparent: row.opt_text(4)?,
             });
         }
-        let results = self.publisher.publish_all(&msgs).await;
-        let mut sent_ids = Vec::with_capacity(msgs.len());
-        let mut first_error = None;
-        for (msg, result) in msgs.into_iter().zip(results) {
-            match result {
-                Ok(_) => {
-                    metrics::counter!(
-                        names::MESSAGES_PUBLISHED,
-                        "service" => self.service,
-                        "subject" => msg.subject
-                    )
-                    .increment(1);
-                    sent_ids.push(msg.message_id);
-                }
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        let sent = sent_ids.len();
-        if sent > 0 {
-            // One statement for the whole batch, committed with whatever else the writer is
-            // committing: no transaction (and no fsync) of its own.
-            self.db
-                .write(move |conn| Box::pin(mark_sent(conn, sent_ids)))
-                .await
-                .map_err(|e| anyhow::anyhow!("marking outbox rows sent: {e}"))?;
-        }
-        if let Some(e) = first_error {
-            if sent == 0 {
-                return Err(e.into());
-            }
-            tracing::warn!(error = %e, sent, "some outbox rows were not acknowledged; retrying them");
-        }
-        Ok(sent)
+        tracing::debug!(rows = msgs.len(), ?which, "publishing unsent outbox rows");
+        self.publish(msgs, sent).await?;
+        Ok(rows.len())
     }
 
     /// Unsent rows and the oldest one's age.
@@ -280,5 +329,15 @@ impl OutboxRelay {
             })
             .await?;
         Ok(())
+    }
+}
+
+/// The next committed batch, or never when there is no feed.
+async fn recv(
+    feed: &mut Option<mpsc::UnboundedReceiver<Vec<OutgoingMessage>>>,
+) -> Option<Vec<OutgoingMessage>> {
+    match feed {
+        Some(feed) => feed.recv().await,
+        None => std::future::pending().await,
     }
 }

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::discovery::MicroEndpoint;
 use crate::http::{Health, HealthCheck};
-use crate::outbox::{OutboxHandle, OutboxRelay};
+use crate::outbox::OutboxRelay;
 use crate::{Db, Migration};
 
 /// A service's connections.
@@ -37,8 +37,6 @@ pub struct Infra {
     pub db: Db,
     /// Direct publishing (the outbox relay uses its own clone).
     pub publisher: Publisher,
-    /// Wakes the outbox relay after a commit.
-    pub outbox: OutboxHandle,
     relay: OutboxRelay,
 }
 
@@ -77,7 +75,7 @@ impl Infra {
             .with_context(|| format!("{service}: provisioning JetStream"))?;
         let publisher = Publisher::new(js.clone());
         let relay = OutboxRelay::new(db.clone(), publisher.clone(), service);
-        Ok(Self { service, outbox: relay.handle(), client, js, db, publisher, relay })
+        Ok(Self { service, client, js, db, publisher, relay })
     }
 
     /// Readiness checks for NATS and the database.

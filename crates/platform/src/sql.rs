@@ -19,6 +19,7 @@
 
 use std::fmt;
 
+use orderflow_messaging::OutgoingMessage;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{Column, Postgres, Row as _, TypeInfo};
 
@@ -168,8 +169,15 @@ impl SqlError {
 }
 
 /// A connection inside a unit of work (or a read): SQLite's or PostgreSQL's.
+///
+/// It also stages the outbox messages its units enqueue ([`crate::outbox::enqueue`]): the
+/// writer hands those of the units it kept to the outbox relay once their batch has committed,
+/// so the relay publishes them without reading them back.
 pub struct Tx {
     inner: Inner,
+    staged: Vec<OutgoingMessage>,
+    /// How many messages were staged when each open savepoint of [`Tx::savepoint`] began.
+    savepoints: Vec<usize>,
 }
 
 enum Inner {
@@ -189,11 +197,33 @@ impl fmt::Debug for Tx {
 
 impl Tx {
     pub(crate) fn sqlite(conn: rusqlite::Connection) -> Self {
-        Self { inner: Inner::Sqlite(conn) }
+        Self { inner: Inner::Sqlite(conn), staged: Vec::new(), savepoints: Vec::new() }
     }
 
     pub(crate) fn postgres(conn: sqlx::pool::PoolConnection<Postgres>) -> Self {
-        Self { inner: Inner::Postgres(conn) }
+        Self { inner: Inner::Postgres(conn), staged: Vec::new(), savepoints: Vec::new() }
+    }
+
+    /// Stages an outbox message written in this transaction.
+    pub(crate) fn stage(&mut self, msg: &OutgoingMessage) {
+        self.staged.push(msg.clone());
+    }
+
+    /// How many messages are staged.
+    pub(crate) fn staged(&self) -> usize {
+        self.staged.len()
+    }
+
+    /// Forgets the messages staged after the first `keep` (their work was rolled back).
+    pub(crate) fn unstage_from(&mut self, keep: usize) {
+        self.staged.truncate(keep);
+        self.savepoints.clear();
+    }
+
+    /// The staged messages, leaving none.
+    pub(crate) fn take_staged(&mut self) -> Vec<OutgoingMessage> {
+        self.savepoints.clear();
+        std::mem::take(&mut self.staged)
     }
 
     /// Runs a statement; returns the rows it changed.
@@ -264,18 +294,26 @@ impl Tx {
 
     /// Opens a nested savepoint `name` (a plain identifier, written by the caller).
     pub async fn savepoint(&mut self, name: &'static str) -> Result<(), SqlError> {
-        self.statement("SAVEPOINT", name).await
+        self.statement("SAVEPOINT", name).await?;
+        self.savepoints.push(self.staged.len());
+        Ok(())
     }
 
     /// Keeps the work since savepoint `name`.
     pub async fn release(&mut self, name: &'static str) -> Result<(), SqlError> {
-        self.statement("RELEASE SAVEPOINT", name).await
+        self.statement("RELEASE SAVEPOINT", name).await?;
+        self.savepoints.pop();
+        Ok(())
     }
 
-    /// Undoes the work since savepoint `name` and closes it.
+    /// Undoes the work since savepoint `name` (outbox messages included) and closes it.
     pub async fn rollback_to(&mut self, name: &'static str) -> Result<(), SqlError> {
         self.statement("ROLLBACK TO SAVEPOINT", name).await?;
-        self.release(name).await
+        self.statement("RELEASE SAVEPOINT", name).await?;
+        if let Some(staged) = self.savepoints.pop() {
+            self.staged.truncate(staged);
+        }
+        Ok(())
     }
 
     async fn statement(&mut self, verb: &str, name: &str) -> Result<(), SqlError> {

@@ -21,6 +21,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 
 use futures_util::FutureExt;
@@ -28,7 +29,14 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
+use orderflow_messaging::OutgoingMessage;
+
 use crate::sql::Tx;
+
+/// Where a writer hands the outbox messages of each committed batch: the outbox relay's channel,
+/// once a relay has asked for it ([`crate::Db::committed_outbox`]); until then they wait in the
+/// outbox table for the relay's sweep.
+pub(crate) type CommittedOutbox = Arc<OnceLock<mpsc::UnboundedSender<Vec<OutgoingMessage>>>>;
 
 /// Most units in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -152,7 +160,7 @@ pub(crate) enum Mode {
 }
 
 /// Runs one batch in one transaction and answers every unit after its fate is known.
-pub(crate) async fn run_batch(tx: &mut Tx, units: Vec<Unit>, mode: Mode) {
+pub(crate) async fn run_batch(tx: &mut Tx, units: Vec<Unit>, mode: Mode, committed: &CommittedOutbox) {
     let size = units.len();
     tracing::trace!(units = size, ?mode, "batch");
     let begin = match mode {
@@ -181,6 +189,7 @@ pub(crate) async fn run_batch(tx: &mut Tx, units: Vec<Unit>, mode: Mode) {
     }
     // A lone unit, or a read, needs no savepoint: if it fails, the whole transaction is undone.
     let savepoints = size > 1 && matches!(mode, Mode::Write { .. });
+    tx.unstage_from(0);
     let mut answers = Vec::with_capacity(size);
     let mut kept = 0usize;
     let mut broken = None;
@@ -189,6 +198,7 @@ pub(crate) async fn run_batch(tx: &mut Tx, units: Vec<Unit>, mode: Mode) {
             broken = Some(e);
             break;
         }
+        let staged = tx.staged();
         let done = AssertUnwindSafe(run(tx).instrument(span)).catch_unwind().await;
         let keep = match &done {
             Ok(d) => d.keep,
@@ -197,6 +207,9 @@ pub(crate) async fn run_batch(tx: &mut Tx, units: Vec<Unit>, mode: Mode) {
                 false
             }
         };
+        if !keep {
+            tx.unstage_from(staged);
+        }
         if keep {
             kept += 1;
             if savepoints && let Err(e) = tx.batch("RELEASE SAVEPOINT orderflow_unit").await {
@@ -218,7 +231,7 @@ pub(crate) async fn run_batch(tx: &mut Tx, units: Vec<Unit>, mode: Mode) {
             break;
         }
     }
-    let committed = match broken {
+    let committed_ok = match broken {
         Some(e) => {
             tracing::warn!(error = %e, units = size, "a batch failed; rolling it back");
             let _ = tx.batch("ROLLBACK").await;
@@ -240,9 +253,18 @@ pub(crate) async fn run_batch(tx: &mut Tx, units: Vec<Unit>, mode: Mode) {
             }
         },
     };
+    // The kept units' events are durable now: hand them to the relay (a relay that is gone, or
+    // none at all, leaves them to its sweep of the outbox table).
+    let outgoing = tx.take_staged();
+    if committed_ok
+        && !outgoing.is_empty()
+        && let Some(relay) = committed.get()
+    {
+        let _ = relay.send(outgoing);
+    }
     // Units that failed are answered with their own error whatever became of the batch.
     for answer in answers {
-        answer(committed);
+        answer(committed_ok);
     }
 }
 
@@ -258,10 +280,15 @@ pub(crate) fn run_now<F: Future>(future: F) -> Option<F::Output> {
 }
 
 /// The SQLite thread's loop: batches off `queue`, each run to completion on `tx`.
-pub(crate) fn sqlite_thread(mut tx: Tx, mut queue: mpsc::Receiver<Unit>, mode: Mode) {
+pub(crate) fn sqlite_thread(
+    mut tx: Tx,
+    mut queue: mpsc::Receiver<Unit>,
+    mode: Mode,
+    committed: CommittedOutbox,
+) {
     while let Some(first) = queue.blocking_recv() {
         let batch = fill(&mut queue, first);
-        if run_now(run_batch(&mut tx, batch, mode)).is_none() {
+        if run_now(run_batch(&mut tx, batch, mode, &committed)).is_none() {
             tracing::error!(
                 "a unit of work waited on something other than the database on the SQLite thread; \
                  its batch was rolled back"

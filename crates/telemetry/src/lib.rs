@@ -7,6 +7,7 @@
 //! owns no business logic and never panics when a subscriber is already installed (tests call it
 //! many times).
 
+mod fields;
 pub mod metrics;
 pub mod trace;
 
@@ -57,6 +58,7 @@ pub fn init_with(format: LogFormat, default_directive: &str) -> bool {
             .with_current_span(true)
             .with_span_list(false)
             .with_target(true)
+            .fmt_fields(fields::LeanJsonFields)
             .boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer().with_target(false).boxed(),
     };

@@ -3,6 +3,9 @@
 //!
 //! - latency at a fixed 500 orders/s, invariants checked afterwards, and the process's peak
 //!   memory right after it (first, so that nothing else has grown the heap yet);
+//! - cost per order at that rate with the system, its nats-server and the load generator each
+//!   in a process of its own: CPU per order per process, RSS, log bytes per order (SQLite, and
+//!   PostgreSQL when a `postgres://` URL is given);
 //! - the raw JetStream ceiling (async-nats pipelined publish, pull consume + ack) and orderflow's
 //!   messaging layer (`Publisher::publish_all`, `ConsumerRuntime`) on the same nats-server;
 //! - the saga's highest sustainable open-loop rate on SQLite (and PostgreSQL when a
@@ -21,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+mod cost;
 mod jetstream;
 mod report;
 mod saga;
@@ -33,6 +37,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub use cost::{CostPerOrder, own_cpu_seconds};
 pub use jetstream::JetStreamNumbers;
 pub use saga::{Capacity, CapacityStep, ExpressUnderBacklog, FixedRate};
 
@@ -49,6 +54,9 @@ pub struct BenchConfig {
     pub postgres_url: Option<String>,
     /// Progress lines on stderr.
     pub verbose: bool,
+    /// The `orderflow` binary that the cost run starts as `orderflow up` and `orderflow load`
+    /// (`None`: this executable).
+    pub exe: Option<PathBuf>,
     /// Messages per JetStream measurement.
     pub messages: u64,
     /// Sending time of one capacity step.
@@ -78,6 +86,7 @@ impl BenchConfig {
             out_dir: Some(PathBuf::from("bench-results")),
             postgres_url: None,
             verbose: true,
+            exe: None,
             messages: 100_000,
             step: Duration::from_secs(8),
             step_drain: Duration::from_secs(10),
@@ -187,6 +196,8 @@ pub struct BenchReport {
     pub events_per_order: u32,
     /// Latency at the fixed rate.
     pub fixed_rate: FixedRate,
+    /// CPU, memory and logs per order at the fixed rate, per database, separate processes.
+    pub cost: Vec<CostPerOrder>,
     /// Express lane under a backlog.
     pub express: ExpressUnderBacklog,
     /// Memory, size, start-up.
@@ -226,6 +237,28 @@ pub async fn run_bench(config: &BenchConfig, shutdown: &CancellationToken) -> an
         rss_under_load as f64 / 1024.0 / 1024.0
     ));
 
+    let mut cost = Vec::new();
+    for url in std::iter::once(None).chain(config.postgres_url.as_deref().map(Some)) {
+        let exe = match &config.exe {
+            Some(exe) => exe.clone(),
+            None => std::env::current_exe().context("locating the orderflow binary")?,
+        };
+        let c = cost::measure(&exe, config.latency_rate, config.latency_duration, url).await?;
+        log(format!(
+            "cost per order at {:.0}/s on {}: system {:.0} µs + nats-server {:.0} µs CPU (load generator {:.0} µs); \
+             {:.0} log bytes; system RSS {:.1} MB; p99 {:.1} ms",
+            c.rate,
+            c.database,
+            c.system_us,
+            c.nats_us,
+            c.load_us,
+            c.log_bytes_per_order,
+            c.system_rss_end_bytes as f64 / 1024.0 / 1024.0,
+            c.p99_ms
+        ));
+        cost.push(c);
+    }
+
     let jetstream = jetstream::measure(config.messages, &log).await?;
 
     let mut saga_results = vec![saga::capacity(config, None, &mut samples, &log, shutdown).await?];
@@ -248,6 +281,7 @@ pub async fn run_bench(config: &BenchConfig, shutdown: &CancellationToken) -> an
         saga: saga_results,
         events_per_order: 4,
         fixed_rate,
+        cost,
         express,
         resources,
         goals: Vec::new(),
@@ -358,7 +392,7 @@ impl BenchArgs {
         config.postgres_url = self.database_url.filter(|u| !u.trim().is_empty());
         config.verbose = !self.quiet;
         let report = run_bench(&config, &shutdown).await?;
-        println!("{}", report.render_table());
+        crate::output::line(report.render_table())?;
         anyhow::ensure!(!shutdown.is_cancelled(), "interrupted");
         Ok(())
     }

@@ -13,7 +13,7 @@ pub fn goals(r: &BenchReport) -> Vec<Goal> {
     let sqlite = r.saga.first().map_or(0.0, |c| c.max_sustainable);
     let p99 = r.fixed_rate.confirmed_latency.p99;
     let peak_mb = r.resources.peak_rss_under_load_bytes as f64 / MB;
-    vec![
+    let mut goals = vec![
         Goal {
             goal: "≥ 5,000 orders/s sustained end-to-end (SQLite)".into(),
             measured: format!("{sqlite:.0} orders/s"),
@@ -50,7 +50,35 @@ pub fn goals(r: &BenchReport) -> Vec<Goal> {
             ),
             met: Some(r.express.p50_speedup >= 2.0),
         },
-    ]
+    ];
+    if let Some(c) = r.cost.first() {
+        goals.push(Goal {
+            goal: "CPU per order ≤ 300 core-µs (services + nats-server, SQLite)".into(),
+            measured: format!(
+                "{:.0} µs ({:.0} system + {:.0} nats-server) at {:.0} orders/s",
+                c.total_us, c.system_us, c.nats_us, c.rate
+            ),
+            met: Some(c.total_us <= 300.0),
+        });
+        goals.push(Goal {
+            goal: "load generator ≤ 50 core-µs per order".into(),
+            measured: format!("{:.0} µs", c.load_us),
+            met: Some(c.load_us <= 50.0),
+        });
+        goals.push(Goal {
+            goal: "logs ≤ 1 KB per order at the default level".into(),
+            measured: format!("{:.0} bytes", c.log_bytes_per_order),
+            met: Some(c.log_bytes_per_order <= 1024.0),
+        });
+    }
+    if let Some(pg) = r.saga.iter().find(|c| c.database == "PostgreSQL") {
+        goals.push(Goal {
+            goal: "≥ 2,000 orders/s sustained (PostgreSQL)".into(),
+            measured: format!("{:.0} orders/s", pg.max_sustainable),
+            met: Some(pg.max_sustainable >= 2000.0),
+        });
+    }
+    goals
 }
 
 fn pct_row(out: &mut String, name: &str, p: &Percentiles) {
@@ -203,6 +231,33 @@ impl BenchReport {
             let _ = writeln!(o, "\n{} orders still pending after the drain.", f.pending);
             for p in &f.problems {
                 let _ = writeln!(o, "- {p}");
+            }
+        }
+
+        if !self.cost.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n## Cost per order (separate processes: `orderflow up`, its nats-server, `orderflow load`)\n\n\
+                 CPU is utime + stime from `/proc`, over the load run, divided by the orders that finished.\n\n\
+                 | database | orders/s | orders | p99 ms | system µs | nats-server µs | system + nats µs | load generator µs | system RSS start → end | log bytes/order |\n\
+                 |---|---:|---:|---:|---:|---:|---:|---:|---|---:|"
+            );
+            for c in &self.cost {
+                let _ = writeln!(
+                    o,
+                    "| {} | {:.0} | {} | {:.1} | {:.0} | {:.0} | **{:.0}** | {:.0} | {:.1} → {:.1} MB | {:.0} |",
+                    c.database,
+                    c.completed_rate,
+                    thousands(c.orders as f64),
+                    c.p99_ms,
+                    c.system_us,
+                    c.nats_us,
+                    c.total_us,
+                    c.load_us,
+                    c.system_rss_start_bytes as f64 / MB,
+                    c.system_rss_end_bytes as f64 / MB,
+                    c.log_bytes_per_order
+                );
             }
         }
 

@@ -200,7 +200,7 @@ impl LoadArgs {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let config = self.config()?;
         let report = run_load(&config, &shutdown).await?;
-        println!("{}", report.render());
+        crate::output::line(report.render())?;
         if let Some(path) = &self.json_out {
             let json = serde_json::to_string_pretty(&report)?;
             std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;

@@ -119,6 +119,10 @@ pub struct LoadReport {
     pub backlog: Vec<BacklogSample>,
     /// Why the run failed; empty when it passed.
     pub failures: Vec<String>,
+    /// CPU time this process used (utime + stime, Linux), set-up and drain included: what
+    /// generating the load cost when `orderflow load` runs against a system in other processes
+    /// (with `--spawn` the system shares the process and is counted too).
+    pub cpu_seconds: Option<f64>,
     /// The accepted orders' ids, when [`LoadConfig::keep_accepted_ids`](super::LoadConfig) asked
     /// for them (not part of the JSON report).
     #[serde(skip)]

@@ -167,6 +167,7 @@ pub async fn execute(
         sustainable: None,
         backlog: samples,
         failures: Vec::new(),
+        cpu_seconds: crate::bench::own_cpu_seconds(),
         accepted_ids,
     };
     judge(&mut report, config, shutdown.is_cancelled());

@@ -40,7 +40,7 @@ pub struct Cluster {
 }
 
 /// A port nothing listens on now (loopback).
-pub(super) fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).context("finding a free port")?;
     Ok(listener.local_addr()?.port())
 }

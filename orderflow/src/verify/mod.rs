@@ -39,7 +39,8 @@ pub use report::{FaultRecord, LoadSummary, Probe, VerifyReport};
 use crate::invariants::{self, Targets, Violation};
 use crate::load::{self, Endpoints, LoadConfig, QuantityRange, Schedule, Target, Until};
 use crate::system::DbTarget;
-use cluster::{Cluster, free_port};
+use cluster::Cluster;
+pub(crate) use cluster::free_port;
 use procs::{Role, ServiceProc};
 
 /// A deliberate corruption applied after quiescence and before the check, to prove the suite
@@ -166,9 +167,7 @@ impl VerifyArgs {
                 let at = self.duration.mul_f64((i as f64 + 0.5) / self.faults.max(1) as f64);
                 out.push_str(&format!("  {:>3}  at {:>6.1} s  {fault}\n", i + 1, at.as_secs_f64()));
             }
-            // A closed pipe (`| head`) is not an error worth a panic.
-            let _ = std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes());
-            return Ok(());
+            return crate::output::emit(&out);
         }
         let exe = std::env::current_exe().context("locating the orderflow binary")?;
         let (temp, data_dir) = match &self.data_dir {
@@ -198,14 +197,17 @@ impl VerifyArgs {
                 return Err(e);
             }
         };
-        println!("{}", report.render());
+        crate::output::line(report.render())?;
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(&self.json_out, json)
             .with_context(|| format!("writing {}", self.json_out.display()))?;
-        println!("report written to {}", self.json_out.display());
+        crate::output::line(format_args!("report written to {}", self.json_out.display()))?;
         if report.passed {
             if let Some(t) = temp {
-                println!("the run passed: its directory {} is removed", t.path().display());
+                crate::output::line(format_args!(
+                    "the run passed: its directory {} is removed",
+                    t.path().display()
+                ))?;
             }
             Ok(())
         } else {

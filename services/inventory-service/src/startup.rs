@@ -82,7 +82,7 @@ impl Application {
     /// The HTTP server failed, or the drain did not finish before the deadline.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Self { settings, listener, infra, .. } = self;
-        let ctx = HandlerContext { db: infra.db.clone(), outbox: infra.outbox.clone() };
+        let ctx = HandlerContext { db: infra.db.clone() };
         let consumers = handlers::spawn_all(&infra.js, &ctx, &settings.runtime_config(), &shutdown);
         let states = consumers.iter().map(|c| (c.name().to_owned(), c.watch_state())).collect();
         let health = infra.health().with(HealthCheck::consumers(states));

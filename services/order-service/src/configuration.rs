@@ -26,6 +26,9 @@ pub struct Settings {
     pub stream_replicas: usize,
     /// Handlers running at once per consumer.
     pub consumer_concurrency: usize,
+    /// `POST /orders` answers 503 while more orders than this wait for inventory's
+    /// `orders.created` consumers (pending + unacknowledged; 0: no limit).
+    pub max_saga_backlog: u64,
 }
 
 impl Default for Settings {
@@ -40,6 +43,7 @@ impl Default for Settings {
             ready_drain_delay_ms: 0,
             stream_replicas: 1,
             consumer_concurrency: 32,
+            max_saga_backlog: 5_000,
         }
     }
 }

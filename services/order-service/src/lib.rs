@@ -6,6 +6,7 @@
 //! inbox row in one transaction. It never talks to the other services directly and never knows
 //! products or prices: an unknown product is accepted here and cancelled by the saga.
 
+pub mod admission;
 pub mod configuration;
 pub mod domain;
 pub mod handlers;

@@ -8,10 +8,11 @@ use orderflow_events::EventKind;
 use orderflow_messaging::{ConsumerHandle, ConsumerRuntime, ConsumerSpec, RuntimeConfig};
 use orderflow_platform::http::{Health, HealthCheck};
 use orderflow_platform::service::{Infra, InfraConfig, Running};
-use orderflow_platform::{Db, Migration, OutboxHandle};
+use orderflow_platform::{Db, Migration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::{SagaBacklog, watch_saga_backlog};
 use crate::configuration::Settings;
 use crate::{handlers, routes};
 
@@ -24,8 +25,10 @@ pub const MIGRATIONS: &[Migration] =
 pub struct AppState {
     /// The database.
     pub db: Db,
-    /// Wakes the outbox relay after a commit.
-    pub outbox: OutboxHandle,
+    /// Orders waiting for inventory, for admission control.
+    pub saga_backlog: SagaBacklog,
+    /// Admission bound on [`Self::saga_backlog`] (0: none).
+    pub max_saga_backlog: u64,
 }
 
 /// A built, not yet running, order service.
@@ -62,7 +65,14 @@ impl Application {
     /// Runs until `shutdown` is cancelled, then drains.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Self { settings, infra, listener, .. } = self;
-        let state = AppState { db: infra.db.clone(), outbox: infra.outbox.clone() };
+        let state = AppState {
+            db: infra.db.clone(),
+            saga_backlog: SagaBacklog::default(),
+            max_saga_backlog: settings.max_saga_backlog,
+        };
+        if settings.max_saga_backlog > 0 {
+            tokio::spawn(watch_saga_backlog(infra.js.clone(), state.saga_backlog.clone(), shutdown.clone()));
+        }
         let runtime =
             RuntimeConfig { concurrency: settings.consumer_concurrency, ..RuntimeConfig::default() };
         let mut consumers: Vec<ConsumerHandle> = Vec::new();

@@ -7,7 +7,7 @@ use orderflow_events::{EventKind, InventoryReserved};
 use orderflow_messaging::{ConsumerRuntime, ConsumerSpec, Delivery, RuntimeConfig};
 use orderflow_platform::http::HealthCheck;
 use orderflow_platform::service::{Infra, InfraConfig, Running};
-use orderflow_platform::{Db, Migration, OutboxHandle};
+use orderflow_platform::{Db, Migration};
 use orderflow_resilience::{BreakerState, CircuitBreaker};
 use orderflow_telemetry::metrics::names;
 use tokio::net::TcpListener;
@@ -30,8 +30,6 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 pub struct AppState {
     /// The database.
     pub db: Db,
-    /// Wakes the outbox relay after a commit.
-    pub outbox: OutboxHandle,
     /// The gateway client.
     pub gateway: GatewayClient,
     /// The breaker around it.
@@ -89,7 +87,6 @@ impl Application {
         let Self { settings, infra, listener, breaker, gateway, .. } = self;
         let state = AppState {
             db: infra.db.clone(),
-            outbox: infra.outbox.clone(),
             gateway,
             breaker: breaker.clone(),
             max_wait: Duration::from_secs(settings.max_wait_secs),

@@ -46,7 +46,7 @@ pub async fn create(
             let correlation_id = headers.get("x-correlation-id").and_then(|v| v.to_str().ok()).filter(|c| {
                 c.len() <= 128 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(&b))
             });
-            tracing::info!(
+            tracing::debug!(
                 service = "gateway-sim",
                 order_id = charge.order_id.as_str(),
                 correlation_id,

@@ -2,8 +2,8 @@
 //! consumer.
 //!
 //! Every handler follows the same contract: ONE database transaction holds the inbox row (the
-//! event id, recorded first), the state change and the outgoing events (outbox); the outbox relay
-//! is woken after the commit. A redelivered or duplicated event finds its inbox row and commits
+//! event id, recorded first), the state change and the outgoing events (outbox); the writer hands
+//! the events to the outbox relay once the commit is durable. A redelivered or duplicated event finds its inbox row and commits
 //! nothing. Handlers never ack: they return `Ok`, a transient error (database trouble: redeliver
 //! later) or a permanent one (business-impossible: dead-letter), and the consumer runtime acts.
 
@@ -18,8 +18,8 @@ use orderflow_messaging::{
     ConsumerHandle, ConsumerRuntime, ConsumerSpec, Delivery, Handler, HandlerError, OutgoingMessage,
     RuntimeConfig,
 };
+use orderflow_platform::Db;
 use orderflow_platform::Tx;
-use orderflow_platform::{Db, OutboxHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::storage::StorageError;
@@ -39,21 +39,16 @@ pub const SERVICE: &str = "inventory";
 pub struct HandlerContext {
     /// The service's database.
     pub db: Db,
-    /// Wakes the outbox relay after a commit that enqueued events.
-    pub outbox: OutboxHandle,
 }
 
 impl HandlerContext {
-    /// Runs a handler's unit of work in the next group commit and, when it enqueued events
-    /// (`Ok(true)`), wakes the outbox relay.
+    /// Runs a handler's unit of work in the next group commit; its events reach the outbox
+    /// relay once it committed.
     pub(crate) async fn commit<F>(&self, unit: F) -> Result<(), HandlerError>
     where
-        F: for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<bool, HandlerError>> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<(), HandlerError>> + Send + 'static,
     {
-        if self.db.write(unit).await? {
-            self.outbox.wake();
-        }
-        Ok(())
+        Ok(self.db.write(unit).await?)
     }
 }
 

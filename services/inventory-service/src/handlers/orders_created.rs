@@ -113,14 +113,14 @@ impl OrdersCreatedHandler {
         })
     }
 
-    /// The unit of work (one savepoint of the group commit); `true` if it enqueued an event.
-    async fn apply(conn: &mut Tx, delivery: &Delivery<OrderCreated>) -> Result<bool, HandlerError> {
+    /// The unit of work (one savepoint of the group commit).
+    async fn apply(conn: &mut Tx, delivery: &Delivery<OrderCreated>) -> Result<(), HandlerError> {
         let order = &delivery.envelope.data;
         let express = order.priority == Priority::Express || EventKind::is_express_subject(&delivery.subject);
         let plan = plan_lines(&order.items);
 
         if let Claim::Done = Self::claim(conn, delivery).await? {
-            return Ok(false);
+            return Ok(());
         }
 
         let mut unknown = Vec::new();
@@ -131,7 +131,7 @@ impl OrdersCreatedHandler {
         }
         if !unknown.is_empty() {
             Self::reject(conn, delivery, RejectReason::UnknownProduct, unknown, express).await?;
-            return Ok(true);
+            return Ok(());
         }
 
         // The stock moves of a multi-line order get a savepoint of their own: if any line is
@@ -156,7 +156,7 @@ impl OrdersCreatedHandler {
             Reserve::Priced(p) => p,
             Reserve::Short(short) => {
                 Self::reject(conn, delivery, RejectReason::OutOfStock, short, express).await?;
-                return Ok(true);
+                return Ok(());
             }
             Reserve::Unpriceable(e) => {
                 // The unit fails, so its savepoint (claims included) is rolled back.
@@ -173,7 +173,7 @@ impl OrdersCreatedHandler {
             currency = %reservation.currency,
             "order reserved"
         );
-        Ok(true)
+        Ok(())
     }
 }
 

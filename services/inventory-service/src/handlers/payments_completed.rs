@@ -31,11 +31,11 @@ impl PaymentsCompletedHandler {
         Self { ctx }
     }
 
-    /// The unit of work (one savepoint of the group commit); `true` if it enqueued an event.
-    async fn apply(conn: &mut Tx, delivery: &Delivery<PaymentCompleted>) -> Result<bool, HandlerError> {
+    /// The unit of work (one savepoint of the group commit).
+    async fn apply(conn: &mut Tx, delivery: &Delivery<PaymentCompleted>) -> Result<(), HandlerError> {
         let payment = &delivery.envelope.data;
         if !first_time(conn, INBOX_KEY, &delivery.envelope.id.to_string()).await? {
-            return Ok(false);
+            return Ok(());
         }
         let Some(reservation) = reservations::find(conn, payment.order_id).await.map_err(storage)? else {
             tracing::error!("payment completed for an order without a reservation");
@@ -47,7 +47,7 @@ impl PaymentsCompletedHandler {
         match reservation.status.commit() {
             Ok(Step::AlreadyDone) => {
                 tracing::debug!("reservation already committed");
-                return Ok(false);
+                return Ok(());
             }
             Err(e) => {
                 tracing::error!(error = %e, "payment completed for a reservation that cannot be committed");
@@ -80,7 +80,7 @@ impl PaymentsCompletedHandler {
             }
         }
         tracing::info!(reservation_id = %reservation.reservation_id, "reservation committed");
-        Ok(false)
+        Ok(())
     }
 }
 

@@ -28,11 +28,11 @@ impl PaymentsFailedHandler {
         Self { ctx }
     }
 
-    /// The unit of work (one savepoint of the group commit); `true` if it enqueued an event.
-    async fn apply(conn: &mut Tx, delivery: &Delivery<PaymentFailed>) -> Result<bool, HandlerError> {
+    /// The unit of work (one savepoint of the group commit).
+    async fn apply(conn: &mut Tx, delivery: &Delivery<PaymentFailed>) -> Result<(), HandlerError> {
         let failure = &delivery.envelope.data;
         if !first_time(conn, INBOX_KEY, &delivery.envelope.id.to_string()).await? {
-            return Ok(false);
+            return Ok(());
         }
         let Some(reservation) = reservations::find(conn, failure.order_id).await.map_err(storage)? else {
             tracing::error!("payment failed for an order without a reservation");
@@ -44,7 +44,7 @@ impl PaymentsFailedHandler {
         match reservation.status.release() {
             Ok(Step::AlreadyDone) => {
                 tracing::debug!("reservation already released");
-                return Ok(false);
+                return Ok(());
             }
             Err(e) => {
                 tracing::error!(error = %e, "payment failed for a reservation that cannot be released");
@@ -67,7 +67,7 @@ impl PaymentsFailedHandler {
         }
         enqueue(conn, &outgoing(delivery, reservation.released_event(), reservation.express)?).await?;
         tracing::info!(reservation_id = %reservation.reservation_id, reason = ?failure.reason, "reservation released");
-        Ok(true)
+        Ok(())
     }
 }
 

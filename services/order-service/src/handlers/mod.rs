@@ -52,7 +52,6 @@ pub async fn finish<T: Event>(
         .write(move |conn| Box::pin(async move { apply(conn, handler, &incoming, order_id, outcome).await }))
         .await?;
     let Some((target, reason)) = moved else { return Ok(()) };
-    state.outbox.wake();
     metrics::counter!(
         names::ORDERS_TERMINAL,
         "service" => "order-service",

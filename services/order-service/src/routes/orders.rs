@@ -108,7 +108,9 @@ pub async fn create_order(
     ApiJson(body): ApiJson<CreateOrder>,
 ) -> Result<Response, Problem> {
     let key = idempotency_key(&headers)?;
-    if state.db.write_queue() > MAX_QUEUED_WRITES {
+    if state.db.write_queue() > MAX_QUEUED_WRITES
+        || (state.max_saga_backlog > 0 && state.saga_backlog.get() > state.max_saga_backlog)
+    {
         return Ok(overloaded());
     }
     if body.items.is_empty() || body.items.len() > MAX_LINES {
@@ -195,7 +197,6 @@ pub async fn create_order(
         Err(WriteError::Unit(e)) => return Err(unavailable(&e)),
         Err(e @ WriteError::Aborted) => return Err(unavailable(&e)),
     }
-    state.outbox.wake();
     metrics::counter!(names::ORDERS_ACCEPTED, "service" => "order-service", "priority" => body.priority.as_str())
         .increment(1);
     tracing::info!(order_id = %id, correlation_id = %correlation.as_str(), "order accepted");

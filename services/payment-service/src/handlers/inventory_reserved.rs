@@ -209,7 +209,6 @@ async fn record(
     if !recorded {
         return Ok(());
     }
-    state.outbox.wake();
     tracing::info!(order_id, status, reason = reason_str, attempts, "payment decided");
     Ok(())
 }

@@ -1,0 +1,266 @@
+//! Cost per order: CPU time (utime + stime from `/proc`) per finished order, per process, at a
+//! fixed rate, with the system and the load generator in processes of their own — `orderflow
+//! up` (the services and gateway-sim), its nats-server, and `orderflow load` — so that each is
+//! measured apart and the load generator's cost does not hide in the system's. Also: the
+//! system's resident memory and how many log bytes it wrote per order.
+//!
+//! CPU per order is the figure to steer by on a shared machine: unlike orders/s, other work on
+//! the machine barely moves it.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+use crate::load::proc_status_bytes;
+
+/// What one fixed-rate run of the separate processes cost.
+#[derive(Clone, Debug, Serialize)]
+pub struct CostPerOrder {
+    /// `SQLite` or `PostgreSQL`.
+    pub database: String,
+    /// Orders/s offered.
+    pub rate: f64,
+    /// Seconds sent.
+    pub seconds: f64,
+    /// Orders that reached a terminal state.
+    pub orders: u64,
+    /// Orders finished per second.
+    pub completed_rate: f64,
+    /// Accept → confirmed, p99 (ms).
+    pub p99_ms: f64,
+    /// CPU µs per order: the `orderflow up` process (three services and gateway-sim).
+    pub system_us: f64,
+    /// CPU µs per order: its nats-server.
+    pub nats_us: f64,
+    /// CPU µs per order: `orderflow load`.
+    pub load_us: f64,
+    /// System + nats-server (the load generator is the users, not the system).
+    pub total_us: f64,
+    /// Resident memory of `orderflow up` once ready (bytes).
+    pub system_rss_start_bytes: u64,
+    /// … and at the end of the run.
+    pub system_rss_end_bytes: u64,
+    /// Log bytes the system wrote per order (JSON lines, default level).
+    pub log_bytes_per_order: f64,
+}
+
+/// Runs `orderflow up` and `orderflow load --rate rate --duration seconds` as child processes
+/// and measures them. `database_url`: PostgreSQL (fresh schemas) instead of SQLite files.
+pub async fn measure(
+    exe: &Path,
+    rate: f64,
+    duration: Duration,
+    database_url: Option<&str>,
+) -> anyhow::Result<CostPerOrder> {
+    let dir = tempfile::Builder::new().prefix("orderflow-bench-cost-").tempdir()?;
+    let ports = Ports::free()?;
+    let log_path = dir.path().join("up.log");
+    let mut up = spawn_up(exe, dir.path(), &ports, database_url, &log_path)?;
+    let result = measure_running(exe, dir.path(), &ports, &mut up, rate, duration, &log_path).await;
+    stop(&mut up).await;
+    let mut cost = result?;
+    cost.database = if database_url.is_some() { "PostgreSQL" } else { "SQLite" }.to_owned();
+    Ok(cost)
+}
+
+async fn measure_running(
+    exe: &Path,
+    dir: &Path,
+    ports: &Ports,
+    up: &mut Child,
+    rate: f64,
+    duration: Duration,
+    log_path: &Path,
+) -> anyhow::Result<CostPerOrder> {
+    let up_pid = up.id().context("orderflow up exited at once")?;
+    wait_ready(ports, up).await?;
+    let nats_pid = child_named(up_pid, "nats-server").context("finding orderflow up's nats-server")?;
+    let (system_0, nats_0) = (cpu_ticks(up_pid)?, cpu_ticks(nats_pid)?);
+    let log_0 = file_len(log_path);
+    let rss_start = proc_status_bytes(&format!("/proc/{up_pid}/status"), "VmRSS:").unwrap_or(0);
+
+    let json = dir.join("load.json");
+    let status = Command::new(exe)
+        .arg("load")
+        .args(["--order-url", &format!("http://127.0.0.1:{}", ports.order)])
+        .args(["--inventory-url", &format!("http://127.0.0.1:{}", ports.inventory)])
+        .args(["--nats-url", &format!("nats://127.0.0.1:{}", ports.nats)])
+        .args(["--rate", &rate.to_string(), "--duration", &format!("{}ms", duration.as_millis())])
+        .args(["--restock", &crate::load::SPAWN_RESTOCK.to_string(), "--quiet", "--json-out"])
+        .arg(&json)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .context("running orderflow load")?;
+    let (system_1, nats_1) = (cpu_ticks(up_pid)?, cpu_ticks(nats_pid)?);
+    let log_1 = file_len(log_path);
+    let rss_end = proc_status_bytes(&format!("/proc/{up_pid}/status"), "VmRSS:").unwrap_or(0);
+    let text = std::fs::read_to_string(&json)
+        .with_context(|| format!("orderflow load ({status}) wrote no report at {}", json.display()))?;
+    let report: serde_json::Value = serde_json::from_str(&text).context("reading the load report")?;
+    let number = |pointer: &str| report.pointer(pointer).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+    let cancelled: f64 = report
+        .get("cancelled")
+        .and_then(serde_json::Value::as_object)
+        .map_or(0.0, |m| m.values().filter_map(serde_json::Value::as_f64).sum());
+    let orders = (number("/confirmed") + cancelled) as u64;
+    if orders == 0 {
+        bail!("no order finished in the cost run ({status})");
+    }
+    let per_order = |ticks: u64| ticks as f64 * 1e6 / clock_ticks_per_second() / orders as f64;
+    let system_us = per_order(system_1.saturating_sub(system_0));
+    let nats_us = per_order(nats_1.saturating_sub(nats_0));
+    Ok(CostPerOrder {
+        database: String::new(),
+        rate,
+        seconds: duration.as_secs_f64(),
+        orders,
+        completed_rate: number("/completed_rate"),
+        p99_ms: number("/latency_ms/confirmed_standard/p99"),
+        system_us,
+        nats_us,
+        load_us: number("/cpu_seconds") * 1e6 / orders as f64,
+        total_us: system_us + nats_us,
+        system_rss_start_bytes: rss_start,
+        system_rss_end_bytes: rss_end,
+        log_bytes_per_order: log_1.saturating_sub(log_0) as f64 / orders as f64,
+    })
+}
+
+struct Ports {
+    order: u16,
+    inventory: u16,
+    payment: u16,
+    gateway: u16,
+    nats: u16,
+}
+
+impl Ports {
+    fn free() -> anyhow::Result<Self> {
+        let port = crate::verify::free_port;
+        Ok(Self { order: port()?, inventory: port()?, payment: port()?, gateway: port()?, nats: port()? })
+    }
+}
+
+fn spawn_up(
+    exe: &Path,
+    dir: &Path,
+    ports: &Ports,
+    database_url: Option<&str>,
+    log_path: &Path,
+) -> anyhow::Result<Child> {
+    let log = std::fs::File::create(log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("up")
+        .args(["--data-dir", &dir.join("data").display().to_string()])
+        .args(["--order-port", &ports.order.to_string(), "--inventory-port", &ports.inventory.to_string()])
+        .args(["--payment-port", &ports.payment.to_string(), "--gateway-port", &ports.gateway.to_string()])
+        .args(["--nats-port", &ports.nats.to_string()])
+        // The production log format, at its default level: part of the cost.
+        .env("LOG_FORMAT", "json")
+        .env_remove("RUST_LOG")
+        .env_remove("NATS_URL")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true);
+    match database_url {
+        Some(url) => {
+            // Fresh schemas, so that the run starts from nothing as the SQLite one does.
+            let suffix = format!("bench{}_{}", std::process::id(), fastrand::u32(..));
+            let config = dir.join("orderflow.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "[order]\ndb_schema = \"orders_{suffix}\"\n[inventory]\ndb_schema = \"inventory_{suffix}\"\n\
+                     [payment]\ndb_schema = \"payments_{suffix}\"\n"
+                ),
+            )?;
+            cmd.args(["--database-url", url]).arg("--config").arg(&config);
+        }
+        None => {
+            cmd.env_remove("DATABASE_URL");
+        }
+    }
+    cmd.spawn().context("starting orderflow up")
+}
+
+async fn wait_ready(ports: &Ports, up: &mut Child) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut ready = true;
+        for port in [ports.order, ports.inventory, ports.payment] {
+            let url = format!("http://127.0.0.1:{port}/health/ready");
+            ready &= http.get(&url).send().await.is_ok_and(|r| r.status().is_success());
+        }
+        if ready {
+            return Ok(());
+        }
+        if let Some(status) = up.try_wait()? {
+            bail!("orderflow up exited before it was ready ({status})");
+        }
+        if Instant::now() > deadline {
+            bail!("orderflow up was not ready within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// SIGINT (a clean drain), then SIGKILL after 30 s.
+async fn stop(up: &mut Child) {
+    if let Some(pid) = up.id() {
+        let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status().await;
+        if tokio::time::timeout(Duration::from_secs(30), up.wait()).await.is_ok() {
+            return;
+        }
+    }
+    let _ = up.kill().await;
+}
+
+/// utime + stime of `pid`, in clock ticks.
+pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("malformed /proc stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    let field = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).context("malformed /proc stat");
+    Ok(field(11)? + field(12)?)
+}
+
+/// The CPU time this process has used so far, in seconds (Linux; `None` elsewhere).
+pub fn own_cpu_seconds() -> Option<f64> {
+    cpu_ticks(std::process::id()).ok().map(|t| t as f64 / clock_ticks_per_second())
+}
+
+/// `USER_HZ`: 100 on every Linux architecture this runs on.
+fn clock_ticks_per_second() -> f64 {
+    100.0
+}
+
+/// The pid of `parent`'s child process named `name`.
+fn child_named(parent: u32, name: &str) -> Option<u32> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        let comm = head.split_once('(').map_or("", |(_, c)| c);
+        let ppid = rest.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
+        if comm == name && ppid == Some(parent) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
