@@ -76,8 +76,9 @@ pub fn init_for_tests() {
 }
 
 /// For tests: every span at info level or above is exported to `exporter` as it ends (e.g. an
-/// in-memory exporter the test then inspects), and info-level logs are written as JSON lines —
-/// exactly as in production — to `logs`.
+/// in-memory exporter the test then inspects), and logs are written as JSON lines — formatted
+/// exactly as in production, at info level and at debug for the services' own crates (where the
+/// happy path's per-message lines are) — to `logs`.
 pub fn init_for_tests_capturing<E, W>(exporter: E, logs: W) -> bool
 where
     E: SpanExporter + 'static,
@@ -92,8 +93,11 @@ where
         .flatten_event(true)
         .with_current_span(true)
         .with_span_list(false)
+        .fmt_fields(fields::LeanJsonFields)
         .with_writer(logs)
-        .with_filter(EnvFilter::new("info"));
+        .with_filter(EnvFilter::new(
+            "info,order_service=debug,inventory_service=debug,payment_service=debug",
+        ));
     tracing_subscriber::registry().with(json).with(otel).try_init().is_ok()
 }
 

@@ -256,6 +256,11 @@ async fn one_order_is_one_trace_across_the_three_services_and_its_logs_share_its
         .filter(|l| l["order_id"] == id.as_str() || l["span"]["order_id"] == id.as_str())
         .collect();
     assert!(about_order.len() >= 3, "log lines about the order: {about_order:#?}");
+    let logged_by: std::collections::HashSet<&str> =
+        about_order.iter().filter_map(|l| l["span"]["service"].as_str()).collect();
+    for svc in ["order-service", "inventory-service", "payment-service"] {
+        assert!(logged_by.contains(svc), "no log line about the order from {svc}: {about_order:#?}");
+    }
     for line in &about_order {
         let corr = line["correlation_id"].as_str().or(line["span"]["correlation_id"].as_str());
         assert_eq!(corr, Some("trace-me-42"), "{line}");

@@ -167,7 +167,9 @@ impl OrdersCreatedHandler {
         let reservation = Reservation::new(order.order_id, priced, express);
         reservations::insert(conn, &reservation).await.map_err(storage)?;
         enqueue(conn, &outgoing(delivery, reservation.reserved_event(), express)?).await?;
-        tracing::info!(
+        // The happy path's detail is DEBUG: the order service logs the order's own state changes
+        // at INFO, and rejections are logged here at INFO.
+        tracing::debug!(
             reservation_id = %reservation.reservation_id,
             total_cents = reservation.total_cents,
             currency = %reservation.currency,

@@ -79,7 +79,7 @@ impl PaymentsCompletedHandler {
                 )));
             }
         }
-        tracing::info!(reservation_id = %reservation.reservation_id, "reservation committed");
+        tracing::debug!(reservation_id = %reservation.reservation_id, "reservation committed");
         Ok(())
     }
 }

@@ -59,7 +59,8 @@ pub async fn finish<T: Event>(
         "reason" => reason
     )
     .increment(1);
-    tracing::info!(order_id = %order_id, status = target.as_str(), "order finished");
+    // The consumer's span carries the order and correlation ids.
+    tracing::info!(status = target.as_str(), reason, "order finished");
     Ok(())
 }
 

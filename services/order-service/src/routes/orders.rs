@@ -199,7 +199,8 @@ pub async fn create_order(
     }
     metrics::counter!(names::ORDERS_ACCEPTED, "service" => "order-service", "priority" => body.priority.as_str())
         .increment(1);
-    tracing::info!(order_id = %id, correlation_id = %correlation.as_str(), "order accepted");
+    // The request's span carries the order and correlation ids.
+    tracing::info!("order accepted");
 
     Ok(stored_into_response(&StoredResponse {
         request_body: canonical,

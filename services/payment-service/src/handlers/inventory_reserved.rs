@@ -209,6 +209,12 @@ async fn record(
     if !recorded {
         return Ok(());
     }
-    tracing::info!(order_id, status, reason = reason_str, attempts, "payment decided");
+    // A completed payment is the happy path (DEBUG; the order service logs the confirmation);
+    // a failed one is news (INFO). The span carries the order and correlation ids.
+    if reason_str.is_some() {
+        tracing::info!(status, reason = reason_str, attempts, "payment decided");
+    } else {
+        tracing::debug!(status, attempts, "payment decided");
+    }
     Ok(())
 }
