@@ -65,9 +65,32 @@ pub fn install() -> PrometheusHandle {
             // handle still renders this recorder, which then simply stays empty.
             let _ = metrics::set_global_recorder(recorder);
             describe();
+            spawn_upkeep(handle.clone());
             handle
         })
         .clone()
+}
+
+/// How often recorded histogram samples are folded into their buckets.
+pub const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A recorder made with `build_recorder` keeps every histogram sample until the next render:
+/// without a Prometheus scraping `/metrics`, memory grew with every request and every handled
+/// event (found under load in `orderflow up`). A thread folds them into the buckets every
+/// [`UPKEEP_EVERY`], scraped or not; a thread rather than a task, because the recorder may be
+/// installed before (or without) a tokio runtime.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new().name("metrics-upkeep".to_owned()).spawn(move || {
+        loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            handle.run_upkeep();
+        }
+    });
+    if let Err(e) = spawned {
+        eprintln!(
+            "metrics: could not start the upkeep thread ({e}); histograms are folded only when /metrics is scraped"
+        );
+    }
 }
 
 /// The Prometheus text of everything recorded in this process.
