@@ -1,5 +1,5 @@
 //! Storage: SQLite or PostgreSQL behind one API, [`Db::write`] and [`Db::read`] over a
-//! [`Tx`](crate::sql::Tx).
+//! [`Tx`].
 //!
 //! SQL here and in the services is written once for both: `$1` placeholders (SQLite accepts
 //! them), `BIGINT` and `TEXT` columns, timestamps as fixed-width RFC 3339 text, conditional
