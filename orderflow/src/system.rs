@@ -185,6 +185,7 @@ impl System {
             &gateway_sim::Overrides {
                 host: Some(host.parse().with_context(|| format!("--host {host} is not an IP address"))?),
                 port: Some(o.gateway_port),
+                data_dir: Some(o.data_dir.clone()),
             },
         )?;
         let gw_listener = gateway_sim::bind(&gw_config).await.context("gateway-sim")?;

@@ -333,7 +333,14 @@ impl Deployment {
             Role::Gateway,
             1,
             gateway_port,
-            vec!["--port".into(), gateway_port.to_string(), "--config".into(), config_arg.clone()],
+            vec![
+                "--port".into(),
+                gateway_port.to_string(),
+                "--config".into(),
+                config_arg.clone(),
+                "--data-dir".into(),
+                abs.join("gateway").display().to_string(),
+            ],
             vec![],
             &log_dir,
         ));

@@ -32,6 +32,8 @@ pub struct Config {
     pub seed: Option<u64>,
     /// How long in-flight requests may take to finish after shutdown is asked (default 30).
     pub shutdown_timeout_secs: u64,
+    /// Where the durable ledger lives: `<data_dir>/gateway-sim.db` (default `.orderflow`).
+    pub data_dir: std::path::PathBuf,
 }
 
 impl Default for Config {
@@ -42,6 +44,7 @@ impl Default for Config {
             faults: Faults::default(),
             seed: None,
             shutdown_timeout_secs: 30,
+            data_dir: ".orderflow".into(),
         }
     }
 }
@@ -55,6 +58,9 @@ pub struct Overrides {
     /// `--port`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// `--data-dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// Command-line flags of the `gateway-sim` binary (and of `orderflow serve gateway`).
@@ -71,6 +77,9 @@ pub struct Cli {
     /// Port to bind [default: 8090].
     #[arg(long)]
     pub port: Option<u16>,
+    /// Directory of the durable ledger, `gateway-sim.db` [default: .orderflow].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
     /// TOML configuration file (overridden by ORDERFLOW__GATEWAY__* variables and flags).
     #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
@@ -79,7 +88,10 @@ pub struct Cli {
 impl Cli {
     /// The layered configuration these flags select.
     pub fn config(&self) -> Result<Config, ConfigError> {
-        Config::load(self.config.as_deref(), &Overrides { host: self.host, port: self.port })
+        Config::load(
+            self.config.as_deref(),
+            &Overrides { host: self.host, port: self.port, data_dir: self.data_dir.clone() },
+        )
     }
 }
 

@@ -1,7 +1,7 @@
 //! gateway-sim: a stand-in for the external payment gateway that the payment service calls.
 //!
-//! It owns an in-memory ledger of charges keyed by `Idempotency-Key` (the same key always gets
-//! the same charge, whatever faults are active) and the faults an operator injects through
+//! It owns a durable ledger of charges keyed by `Idempotency-Key` (a SQLite file; the same key
+//! always gets the same charge, whatever faults are active, across restarts too) and the faults an operator injects through
 //! `/admin/faults`: added latency, a decline rate, an error rate and a full outage. Faults only
 //! touch requests that would create a new charge (latency touches every valid charge request).
 //! It must never record a charge for a request it answered with an error, never create a second
@@ -16,6 +16,7 @@ pub mod problem;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod storage;
 
 pub use configuration::{Cli, Config, ConfigError, Overrides};
 pub use startup::{bind, router, run};

@@ -57,9 +57,18 @@ pub enum ApiError {
     /// 503: injected by the `outage` fault.
     #[error("the gateway is down (outage fault); no charge was recorded")]
     Outage,
+    /// 503: the ledger's database failed; nothing was recorded (retry with the same key).
+    #[error("the ledger is unavailable ({0}); no charge was recorded")]
+    Unavailable(String),
 }
 
 impl ApiError {
+    /// A failure of the ledger's database, logged here.
+    pub fn storage(e: orderflow_platform::SqlError) -> Self {
+        tracing::error!(error = %e, "the ledger's database failed");
+        Self::Unavailable(e.to_string())
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -72,7 +81,7 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Self::InjectedError => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Outage => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Outage | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -89,6 +98,7 @@ impl ApiError {
             Self::IdempotencyKeyReused => "idempotency-key-reused",
             Self::InjectedError => "injected-error",
             Self::Outage => "outage",
+            Self::Unavailable(_) => "unavailable",
         }
     }
 
@@ -104,6 +114,7 @@ impl ApiError {
             Self::IdempotencyKeyReused => "Idempotency-Key reused",
             Self::InjectedError => "Injected error",
             Self::Outage => "Gateway outage",
+            Self::Unavailable(_) => "Ledger unavailable",
         }
     }
 }
@@ -132,7 +143,7 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if matches!(self, Self::Outage) {
+        if matches!(self, Self::Outage | Self::Unavailable(_)) {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response

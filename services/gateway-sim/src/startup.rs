@@ -44,7 +44,8 @@ pub async fn bind(config: &Config) -> anyhow::Result<TcpListener> {
 /// requests finish within `config.shutdown_timeout()` (injected latency is cut short).
 pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let address = listener.local_addr().context("reading the bound address")?;
-    let state = AppState::new(&config, shutdown.clone());
+    let state = AppState::open(&config, shutdown.clone()).await.context("opening the ledger")?;
+    tokio::spawn(expire_keys(state.clone(), shutdown.clone()));
     let server = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .into_future();
@@ -65,6 +66,22 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     }
     tracing::info!("gateway-sim stopped");
     Ok(())
+}
+
+/// Forgets idempotency keys past their retention, hourly, until `shutdown`.
+async fn expire_keys(state: AppState, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match state.ledger().expire_keys().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(expired = n, "idempotency keys past their retention forgotten"),
+            Err(e) => tracing::warn!(error = %e, "expiring idempotency keys failed"),
+        }
+    }
 }
 
 /// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM.

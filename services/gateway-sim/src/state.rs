@@ -1,13 +1,15 @@
-//! The simulator's shared, in-memory state: current faults and the ledger. Locks are std
-//! mutexes held only for copying or a ledger decision, never across an `.await`.
+//! The simulator's shared state: the faults in force (in memory: an operator's switch), the
+//! fault dice, and the durable ledger ([`crate::storage`]). Locks are std mutexes held only to
+//! copy or draw, never across an `.await`.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::configuration::Config;
-use crate::domain::{Charge, ChargeOutcome, ChargeRequest, Faults, FaultsPatch, IdempotencyKey, Ledger};
+use crate::domain::{Charge, ChargeOutcome, ChargeRequest, Faults, FaultsPatch, IdempotencyKey, Rolls};
+use crate::problem::ApiError;
+use crate::storage::Ledger;
 
 /// Handle to the simulator's state; clones share it.
 #[derive(Clone, Debug)]
@@ -18,22 +20,31 @@ pub struct AppState {
 #[derive(Debug)]
 struct Inner {
     faults: RwLock<Faults>,
-    ledger: Mutex<Ledger>,
+    rng: Mutex<fastrand::Rng>,
+    ledger: Ledger,
     shutdown: CancellationToken,
 }
 
 impl AppState {
-    /// Fresh state with the configured initial faults and seed. When `shutdown` is cancelled,
-    /// readiness turns 503 and injected latency is cut short so that draining stays bounded.
-    pub fn new(config: &Config, shutdown: CancellationToken) -> Self {
+    /// The configured initial faults and seed, and the ledger in `config.data_dir` (opened, or
+    /// created). When `shutdown` is cancelled, readiness turns 503 and injected latency is cut
+    /// short so that draining stays bounded.
+    pub async fn open(config: &Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let rng = config.seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
-        Self {
+        let ledger = Ledger::open(&config.data_dir).await?;
+        Ok(Self {
             inner: Arc::new(Inner {
                 faults: RwLock::new(config.faults),
-                ledger: Mutex::new(Ledger::new(rng)),
+                rng: Mutex::new(rng),
+                ledger,
                 shutdown,
             }),
-        }
+        })
+    }
+
+    /// The durable ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.inner.ledger
     }
 
     /// The faults in force.
@@ -49,19 +60,20 @@ impl AppState {
     }
 
     /// Decides a charge request against the ledger and the faults in force.
-    pub fn charge(&self, key: IdempotencyKey, request: ChargeRequest) -> ChargeOutcome {
+    pub async fn charge(
+        &self,
+        key: IdempotencyKey,
+        request: ChargeRequest,
+    ) -> Result<ChargeOutcome, ApiError> {
         let faults = self.faults();
-        self.ledger().charge(key, request, &faults, OffsetDateTime::now_utc())
+        // No code path panics while holding the lock; a poisoned generator still draws.
+        let rolls = Rolls::draw(&mut self.inner.rng.lock().unwrap_or_else(PoisonError::into_inner));
+        self.inner.ledger.charge(key, request, faults, rolls).await.map_err(ApiError::storage)
     }
 
     /// Charges for one order, or all of them, oldest first.
-    pub fn charges(&self, order_id: Option<&str>) -> Vec<Charge> {
-        self.ledger().charges(order_id)
-    }
-
-    /// `(succeeded, declined)` charge counts.
-    pub fn count_by_status(&self) -> (u64, u64) {
-        self.ledger().count_by_status()
+    pub async fn charges(&self, order_id: Option<&str>) -> Result<Vec<Charge>, ApiError> {
+        self.inner.ledger.charges(order_id.map(str::to_owned)).await.map_err(ApiError::storage)
     }
 
     /// Sleeps for the injected latency, or until shutdown starts.
@@ -79,11 +91,5 @@ impl AppState {
     /// Whether shutdown has started.
     pub fn is_shutting_down(&self) -> bool {
         self.inner.shutdown.is_cancelled()
-    }
-
-    fn ledger(&self) -> MutexGuard<'_, Ledger> {
-        // No code path panics while holding the lock; if one ever did, the ledger is still a
-        // consistent list of charges.
-        self.inner.ledger.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -1,7 +1,6 @@
-//! The ledger: every charge ever made, indexed by idempotency key, and the rules that decide
-//! what a charge request gets. No I/O and no clock: time and faults are passed in.
-
-use std::collections::HashMap;
+//! The rules that decide what a charge request gets. No I/O, no clock and no randomness: the
+//! charge already recorded under the key, the faults, the dice and the time are passed in (the
+//! durable ledger that keeps charges is [`crate::storage`]).
 
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -24,76 +23,58 @@ pub enum ChargeOutcome {
     InjectedError,
 }
 
-/// Every charge in creation order, with an index by idempotency key. Keys are kept for the
-/// life of the process (SPEC asks for at least 24 h).
-#[derive(Debug)]
-pub struct Ledger {
-    charges: Vec<Charge>,
-    by_key: HashMap<IdempotencyKey, usize>,
-    rng: fastrand::Rng,
+/// The dice for one request, drawn before the decision (from the seeded generator, so a seed
+/// gives reproducible verdicts) and used only when the request would create a charge.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rolls {
+    /// Against `error_rate`.
+    pub error: f64,
+    /// Against `decline_rate`.
+    pub decline: f64,
 }
 
-impl Ledger {
-    /// An empty ledger whose fault rolls come from `rng` (seed it for reproducible runs).
-    pub fn new(rng: fastrand::Rng) -> Self {
-        Self { charges: Vec::new(), by_key: HashMap::new(), rng }
+impl Rolls {
+    /// Two draws from `rng`.
+    pub fn draw(rng: &mut fastrand::Rng) -> Self {
+        Self { error: rng.f64(), decline: rng.f64() }
     }
+}
 
-    /// Decides a charge request. A known key is answered from the ledger whatever the faults;
-    /// only a request that would create a new charge meets them, in this order: outage, error
-    /// rate, decline rate.
-    pub fn charge(
-        &mut self,
-        key: IdempotencyKey,
-        request: ChargeRequest,
-        faults: &Faults,
-        now: OffsetDateTime,
-    ) -> ChargeOutcome {
-        if let Some(&index) = self.by_key.get(&key) {
-            let existing = &self.charges[index];
-            return if existing.matches(&request) {
-                ChargeOutcome::Replayed(existing.clone())
-            } else {
-                ChargeOutcome::KeyReused
-            };
-        }
-        if faults.outage {
-            return ChargeOutcome::Outage;
-        }
-        if faults.error_rate.hit(self.rng.f64()) {
-            return ChargeOutcome::InjectedError;
-        }
-        let status = if faults.decline_rate.hit(self.rng.f64()) {
-            ChargeStatus::Declined
+/// Decides a charge request, given the charge already recorded under its key (if any). A known
+/// key is answered from the record whatever the faults; only a request that would create a new
+/// charge meets them, in this order: outage, error rate, decline rate.
+pub fn decide(
+    existing: Option<Charge>,
+    key: IdempotencyKey,
+    request: ChargeRequest,
+    faults: &Faults,
+    rolls: Rolls,
+    now: OffsetDateTime,
+) -> ChargeOutcome {
+    if let Some(existing) = existing {
+        return if existing.matches(&request) {
+            ChargeOutcome::Replayed(existing)
         } else {
-            ChargeStatus::Succeeded
+            ChargeOutcome::KeyReused
         };
-        let charge = Charge {
-            charge_id: format!("ch_{}", Uuid::now_v7().simple()),
-            order_id: request.order_id,
-            amount_cents: request.amount_cents,
-            currency: request.currency,
-            status,
-            idempotency_key: key.clone(),
-            created_at: now,
-        };
-        self.by_key.insert(key, self.charges.len());
-        self.charges.push(charge.clone());
-        ChargeOutcome::Created(charge)
     }
-
-    /// Charges for one order (all when `order_id` is `None`), oldest first.
-    pub fn charges(&self, order_id: Option<&str>) -> Vec<Charge> {
-        self.charges.iter().filter(|c| order_id.is_none_or(|id| c.order_id.as_str() == id)).cloned().collect()
+    if faults.outage {
+        return ChargeOutcome::Outage;
     }
-
-    /// How many charges have each status: `(succeeded, declined)`.
-    pub fn count_by_status(&self) -> (u64, u64) {
-        self.charges.iter().fold((0, 0), |(ok, declined), c| match c.status {
-            ChargeStatus::Succeeded => (ok + 1, declined),
-            ChargeStatus::Declined => (ok, declined + 1),
-        })
+    if faults.error_rate.hit(rolls.error) {
+        return ChargeOutcome::InjectedError;
     }
+    let status =
+        if faults.decline_rate.hit(rolls.decline) { ChargeStatus::Declined } else { ChargeStatus::Succeeded };
+    ChargeOutcome::Created(Charge {
+        charge_id: format!("ch_{}", Uuid::now_v7().simple()),
+        order_id: request.order_id,
+        amount_cents: request.amount_cents,
+        currency: request.currency,
+        status,
+        idempotency_key: key,
+        created_at: now,
+    })
 }
 
 #[cfg(test)]
@@ -115,9 +96,7 @@ mod tests {
         IdempotencyKey::parse(k).unwrap()
     }
 
-    fn ledger() -> Ledger {
-        Ledger::new(fastrand::Rng::with_seed(7))
-    }
+    const CLEAN: Rolls = Rolls { error: 0.5, decline: 0.5 };
 
     fn created(outcome: ChargeOutcome) -> Charge {
         match outcome {
@@ -128,61 +107,58 @@ mod tests {
 
     #[test]
     fn a_known_key_is_replayed_even_during_an_outage() {
-        let mut ledger = ledger();
         let now = OffsetDateTime::now_utc();
-        let first = created(ledger.charge(key("k"), request("o-1", 100), &Faults::default(), now));
+        let first = created(decide(None, key("k"), request("o-1", 100), &Faults::default(), CLEAN, now));
         let outage = Faults { outage: true, error_rate: Rate::ALWAYS, ..Faults::default() };
 
-        let again = ledger.charge(key("k"), request("o-1", 100), &outage, now);
+        let again = decide(Some(first.clone()), key("k"), request("o-1", 100), &outage, CLEAN, now);
 
         assert_eq!(again, ChargeOutcome::Replayed(first));
-        assert_eq!(ledger.charges(None).len(), 1);
     }
 
     #[test]
     fn a_known_key_with_another_request_is_refused() {
-        let mut ledger = ledger();
         let now = OffsetDateTime::now_utc();
-        created(ledger.charge(key("k"), request("o-1", 100), &Faults::default(), now));
+        let first = created(decide(None, key("k"), request("o-1", 100), &Faults::default(), CLEAN, now));
 
-        let outcome = ledger.charge(key("k"), request("o-1", 101), &Faults::default(), now);
+        let outcome = decide(Some(first), key("k"), request("o-1", 101), &Faults::default(), CLEAN, now);
 
         assert_eq!(outcome, ChargeOutcome::KeyReused);
     }
 
     #[test]
-    fn an_outage_wins_over_the_error_rate_and_records_nothing() {
-        let mut ledger = ledger();
+    fn an_outage_wins_over_the_error_rate() {
         let faults = Faults { outage: true, error_rate: Rate::ALWAYS, ..Faults::default() };
 
-        let outcome = ledger.charge(key("k"), request("o-1", 1), &faults, OffsetDateTime::now_utc());
+        let outcome = decide(None, key("k"), request("o-1", 1), &faults, CLEAN, OffsetDateTime::now_utc());
 
         assert_eq!(outcome, ChargeOutcome::Outage);
-        assert!(ledger.charges(None).is_empty());
     }
 
     #[test]
-    fn a_decline_is_recorded() {
-        let mut ledger = ledger();
+    fn a_decline_is_a_charge_with_the_declined_status() {
         let faults = Faults { decline_rate: Rate::ALWAYS, ..Faults::default() };
 
-        let charge = created(ledger.charge(key("k"), request("o-1", 1), &faults, OffsetDateTime::now_utc()));
+        let charge =
+            created(decide(None, key("k"), request("o-1", 1), &faults, CLEAN, OffsetDateTime::now_utc()));
 
         assert_eq!(charge.status, ChargeStatus::Declined);
-        assert_eq!(ledger.count_by_status(), (0, 1));
     }
 
     #[test]
     fn the_same_seed_gives_the_same_verdicts() {
         let faults = Faults { decline_rate: Rate::parse(0.5).unwrap(), ..Faults::default() };
         let run = || {
-            let mut ledger = ledger();
+            let mut rng = fastrand::Rng::with_seed(7);
             (0..50)
                 .map(|i| {
-                    created(ledger.charge(
+                    let rolls = Rolls::draw(&mut rng);
+                    created(decide(
+                        None,
                         key(&format!("k{i}")),
                         request("o", 1),
                         &faults,
+                        rolls,
                         OffsetDateTime::now_utc(),
                     ))
                     .status
@@ -191,5 +167,6 @@ mod tests {
         };
 
         assert_eq!(run(), run());
+        assert!(run().contains(&ChargeStatus::Declined) && run().contains(&ChargeStatus::Succeeded));
     }
 }

@@ -1,4 +1,4 @@
-//! The simulator's types and rules: charges, faults and the idempotent ledger. No I/O.
+//! The simulator's types and rules: charges, faults and the idempotent decision. No I/O.
 
 mod charge;
 mod faults;
@@ -8,4 +8,4 @@ pub use charge::{
     AmountCents, Charge, ChargeRequest, ChargeStatus, Currency, IdempotencyKey, OrderRef, ValueError,
 };
 pub use faults::{FaultError, Faults, FaultsPatch, Latency, Rate};
-pub use ledger::{ChargeOutcome, Ledger};
+pub use ledger::{ChargeOutcome, Rolls, decide};

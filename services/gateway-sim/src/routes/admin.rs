@@ -41,5 +41,5 @@ pub async fn list_charges(
     filter: Result<Query<ChargesFilter>, QueryRejection>,
 ) -> Result<Json<ChargeList>, ApiError> {
     let Query(filter) = filter.map_err(|e| ApiError::Malformed(e.body_text()))?;
-    Ok(Json(ChargeList { charges: state.charges(filter.order_id.as_deref()) }))
+    Ok(Json(ChargeList { charges: state.charges(filter.order_id.as_deref()).await? }))
 }

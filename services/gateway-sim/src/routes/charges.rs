@@ -39,7 +39,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     state.inject_latency().await;
-    match state.charge(key, request) {
+    match state.charge(key, request).await? {
         ChargeOutcome::Created(charge) => {
             // The caller's correlation id, when it sent a plausible one, ties this line to the
             // order's saga in the logs.

@@ -12,10 +12,12 @@ pub async fn live() -> Json<Value> {
     Json(json!({"status": "live"}))
 }
 
-/// Ready unless shutting down: the simulator has no dependencies.
+/// Ready unless shutting down or the ledger's database does not answer.
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     if state.is_shutting_down() {
         (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not_ready", "down": ["shutting_down"]})))
+    } else if state.ledger().ping().await.is_err() {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not_ready", "down": ["database"]})))
     } else {
         (StatusCode::OK, Json(json!({"status": "ready"})))
     }

@@ -14,11 +14,13 @@ const SERVICE: &str = "gateway-sim";
 /// Charges by status, the faults in force, and everything else the process records.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let handle = orderflow_telemetry::metrics::install();
-    let (succeeded, declined) = state.count_by_status();
-    metrics::counter!(names::GATEWAY_CHARGES, "service" => SERVICE, "status" => "succeeded")
-        .absolute(succeeded);
-    metrics::counter!(names::GATEWAY_CHARGES, "service" => SERVICE, "status" => "declined")
-        .absolute(declined);
+    // A ledger that cannot be read leaves the counters at their last values.
+    if let Ok((succeeded, declined)) = state.ledger().count_by_status().await {
+        metrics::counter!(names::GATEWAY_CHARGES, "service" => SERVICE, "status" => "succeeded")
+            .absolute(succeeded);
+        metrics::counter!(names::GATEWAY_CHARGES, "service" => SERVICE, "status" => "declined")
+            .absolute(declined);
+    }
     let faults = state.faults();
     let gauges = [
         ("orderflow_gateway_fault_latency_ms", faults.latency_ms.millis() as f64),

@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_problem, charge_body, spawn_app};
+use crate::helpers::{assert_problem, charge_body, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn a_charge_succeeds_and_is_recorded() {
@@ -163,4 +163,32 @@ async fn latency_is_applied_to_new_charges_and_replays() {
         assert_eq!(response.status(), StatusCode::OK);
         assert!(started.elapsed() >= Duration::from_millis(200), "{:?}", started.elapsed());
     }
+}
+
+#[tokio::test]
+async fn charges_and_their_keys_survive_a_restart() {
+    // Arrange: a charge, then the simulator stops.
+    let dir = tempfile::tempdir().unwrap();
+    let config = gateway_sim::Config {
+        seed: Some(1),
+        data_dir: dir.path().to_path_buf(),
+        ..gateway_sim::Config::default()
+    };
+    let body = charge_body("order-1", 700);
+    let first: Value = {
+        let app = spawn_app_with(config.clone()).await;
+        app.charge("key-1", &body).await.json().await.unwrap()
+    };
+
+    // Act: a new simulator on the same data directory gets the same request again.
+    let app = spawn_app_with(config).await;
+    let replay = app.charge("key-1", &body).await;
+
+    // Assert: the same charge, replayed, and still the only one in the ledger.
+    assert_eq!(replay.status(), StatusCode::OK);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(replay.json::<Value>().await.unwrap(), first);
+    let charges = app.charges_of("order-1").await;
+    assert_eq!(charges.len(), 1, "{charges:?}");
+    assert_eq!(charges[0]["charge_id"], first["charge_id"]);
 }

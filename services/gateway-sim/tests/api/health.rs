@@ -58,8 +58,10 @@ async fn shutdown_cuts_injected_latency_short_and_the_server_stops() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = tokio_util::sync::CancellationToken::new();
+    let data_dir = tempfile::tempdir().unwrap();
     let config = gateway_sim::Config {
         faults: serde_json::from_value(json!({"latency_ms": 600_000})).unwrap(),
+        data_dir: data_dir.path().to_path_buf(),
         ..gateway_sim::Config::default()
     };
     let server = tokio::spawn(gateway_sim::run(listener, config, shutdown.clone()));

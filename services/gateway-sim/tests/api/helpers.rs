@@ -9,19 +9,32 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     _shutdown: DropGuard,
+    _data_dir: Option<tempfile::TempDir>,
 }
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(Config { seed: Some(42), ..Config::default() }).await
 }
 
-pub async fn spawn_app_with(config: Config) -> TestApp {
+/// The simulator with `config`; a `data_dir` left at its default becomes a fresh temp dir.
+pub async fn spawn_app_with(mut config: Config) -> TestApp {
     orderflow_telemetry::init_for_tests();
+    let data_dir = (config.data_dir == Config::default().data_dir).then(|| tempfile::tempdir().unwrap());
+    if let Some(dir) = &data_dir {
+        config.data_dir = dir.path().to_path_buf();
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
     tokio::spawn(gateway_sim::run(listener, config, shutdown.clone()));
-    TestApp { address, client: reqwest::Client::new(), _shutdown: shutdown.drop_guard() }
+    let app = TestApp {
+        address,
+        client: reqwest::Client::new(),
+        _shutdown: shutdown.drop_guard(),
+        _data_dir: data_dir,
+    };
+    app.wait_until_ready().await;
+    app
 }
 
 /// A valid charge body.
@@ -32,6 +45,18 @@ pub fn charge_body(order_id: &str, amount_cents: u64) -> Value {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
+    }
+
+    /// Until `/health/ready` answers 200 (the ledger is open).
+    pub async fn wait_until_ready(&self) {
+        for _ in 0..200 {
+            if self.client.get(self.url("/health/ready")).send().await.is_ok_and(|r| r.status().is_success())
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("gateway-sim at {} was not ready within 5 s", self.address);
     }
 
     pub fn post_charge(&self, key: &str, body: &Value) -> RequestBuilder {
