@@ -2,6 +2,7 @@
 //! SQLite and on PostgreSQL. Every test ends with the invariant checker.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cli;
 mod dlq;
 mod helpers;
 mod observability;
