@@ -50,6 +50,15 @@ async fn stream_messages(js: &jetstream::Context) -> u64 {
     js.get_stream("ORDERS").await.unwrap().info().await.unwrap().state.messages
 }
 
+/// Waits until the outbox has no unsent row (marks follow the publish by up to 100 ms).
+async fn every_row_marked_sent(db: &Db) {
+    eventually(Duration::from_secs(5), "every outbox row marked sent", || async {
+        (OutboxRelay::backlog(db).await.unwrap().unsent == 0).then_some(())
+    })
+    .await
+    .unwrap();
+}
+
 fn start_relay(db: &Db, js: &jetstream::Context) -> CancellationToken {
     let stop = CancellationToken::new();
     let relay = OutboxRelay::new(db.clone(), Publisher::new(js.clone()), "test");
@@ -72,11 +81,7 @@ async fn committed_events_are_published_from_memory_and_marked_sent(backend: DbB
     })
     .await
     .unwrap();
-    eventually(Duration::from_secs(5), "the row marked sent", || async {
-        (OutboxRelay::backlog(&db).await.unwrap().unsent == 0).then_some(())
-    })
-    .await
-    .unwrap();
+    every_row_marked_sent(&db).await;
     stop.cancel();
 }
 
@@ -122,11 +127,7 @@ async fn events_of_rolled_back_work_are_never_published(backend: DbBackend) {
         ids.push(String::from_utf8(msg.payload.to_vec()).unwrap());
     }
     assert_eq!(ids, ["{\"id\":\"kept\"}", "{\"id\":\"marker\"}"]);
-    eventually(Duration::from_secs(5), "both rows marked sent", || async {
-        (OutboxRelay::backlog(&db).await.unwrap().unsent == 0).then_some(())
-    })
-    .await
-    .unwrap();
+    every_row_marked_sent(&db).await;
     stop.cancel();
 }
 
@@ -148,11 +149,7 @@ async fn rows_a_crash_left_unsent_are_swept(backend: DbBackend) {
     })
     .await
     .unwrap();
-    eventually(Duration::from_secs(5), "the row marked sent", || async {
-        (OutboxRelay::backlog(&db).await.unwrap().unsent == 0).then_some(())
-    })
-    .await
-    .unwrap();
+    every_row_marked_sent(&db).await;
     stop.cancel();
 }
 
