@@ -60,9 +60,16 @@ pub async fn measure(
     let dir = tempfile::Builder::new().prefix("orderflow-bench-cost-").tempdir()?;
     let ports = Ports::free()?;
     let log_path = dir.path().join("up.log");
-    let mut up = spawn_up(exe, dir.path(), &ports, database_url, &log_path)?;
+    let suffix = format!("bench{}_{}", std::process::id(), fastrand::u32(..));
+    let schemas = ["orders", "inventory", "payments"].map(|s| format!("{s}_{suffix}"));
+    let mut up = spawn_up(exe, dir.path(), &ports, database_url.map(|url| (url, &schemas)), &log_path)?;
     let result = measure_running(exe, dir.path(), &ports, &mut up, rate, duration, &log_path).await;
     stop(&mut up).await;
+    if let Some(url) = database_url {
+        for schema in &schemas {
+            crate::load::spawn::drop_schema(url, schema).await;
+        }
+    }
     let mut cost = result?;
     cost.database = if database_url.is_some() { "PostgreSQL" } else { "SQLite" }.to_owned();
     Ok(cost)
@@ -152,7 +159,7 @@ fn spawn_up(
     exe: &Path,
     dir: &Path,
     ports: &Ports,
-    database_url: Option<&str>,
+    postgres: Option<(&str, &[String; 3])>,
     log_path: &Path,
 ) -> anyhow::Result<Child> {
     let log = std::fs::File::create(log_path).with_context(|| format!("creating {}", log_path.display()))?;
@@ -170,16 +177,15 @@ fn spawn_up(
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(true);
-    match database_url {
-        Some(url) => {
+    match postgres {
+        Some((url, [orders, inventory, payments])) => {
             // Fresh schemas, so that the run starts from nothing as the SQLite one does.
-            let suffix = format!("bench{}_{}", std::process::id(), fastrand::u32(..));
             let config = dir.join("orderflow.toml");
             std::fs::write(
                 &config,
                 format!(
-                    "[order]\ndb_schema = \"orders_{suffix}\"\n[inventory]\ndb_schema = \"inventory_{suffix}\"\n\
-                     [payment]\ndb_schema = \"payments_{suffix}\"\n"
+                    "[order]\ndb_schema = \"{orders}\"\n[inventory]\ndb_schema = \"{inventory}\"\n\
+                     [payment]\ndb_schema = \"{payments}\"\n"
                 ),
             )?;
             cmd.args(["--database-url", url]).arg("--config").arg(&config);

@@ -30,7 +30,7 @@ pub(crate) mod driver;
 mod latency;
 mod report;
 pub(crate) mod run;
-mod spawn;
+pub(crate) mod spawn;
 pub(crate) mod tracker;
 
 use std::path::PathBuf;

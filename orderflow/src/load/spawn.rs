@@ -142,17 +142,7 @@ impl SpawnedSystem {
         }
         if self.postgres {
             for db in &self.system.databases {
-                let dropped = async {
-                    let conn = orderflow_platform::Db::open(&db.url, &db.schema).await?;
-                    let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", db.schema);
-                    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(conn.pool()).await?;
-                    conn.close().await;
-                    anyhow::Ok(())
-                }
-                .await;
-                if let Err(e) = dropped {
-                    tracing::warn!(schema = %db.schema, error = %e, "could not drop a load-run schema");
-                }
+                drop_schema(&db.url, &db.schema).await;
             }
         }
         stopped
@@ -185,6 +175,21 @@ pub async fn restock_products_to(
         restocked += 1;
     }
     Ok(restocked)
+}
+
+/// Drops a throw-away run's PostgreSQL schema; a failure is logged, not returned.
+pub(crate) async fn drop_schema(url: &str, schema: &str) {
+    let dropped = async {
+        let conn = orderflow_platform::Db::open(url, schema).await?;
+        let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(conn.pool()).await?;
+        conn.close().await;
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = dropped {
+        tracing::warn!(schema, error = %e, "could not drop a throw-away run's schema");
+    }
 }
 
 /// A `kB` line of a `/proc/…/status` file, in bytes.
