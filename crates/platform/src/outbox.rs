@@ -124,6 +124,9 @@ impl OutboxRelay {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 batch = recv(&mut committed) => match batch {
+                    // While publishing fails (NATS unreachable), what commits is left to the
+                    // sweep instead of piling up here: the rows are in the table.
+                    Some(_) if failures > 0 => {}
                     Some(mut msgs) => {
                         // Whatever else committed meanwhile goes in the same pipelined publish.
                         while msgs.len() < BATCH as usize
@@ -132,7 +135,8 @@ impl OutboxRelay {
                             msgs.extend(more);
                         }
                         if let Err(e) = self.publish(msgs, &mut sent).await {
-                            // The rows stay unsent; the sweep retries them.
+                            failures += 1;
+                            next_sweep = Instant::now() + SWEEP_EVERY;
                             tracing::warn!(error = %e, "publishing committed events failed; the sweep retries them");
                         }
                     }

@@ -207,21 +207,22 @@ pub(crate) async fn run_batch(tx: &mut Tx, units: Vec<Unit>, mode: Mode, committ
                 false
             }
         };
-        if !keep {
-            tx.unstage_from(staged);
-        }
         if keep {
             kept += 1;
             if savepoints && let Err(e) = tx.batch("RELEASE SAVEPOINT orderflow_unit").await {
                 broken = Some(e);
             }
-        } else if savepoints {
-            let undone = match tx.batch("ROLLBACK TO SAVEPOINT orderflow_unit").await {
-                Ok(()) => tx.batch("RELEASE SAVEPOINT orderflow_unit").await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = undone {
-                broken = Some(e);
+        } else {
+            // Its events go with its work.
+            tx.unstage_from(staged);
+            if savepoints {
+                let undone = match tx.batch("ROLLBACK TO SAVEPOINT orderflow_unit").await {
+                    Ok(()) => tx.batch("RELEASE SAVEPOINT orderflow_unit").await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = undone {
+                    broken = Some(e);
+                }
             }
         }
         if let Ok(d) = done {
