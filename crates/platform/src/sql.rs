@@ -243,16 +243,7 @@ impl Tx {
     /// Runs a query; returns every row.
     pub async fn query_all(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, SqlError> {
         match &mut self.inner {
-            Inner::Sqlite(conn) => {
-                let mut stmt = conn.prepare_cached(sql)?;
-                let columns = stmt.column_count();
-                let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
-                let mut out = Vec::new();
-                while let Some(row) = rows.next()? {
-                    out.push(sqlite_row(row, columns)?);
-                }
-                Ok(out)
-            }
+            Inner::Sqlite(conn) => sqlite_rows(conn, sql, params, usize::MAX),
             Inner::Postgres(conn) => {
                 let rows = pg_query(sql, params).fetch_all(&mut **conn).await?;
                 rows.iter().map(pg_row).collect()
@@ -263,12 +254,7 @@ impl Tx {
     /// Runs a query; returns its first row, if any.
     pub async fn query_opt(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Option<Row>, SqlError> {
         match &mut self.inner {
-            Inner::Sqlite(conn) => {
-                let mut stmt = conn.prepare_cached(sql)?;
-                let columns = stmt.column_count();
-                let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
-                rows.next()?.map(|row| sqlite_row(row, columns)).transpose()
-            }
+            Inner::Sqlite(conn) => Ok(sqlite_rows(conn, sql, params, 1)?.pop()),
             Inner::Postgres(conn) => {
                 let row = pg_query(sql, params).fetch_optional(&mut **conn).await?;
                 row.as_ref().map(pg_row).transpose()
@@ -343,6 +329,25 @@ fn pg_query<'q>(sql: &str, params: &[Param<'q>]) -> sqlx::query::Query<'q, Postg
         };
     }
     q
+}
+
+/// At most `limit` rows of a query on SQLite (its prepared statement cached).
+fn sqlite_rows(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: &[Param<'_>],
+    limit: usize,
+) -> Result<Vec<Row>, SqlError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let columns = stmt.column_count();
+    let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+    let mut out = Vec::new();
+    while out.len() < limit
+        && let Some(row) = rows.next()?
+    {
+        out.push(sqlite_row(row, columns)?);
+    }
+    Ok(out)
 }
 
 fn sqlite_row(row: &rusqlite::Row<'_>, columns: usize) -> Result<Row, SqlError> {
