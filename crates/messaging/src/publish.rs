@@ -82,6 +82,15 @@ pub struct PublishError {
 }
 
 impl PublishError {
+    /// JetStream answered 409 "duplicate message id is in process" (error code 10158): another
+    /// publisher (a second relay on the same outbox, or a sweep) is storing a message with the
+    /// same `Nats-Msg-Id` at this very moment. Nothing is wrong; the message is being stored.
+    pub fn is_duplicate_in_process(&self) -> bool {
+        std::error::Error::source(&self.source)
+            .and_then(|e| e.downcast_ref::<async_nats::jetstream::Error>())
+            .is_some_and(|e| e.error_code() == async_nats::jetstream::ErrorCode(10158))
+    }
+
     /// Timeouts, lost connections and a stream that is briefly unavailable heal by themselves;
     /// an oversized payload or a failed expectation never will.
     pub fn is_retryable(&self) -> bool {
@@ -148,5 +157,39 @@ impl Publisher {
     /// The underlying JetStream context.
     pub fn jetstream(&self) -> &jetstream::Context {
         &self.js
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use async_nats::jetstream::context::{PublishError as ClientError, PublishErrorKind};
+
+    use super::PublishError;
+
+    /// The error JetStream answers a publish with, as the client parses it.
+    fn answered(json: &str) -> PublishError {
+        let error: async_nats::jetstream::Error = serde_json::from_str(json).unwrap();
+        PublishError {
+            subject: "orders.created.v1".into(),
+            source: ClientError::with_source(PublishErrorKind::Other, error),
+        }
+    }
+
+    #[test]
+    fn a_duplicate_id_being_stored_elsewhere_is_told_apart_from_real_failures() {
+        let in_process = answered(
+            r#"{"code": 409, "err_code": 10158, "description": "duplicate message id is in process"}"#,
+        );
+        let other = answered(r#"{"code": 503, "err_code": 10077, "description": "stream is offline"}"#);
+        let timeout = PublishError {
+            subject: "orders.created.v1".into(),
+            source: ClientError::new(PublishErrorKind::TimedOut),
+        };
+
+        assert!(in_process.is_duplicate_in_process());
+        assert!(!other.is_duplicate_in_process());
+        assert!(!timeout.is_duplicate_in_process());
     }
 }

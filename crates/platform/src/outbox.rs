@@ -205,7 +205,9 @@ impl OutboxRelay {
     }
 
     /// Publishes `msgs` (pipelined) and adds the ids JetStream acknowledged to `sent`; fails only
-    /// when none was acknowledged.
+    /// when none was acknowledged. A message another publisher is storing at the same moment
+    /// (JetStream's 409 "duplicate message id is in process") is neither: its row stays unsent
+    /// until that publisher marks it, or a later sweep gets the duplicate acknowledgement.
     async fn publish(
         &self,
         msgs: Vec<OutgoingMessage>,
@@ -213,6 +215,7 @@ impl OutboxRelay {
     ) -> Result<usize, anyhow::Error> {
         let results = self.publisher.publish_all(&msgs).await;
         let mut acked = 0;
+        let mut busy_elsewhere = 0;
         let mut first_error = None;
         for (msg, result) in msgs.into_iter().zip(results) {
             match result {
@@ -226,13 +229,17 @@ impl OutboxRelay {
                     sent.push(msg.message_id);
                     acked += 1;
                 }
+                Err(e) if e.is_duplicate_in_process() => {
+                    tracing::debug!(subject = %e.subject, "another publisher is storing this event; leaving it to them");
+                    busy_elsewhere += 1;
+                }
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
         }
         if let Some(e) = first_error {
-            if acked == 0 {
+            if acked == 0 && busy_elsewhere == 0 {
                 return Err(e.into());
             }
             tracing::warn!(error = %e, acked, "some outbox rows were not acknowledged; the sweep retries them");
