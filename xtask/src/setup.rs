@@ -64,13 +64,21 @@ pub fn postgres() -> anyhow::Result<String> {
         if !Path::new("/etc/postgresql").join(&version).join("main").exists() {
             run(Command::new("pg_createcluster").args([version.as_str(), "main"]))?;
         }
-        eprintln!("xtask: starting PostgreSQL {version}");
-        run(Command::new("pg_ctlcluster").args([
-            "--skip-systemctl-redirect",
-            version.as_str(),
-            "main",
-            "start",
-        ]))?;
+        // The package's install script may have started the cluster already.
+        if !listening(addr) {
+            eprintln!("xtask: starting PostgreSQL {version}");
+            let started = run(Command::new("pg_ctlcluster").args([
+                "--skip-systemctl-redirect",
+                version.as_str(),
+                "main",
+                "start",
+            ]));
+            // "Cluster is already running" is an error to pg_ctlcluster, not to us: what counts
+            // is whether the server listens.
+            if let Err(e) = started {
+                eprintln!("xtask: {e:#}; waiting for PostgreSQL anyway");
+            }
+        }
         let deadline = Instant::now() + Duration::from_secs(30);
         while !listening(addr) {
             if Instant::now() > deadline {
