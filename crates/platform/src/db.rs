@@ -152,8 +152,15 @@ impl Db {
         let committed = CommittedOutbox::default();
         let (pool, engine) = match kind {
             DbKind::Sqlite => {
-                let path = sqlite_path(url);
-                if let Some(parent) = path.and_then(|p| p.parent().map(Path::to_path_buf))
+                // The writer and the reader each open the file: an in-memory database would be a
+                // different, empty one for each of them.
+                let Some(path) = sqlite_path(url) else {
+                    return Err(DbError::UnsupportedUrl(format!(
+                        "{} (an in-memory SQLite database)",
+                        redact(url)
+                    )));
+                };
+                if let Some(parent) = path.parent().map(Path::to_path_buf)
                     && !parent.as_os_str().is_empty()
                 {
                     std::fs::create_dir_all(&parent).map_err(|source| DbError::Io {
@@ -177,7 +184,7 @@ impl Db {
                     .connect_with(opts)
                     .await
                     .map_err(connect_err)?;
-                let path = path.map_or_else(|| ":memory:".to_owned(), |p| p.display().to_string());
+                let path = path.display().to_string();
                 let writer = sqlite_thread(&path, "writer", Mode::Write { postgres: false }, &committed)?;
                 let reader = sqlite_thread(&path, "reader", Mode::Read, &committed)?;
                 (pool, Engine::Sqlite { writer, reader })
@@ -268,10 +275,7 @@ impl Db {
         E: Send + 'static,
         F: for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
     {
-        let queue = match &*self.engine {
-            Engine::Sqlite { writer, .. } | Engine::Postgres { writer, .. } => writer,
-        };
-        writer::submit(queue, writer::unit(unit)).await
+        writer::submit(self.writer(), writer::unit(unit)).await
     }
 
     /// Runs `read` on a committed snapshot, off the writer: SQLite's reader thread (batched with
@@ -306,11 +310,16 @@ impl Db {
         self.committed.set(sender).ok().map(|()| receiver)
     }
 
+    /// The writer's queue.
+    fn writer(&self) -> &mpsc::Sender<Unit> {
+        match &*self.engine {
+            Engine::Sqlite { writer, .. } | Engine::Postgres { writer, .. } => writer,
+        }
+    }
+
     /// Units of work waiting for the writer: how far behind the database is.
     pub fn write_queue(&self) -> usize {
-        let queue = match &*self.engine {
-            Engine::Sqlite { writer, .. } | Engine::Postgres { writer, .. } => writer,
-        };
+        let queue = self.writer();
         queue.max_capacity() - queue.capacity()
     }
 
@@ -442,5 +451,11 @@ mod tests {
         assert_eq!(sqlite_path("sqlite://./a/b.db?mode=rwc"), Some(Path::new("./a/b.db")));
         assert_eq!(sqlite_path("sqlite:/tmp/x.db"), Some(Path::new("/tmp/x.db")));
         assert_eq!(sqlite_path("sqlite::memory:"), None);
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_sqlite_database_is_refused() {
+        let refused = Db::open("sqlite::memory:", "test").await;
+        assert!(matches!(refused, Err(DbError::UnsupportedUrl(_))), "{refused:?}");
     }
 }

@@ -191,6 +191,9 @@ impl OutboxRelay {
         while Instant::now() < deadline {
             match self.sweep(Sweep::All, &mut sent).await {
                 Ok(0) => break,
+                // Rows left, none of them acknowledged now (another publisher has them): they
+                // stay for that publisher or the next start instead of being swept in a loop.
+                Ok(_) if sent.is_empty() => break,
                 Ok(_) => self.mark(&mut sent).await,
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox drain failed; rows stay for the next start");

@@ -12,7 +12,8 @@
 //!
 //! What a unit of work must never do follows from the first point: await anything that is not
 //! a [`Tx`] method (a timer, a channel, the network). On SQLite such a unit cannot finish on the
-//! writer thread; it is rolled back and its caller gets an error (see [`crate::writer`]).
+//! writer thread; it is rolled back with its batch and its caller gets
+//! [`WriteError::Aborted`](crate::WriteError::Aborted) (see [`crate::writer`]).
 //!
 //! Values cross the boundary as [`Param`] (in) and [`Row`] (out): integers (`BIGINT`), text and
 //! typed NULLs, which is all the portable schema uses.
@@ -149,9 +150,6 @@ pub enum SqlError {
     /// The database's thread or pool is gone, or the batch the read ran in failed.
     #[error("the database is unavailable (its connection thread stopped or its batch failed)")]
     Aborted,
-    /// A unit of work awaited something other than the database on SQLite's writer thread.
-    #[error("a unit of work waited on something other than the database; it was rolled back")]
-    Suspended,
 }
 
 impl SqlError {
@@ -162,7 +160,7 @@ impl SqlError {
                 matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
             }
             Self::Aborted => true,
-            Self::Sqlite(_) | Self::Decode(_) | Self::Suspended => false,
+            Self::Sqlite(_) | Self::Decode(_) => false,
             Self::Postgres(e) => crate::db::is_transient(e),
         }
     }

@@ -15,8 +15,9 @@
 //! statement). On PostgreSQL the writer is a task on the runtime that awaits the server.
 //!
 //! What a unit must never do: await anything but its [`Tx`] (a timer, a channel, the network:
-//! on SQLite it is rolled back with [`crate::sql::SqlError::Suspended`]), take another
-//! connection, or run long: the whole batch waits for it. Reads go to [`crate::Db::read`].
+//! on SQLite it is rolled back with its batch, and every unit of that batch gets
+//! [`WriteError::Aborted`]), take another connection, or run long: the whole batch waits for
+//! it. Reads go to [`crate::Db::read`].
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
