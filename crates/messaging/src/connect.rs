@@ -1,10 +1,13 @@
 //! Connecting to NATS: exponential backoff with jitter on the first connect and on every
 //! reconnect, reconnecting forever, every connection event logged.
+//!
+//! Both schedules are the one [`Backoff`] of `orderflow-resilience`, shaped by
+//! [`ConnectConfig::backoff`].
 
 use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions, Event};
-use backon::{ExponentialBuilder, Retryable};
+use orderflow_resilience::{Backoff, BackoffConfig, BackoffConfigError};
 
 /// How to reach NATS.
 #[derive(Clone, Debug)]
@@ -35,28 +38,46 @@ impl ConnectConfig {
             request_timeout: Duration::from_secs(10),
         }
     }
+
+    /// The retry schedule of the first connect: doubling from `min_backoff` to `max_backoff`,
+    /// up to half of each delay random so a fleet does not reconnect in lock-step, given up after
+    /// `initial_timeout`. Reconnects follow the same delays without the time limit.
+    pub fn backoff(&self) -> BackoffConfig {
+        BackoffConfig {
+            initial: self.min_backoff,
+            max: self.max_backoff,
+            multiplier: 2.0,
+            jitter: 0.5,
+            max_elapsed: self.initial_timeout,
+        }
+    }
 }
 
 /// Why the first connection failed.
 #[derive(Debug, thiserror::Error)]
-#[error("could not connect to NATS at {url} after {attempts} attempts: {source}")]
-pub struct ConnectError {
-    /// The URL tried.
-    pub url: String,
-    /// Attempts made.
-    pub attempts: usize,
-    /// The last error.
-    #[source]
-    pub source: async_nats::ConnectError,
+pub enum ConnectError {
+    /// No server answered within `initial_timeout`.
+    #[error("could not connect to NATS at {url} after {attempts} attempts: {source}")]
+    Unreachable {
+        /// The URL tried.
+        url: String,
+        /// Attempts made.
+        attempts: usize,
+        /// The last error.
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    /// `min_backoff`, `max_backoff` or `initial_timeout` make no schedule (zero, or the ceiling
+    /// below the first delay); nothing was tried.
+    #[error("invalid NATS connect backoff: {0}")]
+    InvalidBackoff(#[from] BackoffConfigError),
 }
 
-/// The delay before reconnect attempt `attempt` (0-based): exponential, capped, with full jitter
-/// in the upper half so a fleet does not reconnect in lock-step.
+/// The delay before reconnect attempt `attempt` (0-based): exponential, capped, with up to half
+/// of it random so a fleet does not reconnect in lock-step.
 pub fn reconnect_delay(attempt: usize, min: Duration, max: Duration) -> Duration {
-    let exp = u32::try_from(attempt.min(20)).unwrap_or(20);
-    let base = min.saturating_mul(2u32.saturating_pow(exp)).min(max);
-    let half = base / 2;
-    half + half.mul_f64(fastrand::f64())
+    let schedule = BackoffConfig { initial: min, max, max_elapsed: None, ..BackoffConfig::default() };
+    schedule.delay(u32::try_from(attempt).unwrap_or(u32::MAX), fastrand::f64())
 }
 
 /// Connects with backoff and jitter, then keeps reconnecting forever.
@@ -68,32 +89,22 @@ pub fn reconnect_delay(attempt: usize, min: Duration, max: Duration) -> Duration
 /// # Ok(()) }
 /// ```
 pub async fn connect(cfg: &ConnectConfig) -> Result<Client, ConnectError> {
-    let attempts = std::sync::atomic::AtomicUsize::new(0);
-    let mut backoff = ExponentialBuilder::default()
-        .with_min_delay(cfg.min_backoff)
-        .with_max_delay(cfg.max_backoff)
-        .with_jitter()
-        .without_max_times();
-    if let Some(limit) = cfg.initial_timeout {
-        backoff = backoff.with_total_delay(Some(limit));
-    }
+    let mut backoff = Backoff::new(cfg.backoff())?;
     // A comma-separated list names several servers of a cluster; any of them will do.
     let servers = server_list(&cfg.url);
-    let connect_once = || async {
-        attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        options(cfg).connect(servers.as_slice()).await
-    };
-    connect_once
-        .retry(backoff)
-        .notify(|err, delay| {
-            tracing::warn!(url = %cfg.url, error = %err, retry_in = ?delay, "NATS not reachable yet");
-        })
-        .await
-        .map_err(|source| ConnectError {
-            url: cfg.url.clone(),
-            attempts: attempts.load(std::sync::atomic::Ordering::Relaxed),
-            source,
-        })
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let err = match options(cfg).connect(servers.as_slice()).await {
+            Ok(client) => return Ok(client),
+            Err(err) => err,
+        };
+        let Some(delay) = backoff.next_delay() else {
+            return Err(ConnectError::Unreachable { url: cfg.url.clone(), attempts, source: err });
+        };
+        tracing::warn!(url = %cfg.url, error = %err, retry_in = ?delay, "NATS not reachable yet");
+        tokio::time::sleep(delay).await;
+    }
 }
 
 /// `nats://a:4222, nats://b:4222` → `["nats://a:4222", "nats://b:4222"]`.
@@ -102,7 +113,7 @@ pub fn server_list(urls: &str) -> Vec<String> {
 }
 
 fn options(cfg: &ConnectConfig) -> ConnectOptions {
-    let (min, max) = (cfg.min_backoff, cfg.max_backoff);
+    let reconnect = BackoffConfig { max_elapsed: None, ..cfg.backoff() };
     let url = cfg.url.clone();
     ConnectOptions::new()
         .name(&cfg.name)
@@ -113,7 +124,9 @@ fn options(cfg: &ConnectConfig) -> ConnectOptions {
         // go unanswered: within ~30 s at this interval instead of ~2 min at the default 60 s;
         // the client then reconnects to another node of the cluster.
         .ping_interval(Duration::from_secs(10))
-        .reconnect_delay_callback(move |attempt| reconnect_delay(attempt, min, max))
+        .reconnect_delay_callback(move |attempt| {
+            reconnect.delay(u32::try_from(attempt).unwrap_or(u32::MAX), fastrand::f64())
+        })
         .event_callback(move |event| {
             let url = url.clone();
             async move {
@@ -147,5 +160,35 @@ mod tests {
             assert!(d >= min / 2, "attempt {attempt}: {d:?}");
         }
         assert!(reconnect_delay(30, min, max) >= max / 2);
+    }
+
+    #[test]
+    fn the_connect_backoff_is_shaped_by_the_connect_settings() {
+        let mut cfg = ConnectConfig::new("nats://a:4222", "orderflow/test");
+        cfg.min_backoff = Duration::from_millis(50);
+        cfg.max_backoff = Duration::from_millis(800);
+        cfg.initial_timeout = None;
+
+        let backoff = cfg.backoff();
+
+        assert_eq!(backoff.validate(), Ok(()));
+        assert_eq!(
+            (backoff.initial, backoff.max, backoff.max_elapsed),
+            (cfg.min_backoff, cfg.max_backoff, None)
+        );
+        assert_eq!(ConnectConfig::new("u", "n").backoff().max_elapsed, Some(Duration::from_secs(60)));
+    }
+
+    #[tokio::test]
+    async fn a_backoff_ceiling_below_its_first_delay_fails_before_any_attempt() {
+        let mut cfg = ConnectConfig::new("nats://127.0.0.1:1", "orderflow/test");
+        cfg.max_backoff = Duration::from_millis(10);
+
+        let result = connect(&cfg).await;
+
+        assert!(matches!(
+            result,
+            Err(ConnectError::InvalidBackoff(BackoffConfigError::MaxBelowInitial { .. }))
+        ));
     }
 }

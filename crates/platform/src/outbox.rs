@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use orderflow_messaging::{OutgoingMessage, Publisher};
+use orderflow_resilience::Backoff;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -114,6 +115,9 @@ impl OutboxRelay {
     /// Runs until `shutdown`, then drains the outbox once more (bounded by `drain_for`).
     pub async fn run(mut self, shutdown: CancellationToken, drain_for: Duration) {
         let mut failures = 0u32;
+        // After a failed sweep (NATS or the database down) the next one waits longer each time:
+        // the default schedule, 100 ms doubling to 5 s, never giving up; a good sweep starts over.
+        let mut retry = Backoff::default();
         let mut sent: Vec<String> = Vec::new();
         let mut next_sweep = Instant::now();
         let mut next_mark = Instant::now() + MARK_EVERY;
@@ -146,18 +150,15 @@ impl OutboxRelay {
                     next_sweep = match self.sweep(Sweep::Stale, &mut sent).await {
                         Ok(n) => {
                             failures = 0;
+                            retry.reset();
                             // A full batch: more may wait.
                             Instant::now() + if n as i64 == BATCH { Duration::ZERO } else { SWEEP_EVERY }
                         }
                         Err(e) => {
                             failures += 1;
                             tracing::warn!(error = %e, attempt = failures, "outbox sweep failed; retrying");
-                            Instant::now()
-                                + orderflow_messaging::connect::reconnect_delay(
-                                    failures as usize,
-                                    Duration::from_millis(100),
-                                    Duration::from_secs(5),
-                                )
+                            // Without a time limit there is always a next delay.
+                            Instant::now() + retry.next_delay().unwrap_or(SWEEP_EVERY)
                         }
                     };
                     if last_gauge.elapsed() >= Duration::from_secs(5) {

@@ -1,5 +1,5 @@
-//! Time as a parameter: the breaker asks a [`Clock`] for "now" and for a sleep, so tests drive it
-//! with a [`ManualClock`] instead of sleeping.
+//! Time as a parameter: the breaker and the backoff ask a [`Clock`] for "now" (and callers sleep
+//! on it), so tests drive them with a [`ManualClock`] instead of sleeping.
 
 use std::fmt;
 use std::future::Future;

@@ -1,10 +1,13 @@
-//! Resilience building blocks for orderflow: today a circuit breaker (closed → open → half-open)
-//! with a bucketed rolling window, an injectable [`Clock`] and a `watch` channel of its state.
+//! Resilience building blocks for orderflow: a circuit breaker (closed → open → half-open) with a
+//! bucketed rolling window and a `watch` channel of its state, the one retry schedule
+//! ([`Backoff`]: exponential, capped, jittered, optionally time-limited), and the injectable
+//! [`Clock`] both read time from.
 //!
-//! It owns only the decision "may this call go through?" and the bookkeeping behind it. It must
-//! never make, retry, time out or sleep around the protected call itself, never decide what
-//! counts as a failure (the caller reports outcomes through a [`Permit`]), never spawn tasks,
-//! never hold a lock across an `.await`, and never panic.
+//! It owns only decisions and the bookkeeping behind them: "may this call go through?" and "how
+//! long until the next attempt, if any?". It must never make, retry, time out or sleep around the
+//! protected call itself, never decide what counts as a failure (the caller reports outcomes
+//! through a [`Permit`] and asks a [`Backoff`] for a delay), never spawn tasks, never hold a lock
+//! across an `.await`, and never panic.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -21,11 +24,13 @@
 //! # Ok::<(), orderflow_resilience::ConfigError>(())
 //! ```
 
+mod backoff;
 mod breaker;
 mod clock;
 mod config;
 mod window;
 
+pub use backoff::{Backoff, BackoffConfig, BackoffConfigError};
 pub use breaker::{BreakerSnapshot, BreakerState, CircuitBreaker, Permit, Rejected};
 pub use clock::{BoxSleep, Clock, ManualClock, SystemClock};
 pub use config::{BreakerConfig, ConfigError};

@@ -1,5 +1,6 @@
 //! Builds the payment service from its [`Settings`] and runs it until shutdown.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -8,7 +9,7 @@ use orderflow_messaging::{ConsumerRuntime, ConsumerSpec, Delivery, RuntimeConfig
 use orderflow_platform::http::HealthCheck;
 use orderflow_platform::service::{Infra, InfraConfig, Running};
 use orderflow_platform::{Db, Migration};
-use orderflow_resilience::{BreakerState, CircuitBreaker};
+use orderflow_resilience::{Backoff, BreakerState, CircuitBreaker, Clock, SystemClock};
 use orderflow_telemetry::metrics::names;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -34,6 +35,10 @@ pub struct AppState {
     pub gateway: GatewayClient,
     /// The breaker around it.
     pub breaker: CircuitBreaker,
+    /// The schedule of gateway retries; each charge takes a fresh copy.
+    pub retry: Backoff,
+    /// The time the breaker, the retries and the `max_wait` budget follow.
+    pub clock: Arc<dyn Clock>,
     /// How long an order may wait for its payment.
     pub max_wait: Duration,
     /// Cancelled when the service shuts down.
@@ -48,13 +53,23 @@ pub struct Application {
     listener: TcpListener,
     port: u16,
     breaker: CircuitBreaker,
+    retry: Backoff,
+    clock: Arc<dyn Clock>,
     gateway: GatewayClient,
 }
 
 impl Application {
     /// Binds the listener, connects NATS, opens the database, validates the breaker settings.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let breaker = CircuitBreaker::new(settings.breaker())?;
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// [`build`](Self::build), with the breaker, the gateway retries and the `max_wait` budget
+    /// on `clock` instead of real time: tests pass a `ManualClock` to open, probe and time out
+    /// without waiting.
+    pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let breaker = CircuitBreaker::with_clock(settings.breaker(), clock.clone())?;
+        let retry = Backoff::new(handlers::inventory_reserved::GATEWAY_RETRY)?.with_clock(clock.clone());
         let gateway =
             GatewayClient::new(&settings.gateway_url, Duration::from_millis(settings.gateway_timeout_ms))?;
         let listener =
@@ -69,7 +84,7 @@ impl Application {
             stream_replicas: settings.stream_replicas,
         })
         .await?;
-        Ok(Self { settings, infra, listener, port, breaker, gateway })
+        Ok(Self { settings, infra, listener, port, breaker, retry, clock, gateway })
     }
 
     /// The bound HTTP port.
@@ -82,13 +97,20 @@ impl Application {
         self.breaker.clone()
     }
 
+    /// The database (shared pool).
+    pub fn db(&self) -> &Db {
+        &self.infra.db
+    }
+
     /// Runs until `shutdown` is cancelled, then drains.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Self { settings, infra, listener, breaker, gateway, .. } = self;
+        let Self { settings, infra, listener, breaker, retry, clock, gateway, .. } = self;
         let state = AppState {
             db: infra.db.clone(),
             gateway,
             breaker: breaker.clone(),
+            retry,
+            clock,
             max_wait: Duration::from_secs(settings.max_wait_secs),
             shutdown: shutdown.clone(),
         };

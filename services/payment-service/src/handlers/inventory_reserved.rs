@@ -14,7 +14,7 @@ use orderflow_events::{
 use orderflow_messaging::publish::follow_up;
 use orderflow_messaging::{Delivery, HandlerError, OutgoingMessage};
 use orderflow_platform::{WriteError, inbox, outbox};
-use orderflow_resilience::Rejected;
+use orderflow_resilience::{BackoffConfig, Clock, Rejected};
 
 use crate::gateway::{ChargeOutcome, GatewayError};
 use crate::startup::AppState;
@@ -53,6 +53,16 @@ pub async fn handle(state: AppState, d: Delivery<InventoryReserved>) -> Result<(
     record(&state, env, decision, attempts, express).await
 }
 
+/// The schedule of gateway retries: 100 ms doubling to 5 s, up to half of each delay random, no
+/// time limit of its own (the order's `max_wait` is the limit).
+pub const GATEWAY_RETRY: BackoffConfig = BackoffConfig {
+    initial: Duration::from_millis(100),
+    max: Duration::from_secs(5),
+    multiplier: 2.0,
+    jitter: 0.5,
+    max_elapsed: None,
+};
+
 /// Calls the gateway until it answers, the wait budget runs out, or shutdown begins.
 async fn charge_with_retries(
     state: &AppState,
@@ -60,14 +70,20 @@ async fn charge_with_retries(
 ) -> Result<(Decision, i64), HandlerError> {
     let data = &env.data;
     let order_id = data.order_id.to_string();
+    let clock = &state.clock;
     // The budget runs from the reservation, not from this delivery: a redelivered message does
-    // not restart the clock.
-    let deadline_at = env.time + state.max_wait;
+    // not restart it. Its age is wall-clock time; from here on the service's clock counts.
+    let age = time::OffsetDateTime::now_utc() - env.time;
+    let left = state.max_wait.saturating_sub(Duration::try_from(age).unwrap_or_default());
+    let mut backoff = state.retry.clone();
+    backoff.reset();
+    if let Some(deadline) = clock.now().checked_add(left) {
+        backoff = backoff.give_up_at(deadline);
+    }
     let mut attempts = 0i64;
-    let mut backoff = Duration::from_millis(100);
     loop {
-        let now = time::OffsetDateTime::now_utc();
-        if now >= deadline_at {
+        let remaining = backoff.remaining().unwrap_or(Duration::MAX);
+        if remaining.is_zero() {
             return Ok((
                 Decision::Unavailable(format!(
                     "no answer from the payment gateway within {:?}",
@@ -76,7 +92,6 @@ async fn charge_with_retries(
                 attempts,
             ));
         }
-        let remaining = Duration::try_from(deadline_at - now).unwrap_or_default();
         let permit = match state.breaker.try_acquire() {
             Ok(p) => p,
             Err(rejected) => {
@@ -90,7 +105,7 @@ async fn charge_with_retries(
                     _ = state.shutdown.cancelled() => {
                         return Err(HandlerError::transient("shutting down while the breaker is open"));
                     }
-                    _ = tokio::time::sleep(wait.min(remaining).max(Duration::from_millis(10))) => {}
+                    _ = sleep(clock.as_ref(), wait.min(remaining).max(Duration::from_millis(10))) => {}
                 }
                 continue;
             }
@@ -118,16 +133,25 @@ async fn charge_with_retries(
             Err(GatewayError::Unavailable(detail)) => {
                 permit.failure();
                 tracing::info!(order_id, attempts, error = %detail, "gateway unavailable; retrying");
-                let jittered = backoff.mul_f64(0.5 + fastrand::f64() / 2.0);
+                // No delay means the budget is spent: the top of the loop fails the payment.
+                let Some(delay) = backoff.next_delay() else { continue };
                 tokio::select! {
                     _ = state.shutdown.cancelled() => {
                         return Err(HandlerError::transient(format!("shutting down after: {detail}")));
                     }
-                    _ = tokio::time::sleep(jittered.min(remaining)) => {}
+                    _ = sleep(clock.as_ref(), delay) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+/// Sleeps `duration` on `clock` (a test's manual clock moves only when told to).
+async fn sleep(clock: &dyn Clock, duration: Duration) {
+    match clock.now().checked_add(duration) {
+        Some(at) => clock.sleep_until(at).await,
+        // Further away than the clock can count: never.
+        None => std::future::pending().await,
     }
 }
 
@@ -217,4 +241,16 @@ async fn record(
         tracing::debug!(status, attempts, "payment decided");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gateway_retry_schedule_is_valid_and_doubles_from_100_ms_to_5_s() {
+        assert_eq!(GATEWAY_RETRY.validate(), Ok(()));
+        let bases: Vec<_> = (0..8).map(|n| GATEWAY_RETRY.base_delay(n).as_millis()).collect();
+        assert_eq!(bases, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+    }
 }

@@ -1,0 +1,353 @@
+//! `spawn_app` and the helpers every test uses: an in-process gateway-sim and its admin API,
+//! publishing `inventory.reserved.v1`, reading the PAYMENTS stream and the payments table,
+//! driving a manual clock, waiting for the service to be quiet.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, message::StreamMessage};
+use orderflow_events::{
+    CorrelationId, Currency, Envelope, InventoryReserved, OrderId, ProductId, Quantity, ReservationId,
+    ReservedLine,
+};
+use orderflow_messaging::{OutgoingMessage, Publisher};
+use orderflow_platform::{Db, OutboxRelay, SqlError, args};
+use orderflow_resilience::{CircuitBreaker, Clock, ManualClock, SystemClock};
+use orderflow_test_support::{DbBackend, TestDb, TestNats, eventually};
+use payment_service::{Application, Settings};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long a test waits for something that should happen within a second or two.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// The payment consumers (standard and express lanes), both on the INVENTORY stream.
+pub const CONSUMERS: [&str; 2] = ["payment-inventory-reserved", "payment-inventory-reserved-express"];
+
+/// How a test wants the service built.
+#[derive(Default)]
+pub struct Options {
+    /// Run the service on this clock instead of real time.
+    pub clock: Option<ManualClock>,
+    /// Changes to the settings the test needs.
+    pub settings: Option<fn(&mut Settings)>,
+}
+
+/// The running service, its gateway and what a test needs around them.
+pub struct TestApp {
+    /// JetStream on a client of the test's own.
+    pub js: jetstream::Context,
+    /// `http://127.0.0.1:<port>` of the gateway-sim.
+    pub gateway: String,
+    /// HTTP client.
+    pub http: reqwest::Client,
+    /// The service's circuit breaker.
+    pub breaker: CircuitBreaker,
+    /// The service's manual clock, when the test asked for one.
+    pub clock: Option<ManualClock>,
+    /// The service's database (its own pool).
+    pub db: Db,
+    /// Cancels the service and the gateway.
+    pub shutdown: CancellationToken,
+    publisher: Publisher,
+    _server: JoinHandle<anyhow::Result<()>>,
+    _gateway: JoinHandle<anyhow::Result<()>>,
+    _nats: TestNats,
+    _db: TestDb,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A nats-server, a SQLite database, a gateway-sim and the service, all fresh, on real time.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+/// [`spawn_app`] with a manual clock and/or changed settings.
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    orderflow_telemetry::init_for_tests();
+    let nats = TestNats::start().expect("starting nats-server");
+    let test_db = TestDb::new(DbBackend::Sqlite).expect("creating a test database");
+    let shutdown = CancellationToken::new();
+
+    // The gateway-sim in process, as `orderflow up` runs it; its ledger sits next to the
+    // service's database.
+    let gateway_config = gateway_sim::Config {
+        port: 0,
+        data_dir: test_db.dir().to_path_buf(),
+        shutdown_timeout_secs: 1,
+        ..gateway_sim::Config::default()
+    };
+    let listener = gateway_sim::bind(&gateway_config).await.expect("binding gateway-sim");
+    let gateway = format!("http://{}", listener.local_addr().unwrap());
+    let gateway_task = tokio::spawn(gateway_sim::run(listener, gateway_config, shutdown.clone()));
+
+    let (database_url, db_schema) = test_db.for_service("payment");
+    let mut settings = Settings {
+        port: 0,
+        nats_url: nats.url(),
+        database_url,
+        db_schema,
+        gateway_url: gateway.clone(),
+        shutdown_timeout_secs: 5,
+        ..Settings::default()
+    };
+    if let Some(change) = options.settings {
+        change(&mut settings);
+    }
+    let clock: Arc<dyn Clock> = match &options.clock {
+        Some(manual) => Arc::new(manual.clone()),
+        None => Arc::new(SystemClock),
+    };
+    let app = Application::build_with_clock(settings, clock).await.expect("building the application");
+    let breaker = app.breaker();
+    let db = app.db().clone();
+    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let js = nats.jetstream().await.expect("connecting the test client");
+    let test_app = TestApp {
+        publisher: Publisher::new(js.clone()),
+        js,
+        gateway,
+        http: reqwest::Client::new(),
+        breaker,
+        clock: options.clock,
+        db,
+        shutdown,
+        _server: server,
+        _gateway: gateway_task,
+        _nats: nats,
+        _db: test_db,
+    };
+    test_app.wait_for_gateway().await;
+    test_app
+}
+
+/// An event as read back from the PAYMENTS stream.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The subject it was published on.
+    pub subject: String,
+    /// The envelope.
+    pub envelope: Value,
+}
+
+impl Received {
+    fn from_stream(m: StreamMessage) -> Self {
+        Self {
+            subject: m.subject.to_string(),
+            envelope: serde_json::from_slice(&m.payload).unwrap_or(Value::Null),
+        }
+    }
+
+    /// `data`.
+    pub fn data(&self) -> &Value {
+        &self.envelope["data"]
+    }
+}
+
+/// The payments table's row of one order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentRow {
+    /// `completed` | `failed`.
+    pub status: String,
+    /// The failure reason.
+    pub reason: Option<String>,
+    /// The gateway's charge id.
+    pub charge_id: Option<String>,
+    /// Gateway calls made.
+    pub attempts: i64,
+}
+
+impl TestApp {
+    /// The manual clock (panics when the test did not ask for one).
+    pub fn manual_clock(&self) -> &ManualClock {
+        self.clock.as_ref().expect("this test runs on real time")
+    }
+
+    async fn wait_for_gateway(&self) {
+        eventually(WAIT, "gateway-sim to answer", || async {
+            let res = self.http.get(format!("{}/health/live", self.gateway)).send().await.ok()?;
+            res.status().is_success().then_some(())
+        })
+        .await
+        .unwrap();
+    }
+
+    /// `PUT /admin/faults` on the gateway with a partial body.
+    pub async fn set_faults(&self, faults: Value) {
+        let res = self.http.put(format!("{}/admin/faults", self.gateway)).json(&faults).send().await.unwrap();
+        assert_eq!(res.status(), 200, "setting faults {faults}: {}", res.text().await.unwrap_or_default());
+    }
+
+    /// `GET /admin/charges?order_id=…`: the charges the gateway recorded for the order.
+    pub async fn charges(&self, order_id: OrderId) -> Vec<Value> {
+        let res = self
+            .http
+            // A UUID needs no percent-encoding.
+            .get(format!("{}/admin/charges?order_id={order_id}", self.gateway))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let body: Value = res.json().await.unwrap();
+        body["charges"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// A charge made directly at the gateway (not through the service).
+    pub async fn charge_directly(&self, idempotency_key: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/charges", self.gateway))
+            .header("Idempotency-Key", idempotency_key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Publishes an event as inventory would (the project's envelope and headers).
+    pub async fn publish(&self, envelope: &Envelope<InventoryReserved>) {
+        let msg = OutgoingMessage::from_envelope(envelope, false).unwrap();
+        self.publisher.publish(&msg).await.unwrap();
+    }
+
+    /// Publishes the same envelope under another `Nats-Msg-Id`, so JetStream stores it again
+    /// (as a redelivery after the duplicate window would be).
+    pub async fn publish_again(&self, envelope: &Envelope<InventoryReserved>) {
+        let mut msg = OutgoingMessage::from_envelope(envelope, false).unwrap();
+        msg.message_id = format!("{}-again", msg.message_id);
+        self.publisher.publish(&msg).await.unwrap();
+    }
+
+    /// Every event the service published about `order_id`.
+    pub async fn events_for(&self, order_id: OrderId) -> Vec<Received> {
+        let id = order_id.to_string();
+        let mut stream = self.js.get_stream("PAYMENTS").await.unwrap();
+        let state = stream.info().await.unwrap().state.clone();
+        let mut out = Vec::new();
+        if state.messages == 0 {
+            return out;
+        }
+        for seq in state.first_sequence..=state.last_sequence {
+            if let Ok(m) = stream.get_raw_message(seq).await {
+                let received = Received::from_stream(m);
+                if received.envelope["subject"] == id.as_str() {
+                    out.push(received);
+                }
+            }
+        }
+        out
+    }
+
+    /// Waits for the service's (first) payment event about `order_id`.
+    pub async fn payment_event(&self, order_id: OrderId) -> Received {
+        eventually(WAIT, &format!("a payment event for order {order_id}"), || async {
+            self.events_for(order_id).await.into_iter().next()
+        })
+        .await
+        .unwrap()
+    }
+
+    /// The payments row of `order_id`, if the payment was decided.
+    pub async fn payment_row(&self, order_id: OrderId) -> Option<PaymentRow> {
+        let id = order_id.to_string();
+        self.db
+            .read::<_, SqlError, _>(move |tx| {
+                Box::pin(async move {
+                    let row = tx
+                        .query_opt(
+                            "SELECT status, reason, charge_id, attempts FROM payments WHERE order_id = $1",
+                            args![&id],
+                        )
+                        .await?;
+                    row.map(|r| {
+                        Ok(PaymentRow {
+                            status: r.text(0)?,
+                            reason: r.opt_text(1)?,
+                            charge_id: r.opt_text(2)?,
+                            attempts: r.int(3)?,
+                        })
+                    })
+                    .transpose()
+                })
+            })
+            .await
+            .unwrap()
+    }
+
+    /// The JetStream view of one payment consumer.
+    pub async fn consumer_info(&self, durable: &str) -> consumer::Info {
+        let stream = self.js.get_stream("INVENTORY").await.unwrap();
+        stream.consumer_info(durable).await.unwrap()
+    }
+
+    /// Waits until every payment consumer has handled everything published so far and the
+    /// outbox is empty: after this, no further payment event can appear without new input.
+    pub async fn wait_until_quiet(&self) {
+        eventually(WAIT, "the service to be quiet", || async {
+            for durable in CONSUMERS {
+                let stream = self.js.get_stream("INVENTORY").await.ok()?;
+                let info = stream.consumer_info(durable).await.ok()?;
+                if info.num_pending > 0 || info.num_ack_pending > 0 {
+                    return None;
+                }
+            }
+            let backlog = OutboxRelay::backlog(&self.db).await.ok()?;
+            (backlog.unsent == 0).then_some(())
+        })
+        .await
+        .unwrap();
+    }
+
+    /// Moves the manual clock forward by `step` between polls of `check`, until `check` returns
+    /// `Some`. Returns the value and how far the clock was moved.
+    pub async fn advance_until<T, F, Fut>(&self, step: Duration, what: &str, mut check: F) -> (T, Duration)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        let clock = self.manual_clock();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut advanced = Duration::ZERO;
+        loop {
+            if let Some(value) = check().await {
+                return (value, advanced);
+            }
+            assert!(tokio::time::Instant::now() < deadline, "timed out after {WAIT:?} waiting for {what}");
+            clock.advance(step);
+            advanced += step;
+            // Real time for the service to react to the new "now"; this is polling, not a wait
+            // for something not to happen.
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+/// An `inventory.reserved.v1` envelope from inventory for a new order: two lines, `total_cents`
+/// their sum, in USD.
+pub fn inventory_reserved(total_cents: i64) -> Envelope<InventoryReserved> {
+    let line = |product: &str, quantity: u32, unit_price_cents: i64| ReservedLine {
+        product_id: ProductId::parse(product).unwrap(),
+        quantity: Quantity::parse(quantity).unwrap(),
+        unit_price_cents,
+    };
+    let data = InventoryReserved {
+        order_id: OrderId::new(),
+        reservation_id: ReservationId::new(),
+        lines: vec![line("sku-001", 1, total_cents - 100), line("sku-002", 2, 50)],
+        total_cents,
+        currency: Currency::usd(),
+    };
+    Envelope::new("orderflow/inventory-service", CorrelationId::generate(), data)
+        .with_traceparent(Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned()))
+}
+
+/// The JSON body of a gateway charge.
+pub fn charge_body(order_id: OrderId, amount_cents: i64) -> Value {
+    json!({"order_id": order_id.to_string(), "amount_cents": amount_cents, "currency": "USD"})
+}
