@@ -130,7 +130,11 @@ async fn bench_quick_produces_a_complete_report() {
     let cost = &report.cost[0];
     assert_eq!(cost.database, "SQLite");
     assert!(cost.orders > 0 && cost.system_us > 0.0 && cost.nats_us > 0.0 && cost.load_us > 0.0, "{cost:?}");
-    assert!(cost.system_rss_end_bytes > 0 && cost.log_bytes_per_order > 0.0, "{cost:?}");
+    assert!(cost.log_bytes_per_order > 0.0, "{cost:?}");
+    for rss in [&cost.system_rss, &cost.nats_rss] {
+        assert!(rss.start > 0 && rss.warm > 0 && rss.end > 0 && rss.peak >= rss.end, "{cost:?}");
+    }
+    assert!(cost.load_rss.peak > 0, "{cost:?}");
     assert_eq!(report.goals.len(), 8);
     let md = std::fs::read_to_string(out.path().join("bench.md")).unwrap();
     assert!(md.contains("## Saga capacity on SQLite"), "{md}");

@@ -60,9 +60,16 @@ pub async fn enqueue(tx: &mut Tx, msg: &OutgoingMessage) -> Result<(), SqlError>
 }
 
 /// `UPDATE outbox SET sent_at = now WHERE id IN (…)` for `ids` (at most [`BATCH`]).
+///
+/// The list is padded to a power of two by repeating the last id (the same row, matched once),
+/// so that at most ten statement texts exist (1, 2, 4 … 512). One text per count filled the connection's
+/// prepared-statement cache with hundreds of one-off statements of up to 512 parameters: memory
+/// that grew for hours (found by the memory test) and evicted the hot per-order statements.
 async fn mark_sent(tx: &mut Tx, ids: Vec<String>) -> Result<(), SqlError> {
+    let Some(last) = ids.last() else { return Ok(()) };
+    let slots = ids.len().next_power_of_two();
     let mut sql = String::from("UPDATE outbox SET sent_at = $1 WHERE id IN (");
-    for i in 0..ids.len() {
+    for i in 0..slots {
         if i > 0 {
             sql.push_str(", ");
         }
@@ -70,9 +77,10 @@ async fn mark_sent(tx: &mut Tx, ids: Vec<String>) -> Result<(), SqlError> {
     }
     sql.push(')');
     let now = crate::now_rfc3339();
-    let mut params = Vec::with_capacity(ids.len() + 1);
+    let mut params = Vec::with_capacity(slots + 1);
     params.push(Param::from(&now));
     params.extend(ids.iter().map(Param::from));
+    params.resize(slots + 1, Param::from(last));
     tx.execute(&sql, &params).await?;
     Ok(())
 }

@@ -50,6 +50,15 @@ pub fn init(default_directive: &str) -> bool {
 
 /// Like [`init`] with an explicit format.
 pub fn init_with(format: LogFormat, default_directive: &str) -> bool {
+    init_writing_to(format, default_directive, std::io::stdout)
+}
+
+/// Like [`init_with`], writing the log lines to `writer` instead of stdout (a file, or
+/// `std::io::sink` for a test that needs the production subscriber but not its output).
+pub fn init_writing_to<W>(format: LogFormat, default_directive: &str, writer: W) -> bool
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_directive));
     let fmt = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -59,8 +68,9 @@ pub fn init_with(format: LogFormat, default_directive: &str) -> bool {
             .with_span_list(false)
             .with_target(true)
             .fmt_fields(fields::LeanJsonFields)
+            .with_writer(writer)
             .boxed(),
-        LogFormat::Pretty => tracing_subscriber::fmt::layer().with_target(false).boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer().with_target(false).with_writer(writer).boxed(),
     };
     let otel = otlp_provider().map(|provider| otel_layer(&provider));
     tracing_subscriber::registry().with(fmt.with_filter(filter)).with(otel).try_init().is_ok()

@@ -41,12 +41,57 @@ pub struct CostPerOrder {
     pub load_us: f64,
     /// System + nats-server (the load generator is the users, not the system).
     pub total_us: f64,
-    /// Resident memory of `orderflow up` once ready (bytes).
-    pub system_rss_start_bytes: u64,
-    /// … and at the end of the run.
-    pub system_rss_end_bytes: u64,
+    /// Resident memory of `orderflow up` over the run.
+    pub system_rss: RssOverTime,
+    /// … of its nats-server.
+    pub nats_rss: RssOverTime,
+    /// … of `orderflow load`.
+    pub load_rss: RssOverTime,
     /// Log bytes the system wrote per order (JSON lines, default level).
     pub log_bytes_per_order: f64,
+}
+
+/// Resident memory (`VmRSS`) of one process over a cost run, in bytes, sampled every
+/// [`RSS_EVERY`]: growth after the warm-up is what a leak looks like.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct RssOverTime {
+    /// When the load started (for `orderflow load`: its first sample).
+    pub start: u64,
+    /// After the warm-up: the first sample a quarter of the way through the run (at least 5 s
+    /// in), when connection buffers, caches and channels have reached their working size.
+    pub warm: u64,
+    /// The last sample, as the load ended.
+    pub end: u64,
+    /// The largest sample.
+    pub peak: u64,
+}
+
+impl RssOverTime {
+    fn sample(&mut self, bytes: u64, warm: bool) {
+        if bytes == 0 {
+            return; // the process is gone, or not yet readable
+        }
+        if self.start == 0 {
+            self.start = bytes;
+        }
+        if warm && self.warm == 0 {
+            self.warm = bytes;
+        }
+        self.end = bytes;
+        self.peak = self.peak.max(bytes);
+    }
+
+    /// Growth from the warm-up to the end (bytes; negative when it shrank).
+    pub fn growth_after_warmup(&self) -> i64 {
+        self.end as i64 - self.warm as i64
+    }
+}
+
+/// How often the cost run samples the processes' memory.
+pub const RSS_EVERY: Duration = Duration::from_secs(1);
+
+fn rss_of(pid: u32) -> u64 {
+    proc_status_bytes(&format!("/proc/{pid}/status"), "VmRSS:").unwrap_or(0)
 }
 
 /// Runs `orderflow up` and `orderflow load --rate rate --duration seconds` as child processes
@@ -89,10 +134,16 @@ async fn measure_running(
     let nats_pid = child_named(up_pid, "nats-server").context("finding orderflow up's nats-server")?;
     let (system_0, nats_0) = (cpu_ticks(up_pid)?, cpu_ticks(nats_pid)?);
     let log_0 = file_len(log_path);
-    let rss_start = proc_status_bytes(&format!("/proc/{up_pid}/status"), "VmRSS:").unwrap_or(0);
+    let (mut system_rss, mut nats_rss, mut load_rss) =
+        (RssOverTime::default(), RssOverTime::default(), RssOverTime::default());
+    let sample = |system: &mut RssOverTime, nats: &mut RssOverTime, warm: bool| {
+        system.sample(rss_of(up_pid), warm);
+        nats.sample(rss_of(nats_pid), warm);
+    };
+    sample(&mut system_rss, &mut nats_rss, false);
 
     let json = dir.join("load.json");
-    let status = Command::new(exe)
+    let mut load = Command::new(exe)
         .arg("load")
         .args(["--order-url", &format!("http://127.0.0.1:{}", ports.order)])
         .args(["--inventory-url", &format!("http://127.0.0.1:{}", ports.inventory)])
@@ -102,12 +153,26 @@ async fn measure_running(
         .arg(&json)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status()
-        .await
+        .kill_on_drop(true)
+        .spawn()
         .context("running orderflow load")?;
+    let load_pid = load.id().unwrap_or(0);
+    let started = Instant::now();
+    let warm_after = (duration / 4).max(Duration::from_secs(5));
+    let mut every = tokio::time::interval(RSS_EVERY);
+    let status = loop {
+        tokio::select! {
+            status = load.wait() => break status.context("waiting for orderflow load")?,
+            _ = every.tick() => {
+                let warm = started.elapsed() >= warm_after;
+                sample(&mut system_rss, &mut nats_rss, warm);
+                load_rss.sample(rss_of(load_pid), warm);
+            }
+        }
+    };
     let (system_1, nats_1) = (cpu_ticks(up_pid)?, cpu_ticks(nats_pid)?);
     let log_1 = file_len(log_path);
-    let rss_end = proc_status_bytes(&format!("/proc/{up_pid}/status"), "VmRSS:").unwrap_or(0);
+    sample(&mut system_rss, &mut nats_rss, true);
     let text = std::fs::read_to_string(&json)
         .with_context(|| format!("orderflow load ({status}) wrote no report at {}", json.display()))?;
     let report: serde_json::Value = serde_json::from_str(&text).context("reading the load report")?;
@@ -134,8 +199,9 @@ async fn measure_running(
         nats_us,
         load_us: number("/cpu_seconds") * 1e6 / orders as f64,
         total_us: system_us + nats_us,
-        system_rss_start_bytes: rss_start,
-        system_rss_end_bytes: rss_end,
+        system_rss,
+        nats_rss,
+        load_rss,
         log_bytes_per_order: log_1.saturating_sub(log_0) as f64 / orders as f64,
     })
 }

@@ -37,7 +37,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use cost::{CostPerOrder, own_cpu_seconds};
+pub use cost::{CostPerOrder, RssOverTime, own_cpu_seconds};
 pub use jetstream::JetStreamNumbers;
 pub use saga::{Capacity, CapacityStep, ExpressUnderBacklog, FixedRate};
 
@@ -246,14 +246,16 @@ pub async fn run_bench(config: &BenchConfig, shutdown: &CancellationToken) -> an
         let c = cost::measure(&exe, config.latency_rate, config.latency_duration, url).await?;
         log(format!(
             "cost per order at {:.0}/s on {}: system {:.0} µs + nats-server {:.0} µs CPU (load generator {:.0} µs); \
-             {:.0} log bytes; system RSS {:.1} MB; p99 {:.1} ms",
+             {:.0} log bytes; system RSS {:.1} MB at start, {:.1} MB after warm-up, {:.1} MB at end; p99 {:.1} ms",
             c.rate,
             c.database,
             c.system_us,
             c.nats_us,
             c.load_us,
             c.log_bytes_per_order,
-            c.system_rss_end_bytes as f64 / 1024.0 / 1024.0,
+            c.system_rss.start as f64 / 1024.0 / 1024.0,
+            c.system_rss.warm as f64 / 1024.0 / 1024.0,
+            c.system_rss.end as f64 / 1024.0 / 1024.0,
             c.p99_ms
         ));
         cost.push(c);

@@ -239,13 +239,13 @@ impl BenchReport {
                 o,
                 "\n## Cost per order (separate processes: `orderflow up`, its nats-server, `orderflow load`)\n\n\
                  CPU is utime + stime from `/proc`, over the load run, divided by the orders that finished.\n\n\
-                 | database | orders/s | orders | p99 ms | system µs | nats-server µs | system + nats µs | load generator µs | system RSS start → end | log bytes/order |\n\
-                 |---|---:|---:|---:|---:|---:|---:|---:|---|---:|"
+                 | database | orders/s | orders | p99 ms | system µs | nats-server µs | system + nats µs | load generator µs | log bytes/order |\n\
+                 |---|---:|---:|---:|---:|---:|---:|---:|---:|"
             );
             for c in &self.cost {
                 let _ = writeln!(
                     o,
-                    "| {} | {:.0} | {} | {:.1} | {:.0} | {:.0} | **{:.0}** | {:.0} | {:.1} → {:.1} MB | {:.0} |",
+                    "| {} | {:.0} | {} | {:.1} | {:.0} | {:.0} | **{:.0}** | {:.0} | {:.0} |",
                     c.database,
                     c.completed_rate,
                     thousands(c.orders as f64),
@@ -254,10 +254,34 @@ impl BenchReport {
                     c.nats_us,
                     c.total_us,
                     c.load_us,
-                    c.system_rss_start_bytes as f64 / MB,
-                    c.system_rss_end_bytes as f64 / MB,
                     c.log_bytes_per_order
                 );
+            }
+            let _ = writeln!(
+                o,
+                "\n## Memory over the cost run (RSS, MB)\n\n\
+                 Sampled every second. After warm-up: a quarter of the way through the run (at least 5 s \
+                 in). Growth from there to the end is what a leak looks like.\n\n\
+                 | database | process | start | after warm-up | end | peak | growth after warm-up |\n\
+                 |---|---|---:|---:|---:|---:|---:|"
+            );
+            for c in &self.cost {
+                for (process, r) in [
+                    ("orderflow up", &c.system_rss),
+                    ("nats-server", &c.nats_rss),
+                    ("orderflow load", &c.load_rss),
+                ] {
+                    let _ = writeln!(
+                        o,
+                        "| {} | {process} | {:.1} | {:.1} | {:.1} | {:.1} | {:+.1} |",
+                        c.database,
+                        r.start as f64 / MB,
+                        r.warm as f64 / MB,
+                        r.end as f64 / MB,
+                        r.peak as f64 / MB,
+                        r.growth_after_warmup() as f64 / MB
+                    );
+                }
             }
         }
 

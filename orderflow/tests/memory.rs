@@ -1,0 +1,111 @@
+//! Memory stays flat while orders flow. `orderflow up` once grew by ~1.7 KB per order for as
+//! long as it ran (histogram samples nobody scraped, gateway-sim's in-memory ledger, …); this
+//! test runs the same in-process system with the production log subscriber and metrics
+//! recorder, sends a batch of orders to warm it up, then a second batch, and requires the
+//! second batch to leave the heap where the first left it.
+//!
+//! It counts the Rust heap with an instrumented global allocator (its own test binary, since a
+//! global allocator is per binary): exact, and unmoved by SQLite's page caches (which use the C
+//! allocator and fill up to a fixed size) or by the allocator's fragmentation, which make RSS
+//! a poor signal over a few thousand orders. RSS is printed beside it. The long run with RSS
+//! over time is `orderflow bench` and docs/PERFORMANCE.md.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::alloc::System;
+use std::time::Duration;
+
+use orderflow::load::{
+    LoadConfig, OrderMix, SPAWN_RESTOCK, Schedule, Share, SpawnedSystem, Target, Until, proc_status_bytes,
+    run_load,
+};
+use orderflow_telemetry::LogFormat;
+use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
+use tokio_util::sync::CancellationToken;
+
+#[global_allocator]
+static HEAP: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Orders per batch: enough that a leak of a few dozen bytes per order stands out from the
+/// fixed costs (connection buffers, channel and map capacities grown by the first batch).
+const BATCH: u64 = 3_000;
+/// What a further batch may add to the heap, per order. Measured: ~1 B. The leaks this test has
+/// caught were ~60 B (a prepared statement per outbox mark size), and before it ~450 B (the
+/// gateway ledger) and tens of bytes (histogram samples nobody scraped) per order.
+const ALLOWED_BYTES_PER_ORDER: i64 = 16;
+
+fn live_heap_bytes() -> i64 {
+    let s = HEAP.stats();
+    // A realloc is already counted in both (its growth as allocated, its shrinking as
+    // deallocated); `bytes_reallocated` is the same change again.
+    s.bytes_allocated as i64 - s.bytes_deallocated as i64
+}
+
+/// The least live heap over a little more than one metrics upkeep period: what is left once
+/// the last batch's transient buffers are freed and its histogram samples are folded into
+/// their buckets (which a recorder that kept them would never do).
+async fn settled_heap_bytes() -> i64 {
+    let window = orderflow_telemetry::metrics::UPKEEP_EVERY + Duration::from_secs(1);
+    let end = tokio::time::Instant::now() + window;
+    let mut least = live_heap_bytes();
+    while tokio::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        least = least.min(live_heap_bytes());
+    }
+    least
+}
+
+fn rss_mb() -> f64 {
+    proc_status_bytes("/proc/self/status", "VmRSS:").unwrap_or(0) as f64 / 1e6
+}
+
+/// Sends one batch and waits until every order is terminal; returns how many were accepted.
+/// The report (latency histograms and all) is dropped before the caller measures.
+async fn batch(system: &SpawnedSystem, restock: bool) -> u64 {
+    let mut config = LoadConfig::new(
+        Target::Running(system.endpoints()),
+        Schedule::Closed { clients: 16 },
+        Until::Count(BATCH),
+    );
+    // Express orders and duplicate idempotency keys take paths of their own: include them.
+    config.mix = OrderMix {
+        express_share: Share::parse(0.2).unwrap(),
+        duplicate_key_share: Share::parse(0.1).unwrap(),
+        ..OrderMix::default()
+    };
+    config.restock = restock.then_some(SPAWN_RESTOCK);
+    config.progress = false;
+    let report = run_load(&config, &CancellationToken::new()).await.unwrap();
+    assert!(report.passed(), "{}", report.render());
+    assert_eq!(report.pending, 0, "{}", report.render());
+    report.accepted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_further_batch_of_orders_leaves_the_heap_where_the_one_before_left_it() {
+    // The production subscriber (JSON lines at info), writing nowhere.
+    orderflow_telemetry::init_writing_to(LogFormat::Json, "info", std::io::sink);
+    let mut system = SpawnedSystem::start(None, None, &[]).await.unwrap();
+    // Warm-up: connection buffers, channel and map capacities, statement caches reach their
+    // working size.
+    batch(&system, true).await;
+
+    batch(&system, false).await;
+    let (heap_1, rss_1) = (settled_heap_bytes().await, rss_mb());
+    let accepted = batch(&system, false).await;
+    let (heap_2, rss_2) = (settled_heap_bytes().await, rss_mb());
+    system.stop().await.unwrap();
+
+    let grown = heap_2 - heap_1;
+    let per_order = grown / accepted.max(1) as i64;
+    println!(
+        "heap after the second batch of {BATCH} orders: {:.2} MB, after the third: {:.2} MB \
+         ({grown:+} B, {per_order:+} B per order); RSS {rss_1:.1} MB -> {rss_2:.1} MB",
+        heap_1 as f64 / 1e6,
+        heap_2 as f64 / 1e6,
+    );
+    assert!(
+        per_order <= ALLOWED_BYTES_PER_ORDER,
+        "the heap grew by {grown} B over {accepted} orders ({per_order} B per order, at most \
+         {ALLOWED_BYTES_PER_ORDER} allowed): something keeps per-order state"
+    );
+}
