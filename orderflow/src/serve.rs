@@ -8,17 +8,21 @@
 
 use anyhow::Context as _;
 use clap::Subcommand;
+use inventory_service::InventoryService;
+use order_service::OrderService;
+use orderflow_platform::kernel::{self, Flags, NoFlags};
+use payment_service::{PaymentService, configuration::PaymentFlags};
 use tokio_util::sync::CancellationToken;
 
 /// Which service to run.
 #[derive(Debug, Subcommand)]
 pub enum Service {
     /// The order API (what `order-service` runs).
-    Order(order_service::configuration::Cli),
+    Order(Flags<NoFlags>),
     /// The inventory service (what `inventory-service` runs).
-    Inventory(inventory_service::Flags),
+    Inventory(Flags<NoFlags>),
     /// The payment service (what `payment-service` runs).
-    Payment(payment_service::configuration::Cli),
+    Payment(Flags<PaymentFlags>),
     /// The payment gateway simulator (what `gateway-sim` runs).
     Gateway(gateway_sim::Cli),
 }
@@ -26,10 +30,11 @@ pub enum Service {
 impl Service {
     /// The service's name, for logs and errors.
     pub fn name(&self) -> &'static str {
+        use orderflow_platform::kernel::Service as _;
         match self {
-            Self::Order(_) => "order-service",
-            Self::Inventory(_) => "inventory-service",
-            Self::Payment(_) => "payment-service",
+            Self::Order(_) => OrderService::NAME,
+            Self::Inventory(_) => InventoryService::NAME,
+            Self::Payment(_) => PaymentService::NAME,
             Self::Gateway(_) => "gateway-sim",
         }
     }
@@ -38,16 +43,9 @@ impl Service {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let name = self.name();
         let result = match self {
-            Self::Order(cli) => {
-                order_service::Application::build(cli.settings()?).await?.run_until_stopped(shutdown).await
-            }
-            Self::Inventory(flags) => {
-                let settings = inventory_service::Settings::load(flags.common.config.as_deref(), &flags)?;
-                inventory_service::Application::build(settings).await?.run_until_stopped(shutdown).await
-            }
-            Self::Payment(cli) => {
-                payment_service::Application::build(cli.settings()?).await?.run_until_stopped(shutdown).await
-            }
+            Self::Order(flags) => kernel::serve::<OrderService>(&flags, shutdown).await,
+            Self::Inventory(flags) => kernel::serve::<InventoryService>(&flags, shutdown).await,
+            Self::Payment(flags) => kernel::serve::<PaymentService>(&flags, shutdown).await,
             Self::Gateway(cli) => {
                 let config = cli.config()?;
                 let listener = gateway_sim::bind(&config).await?;

@@ -10,8 +10,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use inventory_service::InventoryService;
+use order_service::OrderService;
 use orderflow_natsd::{NatsServer, Options};
-use orderflow_platform::config;
+use orderflow_platform::kernel::{self, Service};
+use payment_service::PaymentService;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -96,7 +99,7 @@ struct Flags<'a> {
     host: &'a str,
     port: u16,
     nats_url: &'a str,
-    database_url: &'a str,
+    database_url: String,
 }
 
 /// A running system.
@@ -180,7 +183,8 @@ impl System {
         let file = o.config.as_deref();
         let tune = o.tune.clone().unwrap_or_default();
         let host = o.host.as_str();
-        let nats_url = self.nats_url.as_str();
+        let nats_url = self.nats_url.clone();
+        let nats_url = nats_url.as_str();
         let shutdown = self.shutdown.clone();
 
         // Gateway first: the payment service calls it.
@@ -198,40 +202,16 @@ impl System {
         self.tasks
             .push(("gateway-sim", tokio::spawn(gateway_sim::run(gw_listener, gw_config, shutdown.clone()))));
 
-        let inv_db = db_url("inventory");
-        let inv = config::load(
-            "inventory",
-            &inventory_service::Settings::default(),
-            file,
-            &Flags { host, port: o.inventory_port, nats_url, database_url: &inv_db },
-        )?;
         let suffix = tune.db_schema_suffix.clone().unwrap_or_default();
-        let inv = inventory_service::Settings {
-            seed_demo_catalog: o.seed_demo_catalog,
-            db_schema: format!("{}{suffix}", inv.db_schema),
-            ..inv
-        };
-        self.databases.push(DbTarget {
-            service: "inventory",
-            url: inv.database_url.clone(),
-            schema: inv.db_schema.clone(),
-        });
+        let flags = |port, database_url| Flags { host, port, nats_url, database_url };
+        let mut inv =
+            self.configure::<InventoryService>(file, flags(o.inventory_port, db_url("inventory")), &suffix)?;
+        inv.seed_demo_catalog = o.seed_demo_catalog;
         self.inventory_settings = Some(inv.clone());
 
-        let pay_db = db_url("payment");
-        let mut pay = config::load(
-            "payment",
-            &payment_service::Settings::default(),
-            file,
-            &Flags { host, port: o.payment_port, nats_url, database_url: &pay_db },
-        )?;
+        let mut pay =
+            self.configure::<PaymentService>(file, flags(o.payment_port, db_url("payment")), &suffix)?;
         pay.gateway_url = self.gateway_url.clone();
-        pay.db_schema.push_str(&suffix);
-        self.databases.push(DbTarget {
-            service: "payment",
-            url: pay.database_url.clone(),
-            schema: pay.db_schema.clone(),
-        });
         if let Some(d) = tune.payment_max_wait {
             pay.max_wait_secs = d.as_secs().max(1);
         }
@@ -242,19 +222,7 @@ impl System {
             pay.gateway_timeout_ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         }
 
-        let ord_db = db_url("order");
-        let mut ord = config::load(
-            "order",
-            &order_service::Settings::default(),
-            file,
-            &Flags { host, port: o.order_port, nats_url, database_url: &ord_db },
-        )?;
-        ord.db_schema.push_str(&suffix);
-        self.databases.push(DbTarget {
-            service: "order",
-            url: ord.database_url.clone(),
-            schema: ord.db_schema.clone(),
-        });
+        let ord = self.configure::<OrderService>(file, flags(o.order_port, db_url("order")), &suffix)?;
         // Each build opens and migrates a database and connects to NATS (~150 ms): in parallel.
         let (inventory, payment, order) = tokio::try_join!(
             inventory_service::Application::build(inv),
@@ -269,6 +237,25 @@ impl System {
         self.spawn_service("payment-service", |stop| payment.run_until_stopped(stop));
         self.spawn_service("order-service", |stop| order.run_until_stopped(stop));
         Ok(())
+    }
+
+    /// `S`'s settings from the file and environment, placed by the flags, its schema suffixed;
+    /// records where its data lives.
+    fn configure<S: Service>(
+        &mut self,
+        file: Option<&std::path::Path>,
+        flags: Flags<'_>,
+        schema_suffix: &str,
+    ) -> anyhow::Result<S::Settings> {
+        let mut settings = kernel::load_settings::<S>(file, &flags)?;
+        let common = S::common_mut(&mut settings);
+        common.db_schema.push_str(schema_suffix);
+        self.databases.push(DbTarget {
+            service: S::SECTION,
+            url: common.database_url.clone(),
+            schema: common.db_schema.clone(),
+        });
+        Ok(settings)
     }
 
     fn spawn_service<F, Fut>(&mut self, name: &'static str, run: F)
@@ -301,7 +288,7 @@ impl System {
     pub async fn start_inventory(&mut self) -> anyhow::Result<()> {
         let mut settings = self.inventory_settings.clone().context("the inventory service never started")?;
         if let Some(port) = self.inventory_url.rsplit(':').next().and_then(|p| p.parse().ok()) {
-            settings.port = port;
+            settings.common.port = port;
         }
         settings.seed_demo_catalog = false;
         let app = inventory_service::Application::build(settings).await?;

@@ -22,6 +22,7 @@ pub mod db;
 pub mod discovery;
 pub mod http;
 pub mod inbox;
+pub mod kernel;
 pub mod outbox;
 pub mod service;
 pub mod shutdown;

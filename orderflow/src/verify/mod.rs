@@ -298,9 +298,9 @@ impl Deployment {
         // Databases: one per service, shared by that service's instances.
         let suffix = format!("_verify_{}_{}", config.seed, std::process::id());
         let schemas = [
-            ("order", order_service::Settings::default().db_schema),
-            ("inventory", inventory_service::Settings::default().db_schema),
-            ("payment", payment_service::Settings::default().db_schema),
+            ("order", order_service::Settings::default().common.db_schema),
+            ("inventory", inventory_service::Settings::default().common.db_schema),
+            ("payment", payment_service::Settings::default().common.db_schema),
         ];
         let abs = std::path::absolute(dir).context("resolving the data directory")?;
         let databases: Vec<DbTarget> = schemas

@@ -16,7 +16,9 @@
 //! # async fn run() -> anyhow::Result<()> {
 //! use inventory_service::{Application, Settings};
 //! let shutdown = tokio_util::sync::CancellationToken::new();
-//! let app = Application::build(Settings { port: 0, ..Settings::default() }).await?;
+//! let mut settings = Settings::default();
+//! settings.common.port = 0;
+//! let app = Application::build(settings).await?;
 //! println!("listening on {}", app.port());
 //! app.run_until_stopped(shutdown).await
 //! # }
@@ -29,8 +31,8 @@ pub(crate) mod routes;
 pub mod startup;
 pub mod storage;
 
-pub use configuration::{Flags, Settings};
-pub use startup::Application;
+pub use configuration::Settings;
+pub use startup::{Application, InventoryService};
 
 use orderflow_events::{Currency, ProductId};
 use orderflow_platform::{Db, WriteError};

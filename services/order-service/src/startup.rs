@@ -1,15 +1,13 @@
-//! Builds the order service from its [`Settings`] and runs it until shutdown.
+//! The order service's wiring on the kernel: its routes, its three consumers (both lanes each),
+//! the saga-backlog watch for admission control, and the hourly purge of idempotency keys.
 
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
 use orderflow_events::EventKind;
-use orderflow_messaging::{ConsumerHandle, ConsumerRuntime, ConsumerSpec, RuntimeConfig};
-use orderflow_platform::http::{Health, HealthCheck};
-use orderflow_platform::service::{Infra, InfraConfig, Running};
+use orderflow_platform::kernel::{CommonSettings, NoFlags, Service, Wiring};
 use orderflow_platform::{Db, Migration};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::{SagaBacklog, watch_saga_backlog};
@@ -31,96 +29,59 @@ pub struct AppState {
     pub max_saga_backlog: u64,
 }
 
-/// A built, not yet running, order service.
+/// The order service, as the kernel runs it.
 #[derive(Debug)]
-pub struct Application {
-    settings: Settings,
-    infra: Infra,
-    listener: TcpListener,
-    port: u16,
-}
+pub struct OrderService;
 
-impl Application {
-    /// Binds the listener (port 0 picks a free one), connects NATS, opens the database.
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let listener = orderflow_platform::http::bind(&settings.host, settings.port, "order-service").await?;
-        let port = listener.local_addr()?.port();
-        let infra = Infra::connect(InfraConfig {
-            service: "order-service",
-            nats_url: &settings.nats_url,
-            database_url: &settings.database_url,
-            db_schema: &settings.db_schema,
-            migrations: MIGRATIONS,
-            stream_replicas: settings.stream_replicas,
-        })
-        .await?;
-        Ok(Self { settings, infra, listener, port })
+/// A built, not yet running, order service.
+pub type Application = orderflow_platform::kernel::Application<OrderService>;
+
+impl Service for OrderService {
+    const NAME: &'static str = "order-service";
+    const SECTION: &'static str = crate::SERVICE;
+    const MIGRATIONS: &'static [Migration] = MIGRATIONS;
+    type Flags = NoFlags;
+    type Settings = Settings;
+
+    fn common(settings: &Settings) -> &CommonSettings {
+        &settings.common
     }
 
-    /// The bound HTTP port.
-    pub fn port(&self) -> u16 {
-        self.port
+    fn common_mut(settings: &mut Settings) -> &mut CommonSettings {
+        &mut settings.common
     }
 
-    /// Runs until `shutdown` is cancelled, then drains.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Self { settings, infra, listener, .. } = self;
+    fn new(_: &Settings) -> anyhow::Result<Self> {
+        Ok(Self)
+    }
+
+    fn wire(self, settings: &Settings, wiring: &mut Wiring) -> Router {
         let state = AppState {
-            db: infra.db.clone(),
+            db: wiring.db().clone(),
             saga_backlog: SagaBacklog::default(),
             max_saga_backlog: settings.max_saga_backlog,
         };
         if settings.max_saga_backlog > 0 {
-            tokio::spawn(watch_saga_backlog(infra.js.clone(), state.saga_backlog.clone(), shutdown.clone()));
+            let (js, backlog) = (wiring.js().clone(), state.saga_backlog.clone());
+            wiring.spawn(move |stop| watch_saga_backlog(js, backlog, stop));
         }
-        let runtime =
-            RuntimeConfig { concurrency: settings.consumer_concurrency, ..RuntimeConfig::default() };
-        let mut consumers: Vec<ConsumerHandle> = Vec::new();
-        for express in [false, true] {
-            let lane = |kind| ConsumerSpec::for_lane(crate::SERVICE, kind, express);
-            let (s1, s2, s3) = (state.clone(), state.clone(), state.clone());
-            consumers.extend([
-                ConsumerRuntime::new(infra.js.clone(), lane(EventKind::InventoryRejected), move |d| {
-                    handlers::inventory_rejected::handle(s1.clone(), d)
-                })
-                .with_config(runtime.clone())
-                .spawn(shutdown.clone()),
-                ConsumerRuntime::new(infra.js.clone(), lane(EventKind::PaymentsCompleted), move |d| {
-                    handlers::payments_completed::handle(s2.clone(), d)
-                })
-                .with_config(runtime.clone())
-                .spawn(shutdown.clone()),
-                ConsumerRuntime::new(infra.js.clone(), lane(EventKind::PaymentsFailed), move |d| {
-                    handlers::payments_failed::handle(s3.clone(), d)
-                })
-                .with_config(runtime.clone())
-                .spawn(shutdown.clone()),
-            ]);
-        }
-        let health: Health = infra.health().with(HealthCheck::consumers(
-            consumers.iter().map(|c| (c.name().to_owned(), c.watch_state())).collect(),
-        ));
-        tokio::spawn(purge_idempotency_keys(state.db.clone(), shutdown.clone()));
+        let (s1, s2, s3) = (state.clone(), state.clone(), state.clone());
+        wiring
+            .consume(EventKind::InventoryRejected, move |d| {
+                handlers::inventory_rejected::handle(s1.clone(), d)
+            })
+            .consume(EventKind::PaymentsCompleted, move |d| {
+                handlers::payments_completed::handle(s2.clone(), d)
+            })
+            .consume(EventKind::PaymentsFailed, move |d| handlers::payments_failed::handle(s3.clone(), d));
+        let db = state.db.clone();
+        wiring.spawn(move |stop| purge_idempotency_keys(db, stop));
 
-        let router = Router::new()
+        Router::new()
             .route("/orders", post(routes::orders::create_order))
             .route("/orders/{id}", get(routes::orders::get_order))
             .route("/openapi.json", get(routes::openapi::openapi))
-            .with_state(state);
-        orderflow_platform::service::run(
-            Running {
-                infra,
-                listener,
-                router,
-                health,
-                consumers,
-                shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
-                ready_drain_delay: Duration::from_millis(settings.ready_drain_delay_ms),
-                micro_endpoints: Vec::new(),
-            },
-            shutdown,
-        )
-        .await
+            .with_state(state)
     }
 }
 

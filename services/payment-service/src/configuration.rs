@@ -2,23 +2,18 @@
 
 use std::time::Duration;
 
-use orderflow_platform::config::ServiceFlags;
+use orderflow_platform::kernel::CommonSettings;
 use orderflow_resilience::BreakerConfig;
 use serde::{Deserialize, Serialize};
 
 /// Everything the payment service needs to run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Settings {
-    /// Interface for HTTP.
-    pub host: String,
-    /// HTTP port (SPEC: 8082).
-    pub port: u16,
-    /// NATS URL(s).
-    pub nats_url: String,
-    /// `sqlite://…` or `postgres://…`.
-    pub database_url: String,
-    /// PostgreSQL schema of this service.
-    pub db_schema: String,
+    /// What every service has (SPEC port 8082). `consumer.concurrency` is how many charges are
+    /// in flight at once per lane.
+    #[serde(flatten)]
+    pub common: CommonSettings,
     /// Base URL of the payment gateway.
     pub gateway_url: String,
     /// Timeout of one gateway call, in milliseconds.
@@ -34,27 +29,13 @@ pub struct Settings {
     pub breaker_failure_rate: f64,
     /// Breaker: time open before a probe, in milliseconds (SPEC: within 5 s).
     pub breaker_open_ms: u64,
-    /// Upper bound on a graceful shutdown, in seconds.
-    pub shutdown_timeout_secs: u64,
-    /// How long readiness answers 503 before the listener closes on shutdown, so a load balancer
-    /// stops routing first (0 closes at once).
-    pub ready_drain_delay_ms: u64,
-    /// JetStream stream replicas this service provisions (1 locally, 3 in a cluster); every
-    /// service of one deployment must agree, or provisioning flips the replica count.
-    pub stream_replicas: usize,
-    /// Charges in flight at once.
-    pub consumer_concurrency: usize,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         let b = BreakerConfig::default();
         Self {
-            host: "127.0.0.1".to_owned(),
-            port: 8082,
-            nats_url: "nats://127.0.0.1:4222".to_owned(),
-            database_url: "sqlite://.orderflow/payment-service.db".to_owned(),
-            db_schema: "payments".to_owned(),
+            common: CommonSettings::for_service(8082, "payment-service", "payments"),
             gateway_url: "http://127.0.0.1:8090".to_owned(),
             gateway_timeout_ms: 5_000,
             max_wait_secs: 300,
@@ -62,10 +43,6 @@ impl Default for Settings {
             breaker_min_calls: b.min_calls,
             breaker_failure_rate: b.failure_rate,
             breaker_open_ms: duration_ms(b.open_for),
-            shutdown_timeout_secs: 30,
-            ready_drain_delay_ms: 0,
-            stream_replicas: 1,
-            consumer_concurrency: 32,
         }
     }
 }
@@ -87,27 +64,11 @@ impl Settings {
     }
 }
 
-/// Command-line flags of the standalone binary.
-#[derive(Debug, clap::Parser, Serialize)]
-#[command(name = "payment-service", about = "orderflow payment service", version)]
-pub struct Cli {
-    #[command(flatten)]
-    #[serde(flatten)]
-    flags: ServiceFlags,
+/// The payment service's own flags (besides those every service takes).
+#[derive(Clone, Debug, Default, clap::Args, Serialize)]
+pub struct PaymentFlags {
     /// Payment gateway base URL.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    gateway_url: Option<String>,
-}
-
-impl Cli {
-    /// The layered settings.
-    pub fn settings(&self) -> anyhow::Result<Settings> {
-        Ok(orderflow_platform::config::load(
-            "payment",
-            &Settings::default(),
-            self.flags.config.as_deref(),
-            self,
-        )?)
-    }
+    pub gateway_url: Option<String>,
 }

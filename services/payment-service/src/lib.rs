@@ -15,7 +15,7 @@ pub mod startup;
 pub mod storage;
 
 pub use configuration::Settings;
-pub use startup::Application;
+pub use startup::{Application, PaymentService};
 
 /// CloudEvents `source` of this service's events.
 pub const SOURCE: &str = "orderflow/payment-service";

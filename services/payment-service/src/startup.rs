@@ -1,21 +1,21 @@
-//! Builds the payment service from its [`Settings`] and runs it until shutdown.
+//! The payment service's wiring on the kernel: the gateway client, its circuit breaker and retry
+//! schedule on one clock, and the `inventory.reserved` consumers (both lanes), paused while the
+//! breaker is open.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use orderflow_events::{EventKind, InventoryReserved};
-use orderflow_messaging::{ConsumerRuntime, ConsumerSpec, Delivery, RuntimeConfig};
-use orderflow_platform::http::HealthCheck;
-use orderflow_platform::service::{Infra, InfraConfig, Running};
+use orderflow_events::EventKind;
+use orderflow_messaging::Delivery;
+use orderflow_platform::kernel::{CommonSettings, Service, Wiring};
 use orderflow_platform::{Db, Migration};
 use orderflow_resilience::{Backoff, BreakerState, CircuitBreaker, Clock, SystemClock};
 use orderflow_telemetry::metrics::names;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::configuration::Settings;
+use crate::configuration::{PaymentFlags, Settings};
 use crate::gateway::GatewayClient;
 use crate::handlers;
 
@@ -45,115 +45,79 @@ pub struct AppState {
     pub shutdown: CancellationToken,
 }
 
-/// A built, not yet running, payment service.
+/// The payment service, as the kernel runs it: the gateway client, and the breaker and retry
+/// schedule around it.
 #[derive(Debug)]
-pub struct Application {
-    settings: Settings,
-    infra: Infra,
-    listener: TcpListener,
-    port: u16,
+pub struct PaymentService {
     breaker: CircuitBreaker,
     retry: Backoff,
     clock: Arc<dyn Clock>,
     gateway: GatewayClient,
 }
 
-impl Application {
-    /// Binds the listener, connects NATS, opens the database, validates the breaker settings.
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        Self::build_with_clock(settings, Arc::new(SystemClock)).await
-    }
+/// A built, not yet running, payment service.
+pub type Application = orderflow_platform::kernel::Application<PaymentService>;
 
-    /// [`build`](Self::build), with the breaker, the gateway retries and the `max_wait` budget
-    /// on `clock` instead of real time: tests pass a `ManualClock` to open, probe and time out
-    /// without waiting.
-    pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+impl PaymentService {
+    /// The service with the breaker, the gateway retries and the `max_wait` budget on `clock`
+    /// instead of real time: tests pass a `ManualClock` (to
+    /// [`Application::build_with`](orderflow_platform::kernel::Application::build_with)) to
+    /// open, probe and time out without waiting.
+    pub fn with_clock(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let breaker = CircuitBreaker::with_clock(settings.breaker(), clock.clone())?;
         let retry = Backoff::new(handlers::inventory_reserved::GATEWAY_RETRY)?.with_clock(clock.clone());
         let gateway =
             GatewayClient::new(&settings.gateway_url, Duration::from_millis(settings.gateway_timeout_ms))?;
-        let listener =
-            orderflow_platform::http::bind(&settings.host, settings.port, "payment-service").await?;
-        let port = listener.local_addr()?.port();
-        let infra = Infra::connect(InfraConfig {
-            service: "payment-service",
-            nats_url: &settings.nats_url,
-            database_url: &settings.database_url,
-            db_schema: &settings.db_schema,
-            migrations: MIGRATIONS,
-            stream_replicas: settings.stream_replicas,
-        })
-        .await?;
-        Ok(Self { settings, infra, listener, port, breaker, retry, clock, gateway })
-    }
-
-    /// The bound HTTP port.
-    pub fn port(&self) -> u16 {
-        self.port
+        Ok(Self { breaker, retry, clock, gateway })
     }
 
     /// The circuit breaker (shared with the running service).
     pub fn breaker(&self) -> CircuitBreaker {
         self.breaker.clone()
     }
+}
 
-    /// The database (shared pool).
-    pub fn db(&self) -> &Db {
-        &self.infra.db
+impl Service for PaymentService {
+    const NAME: &'static str = "payment-service";
+    const SECTION: &'static str = crate::SERVICE;
+    const MIGRATIONS: &'static [Migration] = MIGRATIONS;
+    type Flags = PaymentFlags;
+    type Settings = Settings;
+
+    fn common(settings: &Settings) -> &CommonSettings {
+        &settings.common
     }
 
-    /// Runs until `shutdown` is cancelled, then drains.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Self { settings, infra, listener, breaker, retry, clock, gateway, .. } = self;
+    fn common_mut(settings: &mut Settings) -> &mut CommonSettings {
+        &mut settings.common
+    }
+
+    fn new(settings: &Settings) -> anyhow::Result<Self> {
+        Self::with_clock(settings, Arc::new(SystemClock))
+    }
+
+    fn wire(self, settings: &Settings, wiring: &mut Wiring) -> Router {
+        let Self { breaker, retry, clock, gateway } = self;
         let state = AppState {
-            db: infra.db.clone(),
+            db: wiring.db().clone(),
             gateway,
             breaker: breaker.clone(),
             retry,
             clock,
             max_wait: Duration::from_secs(settings.max_wait_secs),
-            shutdown: shutdown.clone(),
+            shutdown: wiring.shutdown().clone(),
         };
-        let paused = pause_while_open(breaker.clone(), shutdown.clone());
+        let paused = pause_while_open(breaker, wiring.shutdown().clone());
         // A charge may wait for the breaker up to max_wait; the runtime must not abandon it first.
-        let runtime = RuntimeConfig {
-            concurrency: settings.consumer_concurrency,
-            handler_timeout: state.max_wait + Duration::from_secs(60),
-            ..RuntimeConfig::default()
-        };
-        let consumers: Vec<_> = [
-            ConsumerSpec::express_for_event(crate::SERVICE, EventKind::InventoryReserved),
-            ConsumerSpec::for_event(crate::SERVICE, EventKind::InventoryReserved),
-        ]
-        .into_iter()
-        .map(|spec| {
-            let s = state.clone();
-            ConsumerRuntime::new(infra.js.clone(), spec, move |d: Delivery<InventoryReserved>| {
-                handlers::inventory_reserved::handle(s.clone(), d)
-            })
-            .with_config(runtime.clone())
-            .with_pause(paused.clone())
-            .spawn(shutdown.clone())
-        })
-        .collect();
+        let handler_timeout = state.max_wait + Duration::from_secs(60);
+        wiring
+            .tune(|r| r.handler_timeout = handler_timeout)
+            .pause_while(paused)
+            .consume(EventKind::InventoryReserved, move |d: Delivery<_>| {
+                handlers::inventory_reserved::handle(state.clone(), d)
+            });
         // An open breaker keeps the service ready: orders wait for the gateway instead of failing.
-        let health = infra.health().with(HealthCheck::consumers(
-            consumers.iter().map(|c| (c.name().to_owned(), c.watch_state())).collect(),
-        ));
-        orderflow_platform::service::run(
-            Running {
-                infra,
-                listener,
-                router: Router::new(),
-                health,
-                consumers,
-                shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
-                ready_drain_delay: Duration::from_millis(settings.ready_drain_delay_ms),
-                micro_endpoints: Vec::new(),
-            },
-            shutdown,
-        )
-        .await
+        Router::new()
     }
 }
 

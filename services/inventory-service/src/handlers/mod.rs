@@ -1,5 +1,4 @@
-//! One handler per consumed event, and the wiring that runs each on its standard and express
-//! consumer.
+//! One handler per consumed event (the kernel runs each on its standard and express consumer).
 //!
 //! Every handler follows the same contract: ONE database transaction holds the inbox row (the
 //! event id, recorded first), the state change and the outgoing events (outbox); the writer hands
@@ -11,16 +10,11 @@ pub mod orders_created;
 pub mod payments_completed;
 pub mod payments_failed;
 
-use async_nats::jetstream;
 use futures_util::future::BoxFuture;
-use orderflow_events::{Event, EventKind};
-use orderflow_messaging::{
-    ConsumerHandle, ConsumerRuntime, ConsumerSpec, Delivery, Handler, HandlerError, OutgoingMessage,
-    RuntimeConfig,
-};
+use orderflow_events::Event;
+use orderflow_messaging::{Delivery, HandlerError, OutgoingMessage};
 use orderflow_platform::Db;
 use orderflow_platform::Tx;
-use tokio_util::sync::CancellationToken;
 
 use crate::storage::StorageError;
 
@@ -50,52 +44,6 @@ impl HandlerContext {
     {
         Ok(self.db.write(unit).await?)
     }
-}
-
-/// Starts the standard and the express consumer of every event the service handles.
-pub fn spawn_all(
-    js: &jetstream::Context,
-    ctx: &HandlerContext,
-    config: &RuntimeConfig,
-    shutdown: &CancellationToken,
-) -> Vec<ConsumerHandle> {
-    let mut handles = Vec::with_capacity(6);
-    handles.extend(spawn_lanes(
-        js,
-        EventKind::OrdersCreated,
-        &OrdersCreatedHandler::new(ctx.clone()),
-        config,
-        shutdown,
-    ));
-    handles.extend(spawn_lanes(
-        js,
-        EventKind::PaymentsCompleted,
-        &PaymentsCompletedHandler::new(ctx.clone()),
-        config,
-        shutdown,
-    ));
-    handles.extend(spawn_lanes(
-        js,
-        EventKind::PaymentsFailed,
-        &PaymentsFailedHandler::new(ctx.clone()),
-        config,
-        shutdown,
-    ));
-    handles
-}
-
-fn spawn_lanes<T: Event, H: Handler<T> + Clone>(
-    js: &jetstream::Context,
-    kind: EventKind,
-    handler: &H,
-    config: &RuntimeConfig,
-    shutdown: &CancellationToken,
-) -> [ConsumerHandle; 2] {
-    [ConsumerSpec::for_event(SERVICE, kind), ConsumerSpec::express_for_event(SERVICE, kind)].map(|spec| {
-        ConsumerRuntime::new(js.clone(), spec, handler.clone())
-            .with_config(config.clone())
-            .spawn(shutdown.child_token())
-    })
 }
 
 /// Storage failures are transient (they are redelivered, and dead-lettered as `max_deliveries`

@@ -62,14 +62,9 @@ pub async fn spawn_app(backend: DbBackend) -> TestApp {
     let nats = TestNats::start().expect("starting nats-server");
     let test_db = TestDb::new(backend).expect("creating a test database");
     let (database_url, db_schema) = test_db.for_service("inventory");
-    let settings = Settings {
-        port: 0,
-        nats_url: nats.url(),
-        database_url: database_url.clone(),
-        db_schema: db_schema.clone(),
-        shutdown_timeout_secs: 10,
-        ..Settings::default()
-    };
+    let mut settings = Settings::default();
+    settings.common = settings.common.placed(nats.url(), database_url.clone(), db_schema.clone());
+    settings.common.shutdown_timeout_secs = 10;
     let app = Application::build(settings).await.expect("building the application");
     let address = format!("http://127.0.0.1:{}", app.port());
     let db = app.db().clone();

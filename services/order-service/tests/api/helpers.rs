@@ -22,7 +22,8 @@ pub async fn spawn_app(backend: DbBackend) -> TestApp {
     let nats = TestNats::start().unwrap();
     let db = TestDb::new(backend).unwrap();
     let (database_url, db_schema) = db.for_service("order");
-    let settings = Settings { port: 0, nats_url: nats.url(), database_url, db_schema, ..Settings::default() };
+    let mut settings = Settings::default();
+    settings.common = settings.common.placed(nats.url(), database_url, db_schema);
     let app = Application::build(settings).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     let shutdown = CancellationToken::new();

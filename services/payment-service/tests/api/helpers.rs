@@ -15,7 +15,7 @@ use orderflow_messaging::{OutgoingMessage, Publisher};
 use orderflow_platform::{Db, OutboxRelay, SqlError, args};
 use orderflow_resilience::{CircuitBreaker, Clock, ManualClock, SystemClock};
 use orderflow_test_support::{DbBackend, TestDb, TestNats, eventually};
-use payment_service::{Application, Settings};
+use payment_service::{Application, PaymentService, Settings};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -89,15 +89,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let gateway_task = tokio::spawn(gateway_sim::run(listener, gateway_config, shutdown.clone()));
 
     let (database_url, db_schema) = test_db.for_service("payment");
-    let mut settings = Settings {
-        port: 0,
-        nats_url: nats.url(),
-        database_url,
-        db_schema,
-        gateway_url: gateway.clone(),
-        shutdown_timeout_secs: 5,
-        ..Settings::default()
-    };
+    let mut settings = Settings { gateway_url: gateway.clone(), ..Settings::default() };
+    settings.common = settings.common.placed(nats.url(), database_url, db_schema);
+    settings.common.shutdown_timeout_secs = 5;
     if let Some(change) = options.settings {
         change(&mut settings);
     }
@@ -105,8 +99,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         Some(manual) => Arc::new(manual.clone()),
         None => Arc::new(SystemClock),
     };
-    let app = Application::build_with_clock(settings, clock).await.expect("building the application");
-    let breaker = app.breaker();
+    let service = PaymentService::with_clock(&settings, clock).expect("valid settings");
+    let app = Application::build_with(settings, service).await.expect("building the application");
+    let breaker = app.service().breaker();
     let db = app.db().clone();
     let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     let js = nats.jetstream().await.expect("connecting the test client");

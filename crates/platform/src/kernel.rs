@@ -1,0 +1,412 @@
+//! The service kernel: what a service is, and the one way every service is configured, built,
+//! run and stopped.
+//!
+//! A service implements [`Service`]: its name, its settings (with [`CommonSettings`] flattened
+//! in), its migrations, what it checks before anything is bound, what it does once its database
+//! is open, and its wiring — routes, consumers, request-reply endpoints and background tasks —
+//! through [`Wiring`]. [`Application`] does everything else the same way for every service:
+//! bind, open and migrate the database, connect NATS with backoff, provision JetStream, serve
+//! HTTP with health and metrics, and drain in order on shutdown ([`crate::service`]).
+//! [`main`] is a service binary's whole `main`; [`load_settings`] is how `orderflow up` and
+//! `orderflow serve` configure the same services in one process.
+//!
+//! It never decides business rules, and it is the only place that spawns a service's consumers,
+//! so every consumer gets both lanes, the service's tuning and a readiness check.
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream;
+use axum::Router;
+use clap::{Args as _, FromArgMatches as _};
+use orderflow_events::{Event, EventKind};
+use orderflow_messaging::{ConsumerHandle, ConsumerRuntime, ConsumerSpec, Handler, RuntimeConfig};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::config::ServiceFlags;
+use crate::discovery::MicroEndpoint;
+use crate::http::HealthCheck;
+use crate::service::{Infra, InfraConfig, Running};
+use crate::{Db, Migration};
+
+/// The settings every service has, flattened into its own (`[order] port = 8080`,
+/// `ORDERFLOW__INVENTORY__CONSUMER__CONCURRENCY=8`).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CommonSettings {
+    /// Interface the HTTP server listens on.
+    pub host: String,
+    /// HTTP port; 0 picks a free one (tests).
+    pub port: u16,
+    /// NATS server URL(s), comma-separated.
+    pub nats_url: String,
+    /// `sqlite://path` (a file under `.orderflow/` by default) or `postgres://…`.
+    pub database_url: String,
+    /// PostgreSQL schema of this service (ignored for SQLite).
+    pub db_schema: String,
+    /// Upper bound on a graceful shutdown (stop HTTP, finish handlers, flush the outbox, drain
+    /// NATS); past it the service gives up and reports an error.
+    pub shutdown_timeout_secs: u64,
+    /// How long readiness answers 503 before the listener closes on shutdown, so that a load
+    /// balancer stops routing first. 0 closes at once; set it to the balancer's probe period.
+    pub ready_drain_delay_ms: u64,
+    /// JetStream stream replicas this service provisions (1 locally, 3 in a cluster); every
+    /// service of one deployment must agree, or provisioning flips the replica count.
+    pub stream_replicas: usize,
+    /// Tuning of each of the service's consumers.
+    pub consumer: ConsumerSettings,
+}
+
+/// Tuning of one consumer runtime.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConsumerSettings {
+    /// Handlers running at once per consumer.
+    pub concurrency: usize,
+    /// Largest pull request.
+    pub fetch_batch: usize,
+    /// A handler running longer is abandoned and its message redelivered.
+    pub handler_timeout_secs: u64,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        let runtime = RuntimeConfig::default();
+        Self {
+            concurrency: 32,
+            fetch_batch: runtime.fetch_batch,
+            handler_timeout_secs: runtime.handler_timeout.as_secs(),
+        }
+    }
+}
+
+impl Default for CommonSettings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".to_owned(),
+            port: 0,
+            nats_url: "nats://127.0.0.1:4222".to_owned(),
+            database_url: String::new(),
+            db_schema: String::new(),
+            shutdown_timeout_secs: 30,
+            ready_drain_delay_ms: 0,
+            stream_replicas: 1,
+            consumer: ConsumerSettings::default(),
+        }
+    }
+}
+
+impl CommonSettings {
+    /// The defaults of a service listening on `port`, with its SQLite file
+    /// `.orderflow/<db_file>.db` and its PostgreSQL schema `db_schema`.
+    pub fn for_service(port: u16, db_file: &str, db_schema: &str) -> Self {
+        Self {
+            port,
+            database_url: format!("sqlite://.orderflow/{db_file}.db"),
+            db_schema: db_schema.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// These settings on loopback and any free port, with the given NATS server and database:
+    /// how tests and in-process systems place a service.
+    pub fn placed(self, nats_url: String, database_url: String, db_schema: String) -> Self {
+        Self { host: "127.0.0.1".to_owned(), port: 0, nats_url, database_url, db_schema, ..self }
+    }
+
+    /// [`Self::shutdown_timeout_secs`] as a duration.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+
+    /// The consumer runtimes' tuning.
+    pub fn runtime_config(&self) -> RuntimeConfig {
+        RuntimeConfig {
+            concurrency: self.consumer.concurrency.max(1),
+            fetch_batch: self.consumer.fetch_batch.max(1),
+            handler_timeout: Duration::from_secs(self.consumer.handler_timeout_secs.max(1)),
+            ..RuntimeConfig::default()
+        }
+    }
+}
+
+// By hand so that a password in `database_url` never reaches a log line.
+impl std::fmt::Debug for CommonSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommonSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("nats_url", &self.nats_url)
+            .field("database_url", &crate::db::redact(&self.database_url))
+            .field("db_schema", &self.db_schema)
+            .field("shutdown_timeout_secs", &self.shutdown_timeout_secs)
+            .field("ready_drain_delay_ms", &self.ready_drain_delay_ms)
+            .field("stream_replicas", &self.stream_replicas)
+            .field("consumer", &self.consumer)
+            .finish()
+    }
+}
+
+/// A service binary's flags: the ones every service takes, and the service's own.
+#[derive(Clone, Debug, clap::Args, Serialize)]
+pub struct Flags<F: clap::Args> {
+    /// The flags every service takes.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: ServiceFlags,
+    /// The service's own.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub own: F,
+}
+
+/// For a service with no flags of its own.
+#[derive(Clone, Debug, Default, clap::Args, Serialize)]
+pub struct NoFlags {}
+
+/// A service: its domain, storage, handlers and routes, as the kernel runs them.
+pub trait Service: Sized + Send + 'static {
+    /// `order-service`: logs, metrics labels, the NATS client name, the micro service.
+    const NAME: &'static str;
+    /// `order`: the section of the configuration file and environment, and the prefix of the
+    /// service's durable consumer names (`order-payments-completed`).
+    const SECTION: &'static str;
+    /// The service's own migrations (the platform adds the outbox and the inbox).
+    const MIGRATIONS: &'static [Migration];
+    /// Flags of its own, besides [`ServiceFlags`] ([`NoFlags`] for none); absent ones are
+    /// skipped when serialized, so they never override the file or the environment.
+    type Flags: clap::Args + Serialize + std::fmt::Debug + Send + Sync + 'static;
+    /// Its settings, with [`CommonSettings`] flattened in.
+    type Settings: Clone + std::fmt::Debug + Default + Serialize + DeserializeOwned + Send + Sync + 'static;
+
+    /// The settings every service has.
+    fn common(settings: &Self::Settings) -> &CommonSettings;
+
+    /// … to change (an in-process system places every service).
+    fn common_mut(settings: &mut Self::Settings) -> &mut CommonSettings;
+
+    /// Checks the service's own settings and builds what it holds (clients, breakers), before
+    /// anything is bound or connected: a misconfiguration fails here.
+    fn new(settings: &Self::Settings) -> anyhow::Result<Self>;
+
+    /// Once the database is open and migrated and NATS is connected (seeding, for example).
+    fn on_connected(
+        &self,
+        _settings: &Self::Settings,
+        _db: &Db,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Routes, consumers, endpoints and background tasks. Health and metrics routes are added
+    /// by the kernel.
+    fn wire(self, settings: &Self::Settings, wiring: &mut Wiring) -> Router;
+}
+
+/// What a service wires itself with: its database and JetStream, and the one way to start
+/// consumers and background tasks.
+#[derive(Debug)]
+pub struct Wiring {
+    db: Db,
+    js: jetstream::Context,
+    shutdown: CancellationToken,
+    section: &'static str,
+    runtime: RuntimeConfig,
+    pause: Option<watch::Receiver<bool>>,
+    consumers: Vec<ConsumerHandle>,
+    endpoints: Vec<MicroEndpoint>,
+}
+
+impl Wiring {
+    /// The service's database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// JetStream on the service's connection.
+    pub fn js(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// Cancelled when the service begins to shut down.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Adjusts the tuning of the consumers added after this call.
+    pub fn tune(&mut self, adjust: impl FnOnce(&mut RuntimeConfig)) -> &mut Self {
+        adjust(&mut self.runtime);
+        self
+    }
+
+    /// Consumers added after this call stop fetching while `paused` is `true`.
+    pub fn pause_while(&mut self, paused: watch::Receiver<bool>) -> &mut Self {
+        self.pause = Some(paused);
+        self
+    }
+
+    /// Runs `handler` for every `kind` event, on the standard lane's consumer and on the express
+    /// lane's (`<section>-<event>` and `<section>-<event>-express`).
+    pub fn consume<T: Event, H: Handler<T> + Clone>(&mut self, kind: EventKind, handler: H) -> &mut Self {
+        for express in [false, true] {
+            let spec = ConsumerSpec::for_lane(self.section, kind, express);
+            let mut runtime = ConsumerRuntime::new(self.js.clone(), spec, handler.clone())
+                .with_config(self.runtime.clone());
+            if let Some(paused) = &self.pause {
+                runtime = runtime.with_pause(paused.clone());
+            }
+            self.consumers.push(runtime.spawn(self.shutdown.child_token()));
+        }
+        self
+    }
+
+    /// A request-reply endpoint of the service's NATS micro service.
+    pub fn endpoint(&mut self, endpoint: MicroEndpoint) -> &mut Self {
+        self.endpoints.push(endpoint);
+        self
+    }
+
+    /// Runs `task` in the background; it is given the shutdown token and must end when it is
+    /// cancelled.
+    pub fn spawn<F, Fut>(&mut self, task: F) -> &mut Self
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        tokio::spawn(task(self.shutdown.clone()));
+        self
+    }
+}
+
+/// A service built and connected, not yet serving.
+#[derive(Debug)]
+pub struct Application<S: Service> {
+    settings: S::Settings,
+    service: S,
+    infra: Infra,
+    listener: TcpListener,
+    port: u16,
+}
+
+impl<S: Service> Application<S> {
+    /// Checks the settings, binds the listener (port 0 picks a free one), opens and migrates the
+    /// database, connects NATS (with backoff), provisions JetStream, then runs
+    /// [`Service::on_connected`]. Everything that can fail at start-up fails here.
+    pub async fn build(settings: S::Settings) -> anyhow::Result<Self> {
+        let service = S::new(&settings).with_context(|| format!("{}: invalid settings", S::NAME))?;
+        Self::build_with(settings, service).await
+    }
+
+    /// [`build`](Self::build) with a service value made by the caller (tests inject clocks this
+    /// way).
+    pub async fn build_with(settings: S::Settings, service: S) -> anyhow::Result<Self> {
+        let common = S::common(&settings);
+        let listener = crate::http::bind(&common.host, common.port, S::NAME).await?;
+        let port = listener.local_addr().context("reading the bound HTTP address")?.port();
+        let infra = Infra::connect(InfraConfig {
+            service: S::NAME,
+            nats_url: &common.nats_url,
+            database_url: &common.database_url,
+            db_schema: &common.db_schema,
+            migrations: S::MIGRATIONS,
+            stream_replicas: common.stream_replicas,
+        })
+        .await?;
+        service.on_connected(&settings, &infra.db).await.with_context(|| format!("{}: starting", S::NAME))?;
+        tracing::info!(service = S::NAME, port, settings = ?settings, "built");
+        Ok(Self { settings, service, infra, listener, port })
+    }
+
+    /// The bound HTTP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The service's database.
+    pub fn db(&self) -> &Db {
+        &self.infra.db
+    }
+
+    /// The service value (what it holds: clients, breakers).
+    pub fn service(&self) -> &S {
+        &self.service
+    }
+
+    /// The settings it was built with.
+    pub fn settings(&self) -> &S::Settings {
+        &self.settings
+    }
+
+    /// Serves HTTP and runs the consumers, endpoints and tasks the service wires, until
+    /// `shutdown` is cancelled; then drains (see [`crate::service`]).
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Self { settings, service, infra, listener, .. } = self;
+        let common = S::common(&settings).clone();
+        let mut wiring = Wiring {
+            db: infra.db.clone(),
+            js: infra.js.clone(),
+            shutdown: shutdown.clone(),
+            section: S::SECTION,
+            runtime: common.runtime_config(),
+            pause: None,
+            consumers: Vec::new(),
+            endpoints: Vec::new(),
+        };
+        let router = service.wire(&settings, &mut wiring);
+        let Wiring { consumers, endpoints, .. } = wiring;
+        let states = consumers.iter().map(|c| (c.name().to_owned(), c.watch_state())).collect();
+        let health = infra.health().with(HealthCheck::consumers(states));
+        crate::service::run(
+            Running {
+                infra,
+                listener,
+                router,
+                health,
+                consumers,
+                shutdown_timeout: common.shutdown_timeout(),
+                ready_drain_delay: Duration::from_millis(common.ready_drain_delay_ms),
+                micro_endpoints: endpoints,
+            },
+            shutdown,
+        )
+        .await
+    }
+}
+
+/// `S`'s settings: its defaults < the TOML file < the environment (`ORDERFLOW__<SECTION>__…`,
+/// shared keys as `ORDERFLOW__NATS_URL`) < `flags` (absent fields skipped).
+pub fn load_settings<S: Service>(
+    file: Option<&std::path::Path>,
+    flags: &impl Serialize,
+) -> anyhow::Result<S::Settings> {
+    crate::config::load(S::SECTION, &S::Settings::default(), file, flags)
+        .map_err(|e| anyhow::anyhow!("loading the {} configuration: {e}", S::NAME))
+}
+
+/// The flags of `S`'s binary, parsed from the command line (exits with usage on bad ones).
+pub fn parse_flags<S: Service>(about: &'static str) -> Flags<S::Flags> {
+    let command = clap::Command::new(S::NAME).about(about).version(env!("CARGO_PKG_VERSION"));
+    let matches = Flags::<S::Flags>::augment_args(command).get_matches();
+    Flags::<S::Flags>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// Builds `S` from its layered settings and `flags`, runs it until `shutdown`, then drains.
+pub async fn serve<S: Service>(flags: &Flags<S::Flags>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let settings = load_settings::<S>(flags.common.config.as_deref(), flags)?;
+    Application::<S>::build(settings).await?.run_until_stopped(shutdown).await
+}
+
+/// A service binary's whole `main`: logs, flags, settings, build, run until SIGTERM/SIGINT,
+/// drain, flush traces.
+pub async fn main<S: Service>(about: &'static str) -> anyhow::Result<()> {
+    orderflow_telemetry::init("info");
+    let flags = parse_flags::<S>(about);
+    let result = serve::<S>(&flags, crate::shutdown::on_signals()).await;
+    orderflow_telemetry::shutdown();
+    result
+}
