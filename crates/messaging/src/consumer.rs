@@ -82,6 +82,35 @@ impl<T> Delivery<T> {
     pub fn traceparent(&self) -> Option<&str> {
         headers::get(self.headers.as_ref(), headers::TRACEPARENT)
     }
+
+    /// Whether it arrived on the express lane.
+    pub fn is_express(&self) -> bool {
+        orderflow_events::EventKind::is_express_subject(&self.subject)
+    }
+
+    /// The event `data`, caused by this delivery — same correlation id, trace context continued —
+    /// as a message for the outbox, on the lane this delivery came on. `source` is the emitting
+    /// service's CloudEvents source.
+    ///
+    /// The lane rule: a follow-up travels on its order's lane. A service that remembers the lane
+    /// with the order's state (the order service, inventory's reservations) uses what it
+    /// remembered ([`Self::follow_up_on`]), so that a cause delivered on the other lane (a replay,
+    /// a misrouted publish) does not move the order; one that does not, follows its cause.
+    pub fn follow_up<E: Event>(&self, source: &str, data: E) -> Result<crate::OutgoingMessage, HandlerError> {
+        self.follow_up_on(source, data, self.is_express())
+    }
+
+    /// [`Self::follow_up`] on the lane the service remembered for the order.
+    pub fn follow_up_on<E: Event>(
+        &self,
+        source: &str,
+        data: E,
+        express: bool,
+    ) -> Result<crate::OutgoingMessage, HandlerError> {
+        let envelope = crate::publish::follow_up(source, &self.envelope, data);
+        // Serializing our own types cannot fail in practice; if it did, retrying would not help.
+        crate::OutgoingMessage::from_envelope(&envelope, express).map_err(HandlerError::permanent)
+    }
 }
 
 /// Processes one event type. Implemented for async closures `Fn(Delivery<T>) -> Future`.

@@ -55,6 +55,18 @@ impl OutgoingMessage {
         })
     }
 
+    /// The same message on the express lane (`true`) or the standard one.
+    pub fn on_lane(mut self, express: bool) -> Self {
+        let base =
+            self.subject.strip_suffix(orderflow_events::subjects::EXPRESS_SUFFIX).unwrap_or(&self.subject);
+        self.subject = if express {
+            format!("{base}{}", orderflow_events::subjects::EXPRESS_SUFFIX)
+        } else {
+            base.to_owned()
+        };
+        self
+    }
+
     /// The NATS headers orderflow puts on every event.
     pub fn headers(&self) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -68,6 +68,18 @@ impl<E: From<crate::sql::SqlError>> WriteError<E> {
     }
 }
 
+impl From<crate::sql::SqlError> for orderflow_messaging::HandlerError {
+    /// Every database error in a handler is transient: giving up on an event at once would lose
+    /// it for good, and the redelivery budget still ends in the DLQ if the error never heals.
+    /// One that is not a known transient kind is retried too, but said (WARN).
+    fn from(e: crate::sql::SqlError) -> Self {
+        if !e.is_transient() {
+            tracing::warn!(error = %e, "unexpected database error in a handler; will retry");
+        }
+        orderflow_messaging::HandlerError::transient(e)
+    }
+}
+
 impl From<WriteError<orderflow_messaging::HandlerError>> for orderflow_messaging::HandlerError {
     /// A handler's own error stays what it was; a batch that did not commit is transient (the
     /// event is redelivered and its inbox row, not committed, lets it through again).

@@ -9,10 +9,8 @@ use orderflow_platform::kernel::{CommonSettings, NoFlags, Service, Wiring};
 use orderflow_platform::{Db, Migration};
 
 use crate::configuration::Settings;
-use crate::handlers::{
-    HandlerContext, OrdersCreatedHandler, PaymentsCompletedHandler, PaymentsFailedHandler,
-};
-use crate::routes::{self, AppState};
+use crate::handlers::{OrdersCreatedHandler, PaymentsCompletedHandler, PaymentsFailedHandler};
+use crate::routes;
 
 /// The service's own migrations (the platform adds its outbox and inbox).
 pub const MIGRATIONS: [Migration; 1] = [Migration {
@@ -20,6 +18,13 @@ pub const MIGRATIONS: [Migration; 1] = [Migration {
     description: "inventory products and reservations",
     sql: include_str!("../migrations/0100_inventory.sql"),
 }];
+
+/// What routes and handlers share.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The service's database.
+    pub db: Db,
+}
 
 /// The inventory service, as the kernel runs it.
 #[derive(Debug)]
@@ -57,13 +62,13 @@ impl Service for InventoryService {
 
     fn wire(self, _: &Settings, wiring: &mut Wiring) -> Router {
         let db = wiring.db().clone();
-        let ctx = HandlerContext { db: db.clone() };
+        let state = AppState { db: db.clone() };
         wiring
-            .consume(EventKind::OrdersCreated, OrdersCreatedHandler::new(ctx.clone()))
-            .consume(EventKind::PaymentsCompleted, PaymentsCompletedHandler::new(ctx.clone()))
-            .consume(EventKind::PaymentsFailed, PaymentsFailedHandler::new(ctx))
+            .consume(EventKind::OrdersCreated, OrdersCreatedHandler::new(state.clone()))
+            .consume(EventKind::PaymentsCompleted, PaymentsCompletedHandler::new(state.clone()))
+            .consume(EventKind::PaymentsFailed, PaymentsFailedHandler::new(state.clone()))
             .endpoint(stock_endpoint(db.clone()));
-        routes::router(AppState { db })
+        routes::router(state)
     }
 }
 

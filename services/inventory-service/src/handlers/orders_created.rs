@@ -17,12 +17,13 @@
 //! `orders.created` for the same order under another event id (a re-emission) therefore finds the
 //! order decided — reserved or rejected — and does nothing, even when both run concurrently.
 
-use orderflow_events::{EventKind, InventoryRejected, OrderCreated, Priority, ProductId, RejectReason};
+use orderflow_events::{InventoryRejected, OrderCreated, Priority, ProductId, RejectReason};
 use orderflow_messaging::{Delivery, Handler, HandlerError};
-use orderflow_platform::Tx;
+use orderflow_platform::{Tx, inbox, outbox};
 
-use super::{HandlerContext, enqueue, first_time, outgoing, storage};
+use super::SOURCE;
 use crate::domain::{PlannedLine, Priced, PricedLine, PricingError, Reservation, plan_lines, price_lines};
+use crate::startup::AppState;
 use crate::storage::{products, reservations};
 
 /// Inbox key of this handler (event ids).
@@ -33,7 +34,7 @@ pub const ORDER_CLAIM: &str = "inventory-orders-created:order";
 /// Handles `orders.created.v1` on both lanes.
 #[derive(Clone, Debug)]
 pub struct OrdersCreatedHandler {
-    ctx: HandlerContext,
+    state: AppState,
 }
 
 /// What reserving an order's lines came to.
@@ -54,19 +55,19 @@ enum Claim {
 }
 
 impl OrdersCreatedHandler {
-    /// A handler on `ctx`.
+    /// A handler on the service's state.
     #[must_use]
-    pub fn new(ctx: HandlerContext) -> Self {
-        Self { ctx }
+    pub fn new(state: AppState) -> Self {
+        Self { state }
     }
 
     async fn claim(conn: &mut Tx, delivery: &Delivery<OrderCreated>) -> Result<Claim, HandlerError> {
         let envelope = &delivery.envelope;
-        if !first_time(conn, INBOX_KEY, &envelope.id.to_string()).await? {
+        if !inbox::first_time(conn, INBOX_KEY, &envelope.id.to_string()).await? {
             tracing::debug!("duplicate orders.created; already processed");
             return Ok(Claim::Done);
         }
-        if !first_time(conn, ORDER_CLAIM, &envelope.data.order_id.to_string()).await? {
+        if !inbox::first_time(conn, ORDER_CLAIM, &envelope.data.order_id.to_string()).await? {
             tracing::info!("order already decided under another event; nothing to do");
             return Ok(Claim::Done);
         }
@@ -85,7 +86,7 @@ impl OrdersCreatedHandler {
         product_ids.dedup();
         tracing::info!(?reason, products = ?product_ids, "order rejected");
         let data = InventoryRejected { order_id: delivery.envelope.data.order_id, reason, product_ids };
-        enqueue(conn, &outgoing(delivery, data, express)?).await
+        Ok(outbox::enqueue(conn, &delivery.follow_up_on(SOURCE, data, express)?).await?)
     }
 
     /// Tries to reserve every line (all of them, even after a short one, so that the rejection
@@ -94,7 +95,7 @@ impl OrdersCreatedHandler {
         let mut priced = Vec::with_capacity(plan.len());
         let mut short = Vec::new();
         for line in plan {
-            match products::reserve(conn, &line.product_id, line.quantity).await.map_err(storage)? {
+            match products::reserve(conn, &line.product_id, line.quantity).await? {
                 Some(price) => priced.push(PricedLine {
                     product_id: line.product_id.clone(),
                     quantity: line.quantity,
@@ -116,7 +117,8 @@ impl OrdersCreatedHandler {
     /// The unit of work (one savepoint of the group commit).
     async fn apply(conn: &mut Tx, delivery: &Delivery<OrderCreated>) -> Result<(), HandlerError> {
         let order = &delivery.envelope.data;
-        let express = order.priority == Priority::Express || EventKind::is_express_subject(&delivery.subject);
+        // The order's lane, remembered with the reservation for the events that follow.
+        let express = order.priority == Priority::Express || delivery.is_express();
         let plan = plan_lines(&order.items);
 
         if let Claim::Done = Self::claim(conn, delivery).await? {
@@ -125,7 +127,7 @@ impl OrdersCreatedHandler {
 
         let mut unknown = Vec::new();
         for line in &plan {
-            if !products::exists(conn, &line.product_id).await.map_err(storage)? {
+            if !products::exists(conn, &line.product_id).await? {
                 unknown.push(line.product_id.clone());
             }
         }
@@ -142,12 +144,12 @@ impl OrdersCreatedHandler {
         let reserved = if plan.len() == 1 {
             Self::reserve_all(conn, &plan).await?
         } else {
-            conn.savepoint("reserve_lines").await.map_err(storage)?;
+            conn.savepoint("reserve_lines").await?;
             let reserved = Self::reserve_all(conn, &plan).await?;
             match reserved {
-                Reserve::Priced(_) => conn.release("reserve_lines").await.map_err(storage)?,
+                Reserve::Priced(_) => conn.release("reserve_lines").await?,
                 Reserve::Short(_) | Reserve::Unpriceable(_) => {
-                    conn.rollback_to("reserve_lines").await.map_err(storage)?;
+                    conn.rollback_to("reserve_lines").await?;
                 }
             }
             reserved
@@ -165,8 +167,8 @@ impl OrdersCreatedHandler {
             }
         };
         let reservation = Reservation::new(order.order_id, priced, express);
-        reservations::insert(conn, &reservation).await.map_err(storage)?;
-        enqueue(conn, &outgoing(delivery, reservation.reserved_event(), express)?).await?;
+        reservations::insert(conn, &reservation).await?;
+        outbox::enqueue(conn, &delivery.follow_up_on(SOURCE, reservation.reserved_event(), express)?).await?;
         // The happy path's detail is DEBUG: the order service logs the order's own state changes
         // at INFO, and rejections are logged here at INFO.
         tracing::debug!(
@@ -181,6 +183,10 @@ impl OrdersCreatedHandler {
 
 impl Handler<OrderCreated> for OrdersCreatedHandler {
     async fn handle(&self, delivery: Delivery<OrderCreated>) -> Result<(), HandlerError> {
-        self.ctx.commit(move |conn| Box::pin(async move { Self::apply(conn, &delivery).await })).await
+        Ok(self
+            .state
+            .db
+            .write(move |conn| Box::pin(async move { Self::apply(conn, &delivery).await }))
+            .await?)
     }
 }

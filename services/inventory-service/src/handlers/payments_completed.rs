@@ -9,10 +9,10 @@
 
 use orderflow_events::PaymentCompleted;
 use orderflow_messaging::{Delivery, Handler, HandlerError};
-use orderflow_platform::Tx;
+use orderflow_platform::{Tx, inbox};
 
-use super::{HandlerContext, first_time, storage};
 use crate::domain::{ReservationStatus, Step, stock_moves};
+use crate::startup::AppState;
 use crate::storage::{products, reservations};
 
 /// Inbox key of this handler.
@@ -21,23 +21,23 @@ pub const INBOX_KEY: &str = "inventory-payments-completed";
 /// Handles `payments.completed.v1` on both lanes.
 #[derive(Clone, Debug)]
 pub struct PaymentsCompletedHandler {
-    ctx: HandlerContext,
+    state: AppState,
 }
 
 impl PaymentsCompletedHandler {
-    /// A handler on `ctx`.
+    /// A handler on the service's state.
     #[must_use]
-    pub fn new(ctx: HandlerContext) -> Self {
-        Self { ctx }
+    pub fn new(state: AppState) -> Self {
+        Self { state }
     }
 
     /// The unit of work (one savepoint of the group commit).
     async fn apply(conn: &mut Tx, delivery: &Delivery<PaymentCompleted>) -> Result<(), HandlerError> {
         let payment = &delivery.envelope.data;
-        if !first_time(conn, INBOX_KEY, &delivery.envelope.id.to_string()).await? {
+        if !inbox::first_time(conn, INBOX_KEY, &delivery.envelope.id.to_string()).await? {
             return Ok(());
         }
-        let Some(reservation) = reservations::find(conn, payment.order_id).await.map_err(storage)? else {
+        let Some(reservation) = reservations::find(conn, payment.order_id).await? else {
             tracing::error!("payment completed for an order without a reservation");
             return Err(HandlerError::permanent(format!(
                 "payments.completed for order {} which has no reservation",
@@ -66,12 +66,12 @@ impl PaymentsCompletedHandler {
             );
         }
         let (from, to) = (ReservationStatus::Reserved, ReservationStatus::Committed);
-        if !reservations::transition(conn, payment.order_id, from, to).await.map_err(storage)? {
+        if !reservations::transition(conn, payment.order_id, from, to).await? {
             // Moved by a concurrent delivery since we read it: look again on redelivery.
             return Err(HandlerError::transient("reservation changed concurrently"));
         }
         for line in stock_moves(&reservation.lines) {
-            if !products::commit(conn, &line.product_id, line.quantity).await.map_err(storage)? {
+            if !products::commit(conn, &line.product_id, line.quantity).await? {
                 tracing::error!(product_id = %line.product_id, "reserved stock is missing; invariant broken");
                 return Err(HandlerError::permanent(format!(
                     "product {} has fewer than {} reserved units for order {}",
@@ -86,6 +86,10 @@ impl PaymentsCompletedHandler {
 
 impl Handler<PaymentCompleted> for PaymentsCompletedHandler {
     async fn handle(&self, delivery: Delivery<PaymentCompleted>) -> Result<(), HandlerError> {
-        self.ctx.commit(move |conn| Box::pin(async move { Self::apply(conn, &delivery).await })).await
+        Ok(self
+            .state
+            .db
+            .write(move |conn| Box::pin(async move { Self::apply(conn, &delivery).await }))
+            .await?)
     }
 }

@@ -6,10 +6,11 @@
 
 use orderflow_events::PaymentFailed;
 use orderflow_messaging::{Delivery, Handler, HandlerError};
-use orderflow_platform::Tx;
+use orderflow_platform::{Tx, inbox, outbox};
 
-use super::{HandlerContext, enqueue, first_time, outgoing, storage};
+use super::SOURCE;
 use crate::domain::{ReservationStatus, Step, stock_moves};
+use crate::startup::AppState;
 use crate::storage::{products, reservations};
 
 /// Inbox key of this handler.
@@ -18,23 +19,23 @@ pub const INBOX_KEY: &str = "inventory-payments-failed";
 /// Handles `payments.failed.v1` on both lanes.
 #[derive(Clone, Debug)]
 pub struct PaymentsFailedHandler {
-    ctx: HandlerContext,
+    state: AppState,
 }
 
 impl PaymentsFailedHandler {
-    /// A handler on `ctx`.
+    /// A handler on the service's state.
     #[must_use]
-    pub fn new(ctx: HandlerContext) -> Self {
-        Self { ctx }
+    pub fn new(state: AppState) -> Self {
+        Self { state }
     }
 
     /// The unit of work (one savepoint of the group commit).
     async fn apply(conn: &mut Tx, delivery: &Delivery<PaymentFailed>) -> Result<(), HandlerError> {
         let failure = &delivery.envelope.data;
-        if !first_time(conn, INBOX_KEY, &delivery.envelope.id.to_string()).await? {
+        if !inbox::first_time(conn, INBOX_KEY, &delivery.envelope.id.to_string()).await? {
             return Ok(());
         }
-        let Some(reservation) = reservations::find(conn, failure.order_id).await.map_err(storage)? else {
+        let Some(reservation) = reservations::find(conn, failure.order_id).await? else {
             tracing::error!("payment failed for an order without a reservation");
             return Err(HandlerError::permanent(format!(
                 "payments.failed for order {} which has no reservation",
@@ -53,11 +54,11 @@ impl PaymentsFailedHandler {
             Ok(Step::Apply) => {}
         }
         let (from, to) = (ReservationStatus::Reserved, ReservationStatus::Released);
-        if !reservations::transition(conn, failure.order_id, from, to).await.map_err(storage)? {
+        if !reservations::transition(conn, failure.order_id, from, to).await? {
             return Err(HandlerError::transient("reservation changed concurrently"));
         }
         for line in stock_moves(&reservation.lines) {
-            if !products::release(conn, &line.product_id, line.quantity).await.map_err(storage)? {
+            if !products::release(conn, &line.product_id, line.quantity).await? {
                 tracing::error!(product_id = %line.product_id, "reserved stock is missing; invariant broken");
                 return Err(HandlerError::permanent(format!(
                     "product {} has fewer than {} reserved units for order {}",
@@ -65,7 +66,8 @@ impl PaymentsFailedHandler {
                 )));
             }
         }
-        enqueue(conn, &outgoing(delivery, reservation.released_event(), reservation.express)?).await?;
+        let released = reservation.released_event();
+        outbox::enqueue(conn, &delivery.follow_up_on(SOURCE, released, reservation.express)?).await?;
         tracing::info!(reservation_id = %reservation.reservation_id, reason = ?failure.reason, "reservation released");
         Ok(())
     }
@@ -73,6 +75,10 @@ impl PaymentsFailedHandler {
 
 impl Handler<PaymentFailed> for PaymentsFailedHandler {
     async fn handle(&self, delivery: Delivery<PaymentFailed>) -> Result<(), HandlerError> {
-        self.ctx.commit(move |conn| Box::pin(async move { Self::apply(conn, &delivery).await })).await
+        Ok(self
+            .state
+            .db
+            .write(move |conn| Box::pin(async move { Self::apply(conn, &delivery).await }))
+            .await?)
     }
 }

@@ -11,8 +11,8 @@ use orderflow_events::{Currency, ProductId};
 use orderflow_platform::http::{ApiJson, Problem, ProblemType};
 use serde::{Deserialize, Serialize};
 
-use super::AppState;
 use crate::domain::{Product, StockLevel, UnitPrice};
+use crate::startup::AppState;
 use crate::storage::{StorageError, products};
 
 /// `GET /inventory`.

@@ -5,16 +5,9 @@
 pub mod inventory;
 pub mod openapi;
 
+use crate::startup::AppState;
 use axum::Router;
 use axum::routing::get;
-use orderflow_platform::Db;
-
-/// What the route handlers share.
-#[derive(Clone, Debug)]
-pub struct AppState {
-    /// The service's database.
-    pub db: Db,
-}
 
 /// The service's routes: `/inventory…` and `/openapi.json`.
 pub fn router(state: AppState) -> Router {

@@ -12,5 +12,5 @@ pub const HANDLER: &str = "order:inventory.rejected.v1";
 /// Handles one delivery.
 pub async fn handle(state: AppState, d: Delivery<InventoryRejected>) -> Result<(), HandlerError> {
     let (order_id, outcome) = (d.envelope.data.order_id, Outcome::Cancelled(d.envelope.data.reason.into()));
-    finish(&state, HANDLER, d.envelope, order_id, outcome).await
+    finish(&state, HANDLER, &d, order_id, outcome).await
 }

@@ -4,10 +4,9 @@ pub mod inventory_rejected;
 pub mod payments_completed;
 pub mod payments_failed;
 
-use orderflow_events::{CancelReason, Envelope, Event, OrderCancelled, OrderConfirmed, OrderId};
-use orderflow_messaging::publish::follow_up;
-use orderflow_messaging::{HandlerError, OutgoingMessage};
-use orderflow_platform::{SqlError, Tx, inbox, outbox};
+use orderflow_events::{CancelReason, Event, OrderCancelled, OrderConfirmed, OrderId, Priority};
+use orderflow_messaging::{Delivery, HandlerError, OutgoingMessage};
+use orderflow_platform::{Tx, inbox, outbox};
 
 use orderflow_telemetry::metrics::names;
 
@@ -29,27 +28,30 @@ pub enum Outcome {
     Cancelled(CancelReason),
 }
 
-/// Every database error is retried: giving up on an event at once would lose it for good, and
-/// the redelivery budget still ends in the DLQ if the error never heals.
-pub(crate) fn db_error(e: SqlError) -> HandlerError {
-    if !e.is_transient() {
-        tracing::warn!(error = %e, "unexpected database error; will retry");
-    }
-    HandlerError::transient(e)
-}
-
 /// In one transaction (a unit of the database's group commit): inbox row, the order's move,
-/// and its `orders.confirmed` / `orders.cancelled` event in the outbox.
+/// and its `orders.confirmed` / `orders.cancelled` event in the outbox, on the order's lane.
 pub async fn finish<T: Event>(
     state: &AppState,
     handler: &'static str,
-    incoming: Envelope<T>,
+    cause: &Delivery<T>,
     order_id: OrderId,
     outcome: Outcome,
 ) -> Result<(), HandlerError> {
+    let msg = match &outcome {
+        Outcome::Confirmed { total_cents, currency } => cause.follow_up(
+            crate::SOURCE,
+            OrderConfirmed { order_id, total_cents: *total_cents, currency: currency.clone() },
+        ),
+        Outcome::Cancelled(reason) => {
+            cause.follow_up(crate::SOURCE, OrderCancelled { order_id, reason: *reason })
+        }
+    }?;
+    let event_id = cause.envelope.id.to_string();
     let moved = state
         .db
-        .write(move |conn| Box::pin(async move { apply(conn, handler, &incoming, order_id, outcome).await }))
+        .write(move |conn| {
+            Box::pin(async move { apply(conn, handler, &event_id, order_id, outcome, msg).await })
+        })
         .await?;
     let Some((target, reason)) = moved else { return Ok(()) };
     metrics::counter!(
@@ -65,19 +67,20 @@ pub async fn finish<T: Event>(
 }
 
 /// The unit of work of [`finish`]; `Some((status, reason))` when the order moved.
-async fn apply<T: Event>(
+async fn apply(
     conn: &mut Tx,
     handler: &'static str,
-    incoming: &Envelope<T>,
+    event_id: &str,
     order_id: OrderId,
     outcome: Outcome,
+    msg: OutgoingMessage,
 ) -> Result<Option<(OrderStatus, &'static str)>, HandlerError> {
     let id = order_id.to_string();
-    if !inbox::first_time(conn, handler, &incoming.id.to_string()).await.map_err(db_error)? {
+    if !inbox::first_time(conn, handler, event_id).await? {
         tracing::debug!(order_id = %id, "event already processed");
         return Ok(None);
     }
-    let Some(order) = storage::find_order(conn, &id).await.map_err(db_error)? else {
+    let Some(order) = storage::find_order(conn, &id).await? else {
         return Err(HandlerError::permanent(format!("order {id} does not exist")));
     };
     let target = match outcome {
@@ -96,28 +99,19 @@ async fn apply<T: Event>(
         Transition::Apply => {}
     }
     let now = orderflow_platform::now_rfc3339();
-    let express = order.priority == "express";
-    let msg = match &outcome {
+    let reason = match &outcome {
         Outcome::Confirmed { total_cents, currency } => {
             storage::finish_order(conn, &id, target, None, Some((*total_cents, currency.as_str())), &now)
-                .await
-                .map_err(db_error)?;
-            let data = OrderConfirmed { order_id, total_cents: *total_cents, currency: currency.clone() };
-            OutgoingMessage::from_envelope(&follow_up(crate::SOURCE, incoming, data), express)
+                .await?;
+            "none"
         }
         Outcome::Cancelled(reason) => {
-            storage::finish_order(conn, &id, target, Some(reason.as_str()), None, &now)
-                .await
-                .map_err(db_error)?;
-            let data = OrderCancelled { order_id, reason: *reason };
-            OutgoingMessage::from_envelope(&follow_up(crate::SOURCE, incoming, data), express)
+            storage::finish_order(conn, &id, target, Some(reason.as_str()), None, &now).await?;
+            reason.as_str()
         }
-    }
-    .map_err(HandlerError::permanent)?;
-    outbox::enqueue(conn, &msg).await.map_err(db_error)?;
-    let reason = match &outcome {
-        Outcome::Confirmed { .. } => "none",
-        Outcome::Cancelled(r) => r.as_str(),
     };
+    // The lane the order was placed on, whatever lane its cause came on.
+    let express = order.priority == Priority::Express.as_str();
+    outbox::enqueue(conn, &msg.on_lane(express)).await?;
     Ok(Some((target, reason)))
 }

@@ -14,5 +14,5 @@ pub async fn handle(state: AppState, d: Delivery<PaymentCompleted>) -> Result<()
     let data = &d.envelope.data;
     let outcome = Outcome::Confirmed { total_cents: data.amount_cents, currency: data.currency.clone() };
     let order_id = data.order_id;
-    finish(&state, HANDLER, d.envelope, order_id, outcome).await
+    finish(&state, HANDLER, &d, order_id, outcome).await
 }

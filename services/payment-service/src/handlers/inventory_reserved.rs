@@ -11,8 +11,7 @@ use std::time::Duration;
 use orderflow_events::{
     ChargeId, Envelope, InventoryReserved, PaymentCompleted, PaymentFailed, PaymentFailureReason, PaymentId,
 };
-use orderflow_messaging::publish::follow_up;
-use orderflow_messaging::{Delivery, HandlerError, OutgoingMessage};
+use orderflow_messaging::{Delivery, HandlerError};
 use orderflow_platform::{WriteError, inbox, outbox};
 use orderflow_resilience::{BackoffConfig, Clock, Rejected};
 
@@ -22,10 +21,6 @@ use crate::storage::{self, PaymentRecord};
 
 /// Inbox key of this handler.
 pub const HANDLER: &str = "payment:inventory.reserved.v1";
-
-fn db_error(e: orderflow_platform::SqlError) -> HandlerError {
-    HandlerError::transient(e)
-}
 
 /// The decision about one order's payment.
 enum Decision {
@@ -39,18 +34,12 @@ pub async fn handle(state: AppState, d: Delivery<InventoryReserved>) -> Result<(
     let env = &d.envelope;
     let order_id = env.data.order_id.to_string();
     let id = order_id.clone();
-    if state
-        .db
-        .read(move |tx| Box::pin(async move { storage::exists(tx, &id).await }))
-        .await
-        .map_err(db_error)?
-    {
+    if state.db.read(move |tx| Box::pin(async move { storage::exists(tx, &id).await })).await? {
         tracing::debug!(order_id, "payment already decided");
         return Ok(());
     }
-    let express = d.subject.ends_with(orderflow_events::subjects::EXPRESS_SUFFIX);
     let (decision, attempts) = charge_with_retries(&state, env).await?;
-    record(&state, env, decision, attempts, express).await
+    record(&state, &d, decision, attempts).await
 }
 
 /// The schedule of gateway retries: 100 ms doubling to 5 s, up to half of each delay random, no
@@ -155,14 +144,14 @@ async fn sleep(clock: &dyn Clock, duration: Duration) {
     }
 }
 
-/// In one transaction: inbox row, payment row, outgoing event.
+/// In one transaction: inbox row, payment row, outgoing event (on the lane `d` came on).
 async fn record(
     state: &AppState,
-    env: &Envelope<InventoryReserved>,
+    d: &Delivery<InventoryReserved>,
     decision: Decision,
     attempts: i64,
-    express: bool,
 ) -> Result<(), HandlerError> {
+    let env = &d.envelope;
     let data = &env.data;
     let order_id = data.order_id.to_string();
     let payment_id = PaymentId::new();
@@ -186,15 +175,14 @@ async fn record(
                 amount_cents: data.total_cents,
                 currency: data.currency.clone(),
             };
-            OutgoingMessage::from_envelope(&follow_up(crate::SOURCE, env, event), express)
+            d.follow_up(crate::SOURCE, event)?
         }
         (_, Some(reason)) => {
             let event = PaymentFailed { order_id: data.order_id, reason, detail: detail.map(str::to_owned) };
-            OutgoingMessage::from_envelope(&follow_up(crate::SOURCE, env, event), express)
+            d.follow_up(crate::SOURCE, event)?
         }
         (_, None) => return Err(HandlerError::permanent("failed payment without a reason")),
-    }
-    .map_err(HandlerError::permanent)?;
+    };
 
     let event_id = env.id.to_string();
     let payment_id = payment_id.to_string();
@@ -226,10 +214,7 @@ async fn record(
             })
         })
         .await
-        .map_err(|e| match e {
-            WriteError::Unit(e) => db_error(e),
-            aborted @ WriteError::Aborted => HandlerError::transient(aborted.to_string()),
-        })?;
+        .map_err(WriteError::into_unit_error)?;
     if !recorded {
         return Ok(());
     }
