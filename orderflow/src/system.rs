@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use inventory_service::InventoryService;
 use order_service::OrderService;
 use orderflow_natsd::{NatsServer, Options};
-use orderflow_platform::kernel::{self, Service};
+use orderflow_platform::kernel::{self, HasCommon as _, Service};
 use payment_service::PaymentService;
 use serde::Serialize;
 use tokio::task::JoinHandle;
@@ -248,7 +248,7 @@ impl System {
         schema_suffix: &str,
     ) -> anyhow::Result<S::Settings> {
         let mut settings = kernel::load_settings::<S>(file, &flags)?;
-        let common = S::common_mut(&mut settings);
+        let common = settings.common_mut();
         common.db_schema.push_str(schema_suffix);
         self.databases.push(DbTarget {
             service: S::SECTION,

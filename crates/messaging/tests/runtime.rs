@@ -112,18 +112,7 @@ async fn stream(env: &Env, name: &str) -> Stream {
 }
 
 async fn dlq_messages(env: &Env) -> Vec<jetstream::message::StreamMessage> {
-    let mut s = stream(env, "DLQ").await;
-    let state = s.info().await.unwrap().state.clone();
-    let mut out = Vec::new();
-    if state.messages == 0 {
-        return out;
-    }
-    for seq in state.first_sequence..=state.last_sequence {
-        if let Ok(m) = s.get_raw_message(seq).await {
-            out.push(m);
-        }
-    }
-    out
+    orderflow_test_support::stream_messages(&env.js, "DLQ").await
 }
 
 async fn wait_dlq(env: &Env, n: usize) -> Vec<jetstream::message::StreamMessage> {

@@ -152,6 +152,30 @@ impl std::fmt::Debug for CommonSettings {
     }
 }
 
+/// Settings that hold [`CommonSettings`]: a service's, where they are flattened into the field
+/// `common`. Implement it with [`common_settings!`](crate::common_settings).
+pub trait HasCommon {
+    /// The settings every service has.
+    fn common(&self) -> &CommonSettings;
+    /// … to change (an in-process system places every service).
+    fn common_mut(&mut self) -> &mut CommonSettings;
+}
+
+/// Implements [`HasCommon`] for a settings struct with a `common: CommonSettings` field.
+#[macro_export]
+macro_rules! common_settings {
+    ($settings:ty) => {
+        impl $crate::kernel::HasCommon for $settings {
+            fn common(&self) -> &$crate::kernel::CommonSettings {
+                &self.common
+            }
+            fn common_mut(&mut self) -> &mut $crate::kernel::CommonSettings {
+                &mut self.common
+            }
+        }
+    };
+}
+
 /// A service binary's flags: the ones every service takes, and the service's own.
 #[derive(Clone, Debug, clap::Args, Serialize)]
 pub struct Flags<F: clap::Args> {
@@ -182,13 +206,15 @@ pub trait Service: Sized + Send + 'static {
     /// skipped when serialized, so they never override the file or the environment.
     type Flags: clap::Args + Serialize + std::fmt::Debug + Send + Sync + 'static;
     /// Its settings, with [`CommonSettings`] flattened in.
-    type Settings: Clone + std::fmt::Debug + Default + Serialize + DeserializeOwned + Send + Sync + 'static;
-
-    /// The settings every service has.
-    fn common(settings: &Self::Settings) -> &CommonSettings;
-
-    /// … to change (an in-process system places every service).
-    fn common_mut(settings: &mut Self::Settings) -> &mut CommonSettings;
+    type Settings: HasCommon
+        + Clone
+        + std::fmt::Debug
+        + Default
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static;
 
     /// Checks the service's own settings and builds what it holds (clients, breakers), before
     /// anything is bound or connected: a misconfiguration fails here.
@@ -305,7 +331,7 @@ impl<S: Service> Application<S> {
     /// [`build`](Self::build) with a service value made by the caller (tests inject clocks this
     /// way).
     pub async fn build_with(settings: S::Settings, service: S) -> anyhow::Result<Self> {
-        let common = S::common(&settings);
+        let common = settings.common();
         let listener = crate::http::bind(&common.host, common.port, S::NAME).await?;
         let port = listener.local_addr().context("reading the bound HTTP address")?.port();
         let infra = Infra::connect(InfraConfig {
@@ -346,7 +372,7 @@ impl<S: Service> Application<S> {
     /// `shutdown` is cancelled; then drains (see [`crate::service`]).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Self { settings, service, infra, listener, .. } = self;
-        let common = S::common(&settings).clone();
+        let common = settings.common().clone();
         let mut wiring = Wiring {
             db: infra.db.clone(),
             js: infra.js.clone(),

@@ -85,6 +85,62 @@ where
     }
 }
 
+/// Waits until every listed consumer (`(stream, durable)`) has nothing pending and nothing
+/// unacknowledged, and `outbox_empty` holds: after that, a service emits nothing more without
+/// new input. The positive signal that replaces "sleep, then assert nothing happened".
+pub async fn wait_until_quiet<F, Fut>(
+    js: &async_nats::jetstream::Context,
+    consumers: &[(&str, &str)],
+    mut outbox_empty: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let quiet = eventually(Duration::from_secs(60), "the service to be quiet", || {
+        let outbox = outbox_empty();
+        async move {
+            for (stream, durable) in consumers {
+                let info = js.get_stream(*stream).await.ok()?.consumer_info(*durable).await.ok()?;
+                if info.num_pending > 0 || info.num_ack_pending > 0 {
+                    return None;
+                }
+            }
+            outbox.await.then_some(())
+        }
+    })
+    .await;
+    if let Err(e) = quiet {
+        panic!("{e}");
+    }
+}
+
+/// Every message stored in the stream `name`, oldest first: what a test inspects after the fact.
+/// Panics when the stream cannot be read (a test's failure, said plainly).
+pub async fn stream_messages(
+    js: &async_nats::jetstream::Context,
+    name: &str,
+) -> Vec<async_nats::jetstream::message::StreamMessage> {
+    let mut stream = match js.get_stream(name).await {
+        Ok(s) => s,
+        Err(e) => panic!("reading the stream {name}: {e}"),
+    };
+    let state = match stream.info().await {
+        Ok(info) => info.state.clone(),
+        Err(e) => panic!("reading the state of the stream {name}: {e}"),
+    };
+    let mut out = Vec::new();
+    if state.messages == 0 {
+        return out;
+    }
+    for seq in state.first_sequence..=state.last_sequence {
+        // A gap is a deleted message (retention), not an error.
+        if let Ok(m) = stream.get_raw_message(seq).await {
+            out.push(m);
+        }
+    }
+    out
+}
+
 /// Which database a test runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DbBackend {

@@ -17,6 +17,8 @@ pub struct Settings {
     pub seed_demo_catalog: bool,
 }
 
+orderflow_platform::common_settings!(Settings);
+
 impl Default for Settings {
     fn default() -> Self {
         let mut common = CommonSettings::for_service(8081, "inventory", "inventory");

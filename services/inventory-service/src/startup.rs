@@ -5,7 +5,7 @@
 use axum::Router;
 use orderflow_events::{EventKind, ProductId};
 use orderflow_platform::discovery::MicroEndpoint;
-use orderflow_platform::kernel::{CommonSettings, NoFlags, Service, Wiring};
+use orderflow_platform::kernel::{NoFlags, Service, Wiring};
 use orderflow_platform::{Db, Migration};
 
 use crate::configuration::Settings;
@@ -39,14 +39,6 @@ impl Service for InventoryService {
     const MIGRATIONS: &'static [Migration] = &MIGRATIONS;
     type Flags = NoFlags;
     type Settings = Settings;
-
-    fn common(settings: &Settings) -> &CommonSettings {
-        &settings.common
-    }
-
-    fn common_mut(settings: &mut Settings) -> &mut CommonSettings {
-        &mut settings.common
-    }
 
     fn new(_: &Settings) -> anyhow::Result<Self> {
         Ok(Self)

@@ -15,6 +15,8 @@ pub struct Settings {
     pub max_saga_backlog: u64,
 }
 
+orderflow_platform::common_settings!(Settings);
+
 impl Default for Settings {
     fn default() -> Self {
         Self { common: CommonSettings::for_service(8080, "order-service", "orders"), max_saga_backlog: 5_000 }

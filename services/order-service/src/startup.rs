@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{get, post};
 use orderflow_events::EventKind;
-use orderflow_platform::kernel::{CommonSettings, NoFlags, Service, Wiring};
+use orderflow_platform::kernel::{NoFlags, Service, Wiring};
 use orderflow_platform::{Db, Migration};
 use tokio_util::sync::CancellationToken;
 
@@ -42,14 +42,6 @@ impl Service for OrderService {
     const MIGRATIONS: &'static [Migration] = MIGRATIONS;
     type Flags = NoFlags;
     type Settings = Settings;
-
-    fn common(settings: &Settings) -> &CommonSettings {
-        &settings.common
-    }
-
-    fn common_mut(settings: &mut Settings) -> &mut CommonSettings {
-        &mut settings.common
-    }
 
     fn new(_: &Settings) -> anyhow::Result<Self> {
         Ok(Self)

@@ -31,6 +31,8 @@ pub struct Settings {
     pub breaker_open_ms: u64,
 }
 
+orderflow_platform::common_settings!(Settings);
+
 impl Default for Settings {
     fn default() -> Self {
         let b = BreakerConfig::default();

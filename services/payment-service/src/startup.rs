@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use orderflow_events::EventKind;
 use orderflow_messaging::Delivery;
-use orderflow_platform::kernel::{CommonSettings, Service, Wiring};
+use orderflow_platform::kernel::{Service, Wiring};
 use orderflow_platform::{Db, Migration};
 use orderflow_resilience::{Backoff, BreakerState, CircuitBreaker, Clock, SystemClock};
 use orderflow_telemetry::metrics::names;
@@ -83,14 +83,6 @@ impl Service for PaymentService {
     const MIGRATIONS: &'static [Migration] = MIGRATIONS;
     type Flags = PaymentFlags;
     type Settings = Settings;
-
-    fn common(settings: &Settings) -> &CommonSettings {
-        &settings.common
-    }
-
-    fn common_mut(settings: &mut Settings) -> &mut CommonSettings {
-        &mut settings.common
-    }
 
     fn new(settings: &Settings) -> anyhow::Result<Self> {
         Self::with_clock(settings, Arc::new(SystemClock))

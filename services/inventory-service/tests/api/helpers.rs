@@ -171,18 +171,8 @@ impl TestApp {
     }
 
     async fn stream_messages(&self, name: &str) -> Vec<Received> {
-        let mut stream = self.js.get_stream(name).await.unwrap();
-        let state = stream.info().await.unwrap().state.clone();
-        let mut out = Vec::new();
-        if state.messages == 0 {
-            return out;
-        }
-        for seq in state.first_sequence..=state.last_sequence {
-            if let Ok(m) = stream.get_raw_message(seq).await {
-                out.push(Received::from_stream(m));
-            }
-        }
-        out
+        let all = orderflow_test_support::stream_messages(&self.js, name).await;
+        all.into_iter().map(Received::from_stream).collect()
     }
 
     /// Every event the service published about `order_id`.
@@ -209,19 +199,9 @@ impl TestApp {
     /// Waits until every inventory consumer has handled everything published so far and the
     /// outbox is empty: after this, no further event can appear without new input.
     pub async fn wait_until_quiet(&self) {
-        eventually(WAIT, "the service to be quiet", || async {
-            for (stream, durable) in CONSUMERS {
-                let stream = self.js.get_stream(stream).await.ok()?;
-                let info = stream.consumer_info(durable).await.ok()?;
-                if info.num_pending > 0 || info.num_ack_pending > 0 {
-                    return None;
-                }
-            }
-            let backlog = OutboxRelay::backlog(&self.db).await.ok()?;
-            (backlog.unsent == 0).then_some(())
-        })
-        .await
-        .unwrap();
+        let db = &self.db;
+        let outbox_empty = || async { OutboxRelay::backlog(db).await.is_ok_and(|b| b.unsent == 0) };
+        orderflow_test_support::wait_until_quiet(&self.js, &CONSUMERS, outbox_empty).await;
     }
 
     /// Opens the service's database anew (the service's own pool is closed when it stops).

@@ -61,20 +61,8 @@ impl TestApp {
         stream: &str,
         subject: &str,
     ) -> Vec<jetstream::message::StreamMessage> {
-        let mut s = self.js.get_stream(stream).await.unwrap();
-        let state = s.info().await.unwrap().state.clone();
-        let mut out = Vec::new();
-        if state.messages == 0 {
-            return out;
-        }
-        for seq in state.first_sequence..=state.last_sequence {
-            if let Ok(m) = s.get_raw_message(seq).await
-                && m.subject.as_str() == subject
-            {
-                out.push(m);
-            }
-        }
-        out
+        let all = orderflow_test_support::stream_messages(&self.js, stream).await;
+        all.into_iter().filter(|m| m.subject.as_str() == subject).collect()
     }
 
     /// Waits for `n` messages on `subject`.

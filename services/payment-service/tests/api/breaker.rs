@@ -32,7 +32,7 @@ async fn repeated_gateway_failures_open_the_breaker_pause_consumption_and_a_prob
     // Paused: once the pull requests made before the breaker opened expire, no consumer asks
     // the server for more work.
     orderflow_test_support::eventually(crate::helpers::WAIT, "the consumers to stop pulling", || async {
-        for durable in CONSUMERS {
+        for (_, durable) in CONSUMERS {
             if app.consumer_info(durable).await.num_waiting > 0 {
                 return None;
             }
@@ -43,7 +43,7 @@ async fn repeated_gateway_failures_open_the_breaker_pause_consumption_and_a_prob
     .unwrap();
     let second = inventory_reserved(1600);
     app.publish(&second).await;
-    let info = app.consumer_info(CONSUMERS[0]).await;
+    let info = app.consumer_info(CONSUMERS[0].1).await;
     assert_eq!((info.num_pending, info.num_ack_pending, info.num_waiting), (1, 1, 0), "{info:?}");
     assert_eq!(app.breaker.state(), BreakerState::Open, "the clock has not moved");
 

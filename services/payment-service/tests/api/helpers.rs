@@ -24,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 pub const WAIT: Duration = Duration::from_secs(30);
 
 /// The payment consumers (standard and express lanes), both on the INVENTORY stream.
-pub const CONSUMERS: [&str; 2] = ["payment-inventory-reserved", "payment-inventory-reserved-express"];
+pub const CONSUMERS: [(&str, &str); 2] =
+    [("INVENTORY", "payment-inventory-reserved"), ("INVENTORY", "payment-inventory-reserved-express")];
 
 /// How a test wants the service built.
 #[derive(Default)]
@@ -222,21 +223,8 @@ impl TestApp {
     /// Every event the service published about `order_id`.
     pub async fn events_for(&self, order_id: OrderId) -> Vec<Received> {
         let id = order_id.to_string();
-        let mut stream = self.js.get_stream("PAYMENTS").await.unwrap();
-        let state = stream.info().await.unwrap().state.clone();
-        let mut out = Vec::new();
-        if state.messages == 0 {
-            return out;
-        }
-        for seq in state.first_sequence..=state.last_sequence {
-            if let Ok(m) = stream.get_raw_message(seq).await {
-                let received = Received::from_stream(m);
-                if received.envelope["subject"] == id.as_str() {
-                    out.push(received);
-                }
-            }
-        }
-        out
+        let all = orderflow_test_support::stream_messages(&self.js, "PAYMENTS").await;
+        all.into_iter().map(Received::from_stream).filter(|r| r.envelope["subject"] == id.as_str()).collect()
     }
 
     /// Waits for the service's (first) payment event about `order_id`.
@@ -284,19 +272,9 @@ impl TestApp {
     /// Waits until every payment consumer has handled everything published so far and the
     /// outbox is empty: after this, no further payment event can appear without new input.
     pub async fn wait_until_quiet(&self) {
-        eventually(WAIT, "the service to be quiet", || async {
-            for durable in CONSUMERS {
-                let stream = self.js.get_stream("INVENTORY").await.ok()?;
-                let info = stream.consumer_info(durable).await.ok()?;
-                if info.num_pending > 0 || info.num_ack_pending > 0 {
-                    return None;
-                }
-            }
-            let backlog = OutboxRelay::backlog(&self.db).await.ok()?;
-            (backlog.unsent == 0).then_some(())
-        })
-        .await
-        .unwrap();
+        let db = &self.db;
+        let outbox_empty = || async { OutboxRelay::backlog(db).await.is_ok_and(|b| b.unsent == 0) };
+        orderflow_test_support::wait_until_quiet(&self.js, &CONSUMERS, outbox_empty).await;
     }
 
     /// Moves the manual clock forward by `step` between polls of `check`, until `check` returns
