@@ -6,7 +6,9 @@
 //! is open, and its wiring — routes, consumers, request-reply endpoints and background tasks —
 //! through [`Wiring`]. [`Application`] does everything else the same way for every service:
 //! bind, open and migrate the database, connect NATS with backoff, provision JetStream, serve
-//! HTTP with health and metrics, and drain in order on shutdown ([`crate::service`]).
+//! HTTP with health and metrics, and drain in the order that loses nothing on shutdown (readiness
+//! 503, HTTP finishes its requests, consumers their handlers, the outbox relay publishes what they
+//! committed, NATS drains), all within one deadline.
 //! [`main`] is a service binary's whole `main`; [`load_settings`] is how `orderflow up` and
 //! `orderflow serve` configure the same services in one process.
 //!
@@ -369,7 +371,7 @@ impl<S: Service> Application<S> {
     }
 
     /// Serves HTTP and runs the consumers, endpoints and tasks the service wires, until
-    /// `shutdown` is cancelled; then drains (see [`crate::service`]).
+    /// `shutdown` is cancelled; then drains (see the module docs).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Self { settings, service, infra, listener, .. } = self;
         let common = settings.common().clone();

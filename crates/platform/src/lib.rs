@@ -1,5 +1,8 @@
 //! What every orderflow service shares, so that no service re-implements a reliability rule.
 //!
+//! - [`kernel`]: what a service is (the [`kernel::Service`] trait, its settings with
+//!   [`kernel::CommonSettings`] flattened in) and the one way every service is built, run and
+//!   drained; a service writes only its domain, storage, handlers, routes and wiring.
 //! - [`db`] and [`sql`]: one code path for SQLite (a file per service, WAL, a writer thread and
 //!   a reader thread owning their connections) and PostgreSQL (a schema per service), with
 //!   embedded migrations.
@@ -24,7 +27,7 @@ pub mod http;
 pub mod inbox;
 pub mod kernel;
 pub mod outbox;
-pub mod service;
+pub(crate) mod service;
 pub mod shutdown;
 pub mod sql;
 pub mod writer;

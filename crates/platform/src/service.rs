@@ -1,4 +1,4 @@
-//! The start-up and shutdown choreography every service shares.
+//! The start-up and shutdown choreography every service shares (driven by [`crate::kernel`]).
 //!
 //! [`Infra::connect`] brings up what a service stands on: the database (migrated), NATS (with
 //! backoff), the JetStream topology, a publisher and the outbox relay. [`run`] serves HTTP (with
@@ -35,8 +35,6 @@ pub struct Infra {
     pub js: jetstream::Context,
     /// The service's database.
     pub db: Db,
-    /// Direct publishing (the outbox relay uses its own clone).
-    pub publisher: Publisher,
     relay: OutboxRelay,
 }
 
@@ -73,9 +71,8 @@ impl Infra {
         provision(&js, &Topology::orderflow(cfg.stream_replicas.max(1)))
             .await
             .with_context(|| format!("{service}: provisioning JetStream"))?;
-        let publisher = Publisher::new(js.clone());
-        let relay = OutboxRelay::new(db.clone(), publisher.clone(), service);
-        Ok(Self { service, client, js, db, publisher, relay })
+        let relay = OutboxRelay::new(db.clone(), Publisher::new(js.clone()), service);
+        Ok(Self { service, client, js, db, relay })
     }
 
     /// Readiness checks for NATS and the database.
