@@ -15,10 +15,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use anyhow::Context as _;
+use inventory_service::domain::ReservationStatus;
+use order_service::domain::OrderStatus;
 use orderflow_messaging::connect::server_list;
 use orderflow_platform::Db;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use crate::system::DbTarget;
 
@@ -88,12 +89,6 @@ struct Charge {
     status: String,
 }
 
-#[derive(Deserialize)]
-struct Line {
-    product_id: String,
-    quantity: i64,
-}
-
 /// Checks every invariant. `accepted` are the order ids answered with 202; `initial_stock` is the
 /// per-product total (available + reserved + committed) before the run, when known.
 pub async fn check(
@@ -113,95 +108,77 @@ pub async fn check(
     // Orders.
     let order_db = db_of("order")?;
     let orders_db = Db::open(&order_db.url, &order_db.schema).await?;
-    let rows = sqlx::query("SELECT order_id, status, reason, total_cents FROM orders")
-        .fetch_all(orders_db.pool())
-        .await?;
-    let mut orders: HashMap<String, (String, Option<i64>)> = HashMap::new();
-    for r in &rows {
-        let id: String = r.try_get("order_id")?;
-        let status: String = r.try_get("status")?;
-        let reason: Option<String> = r.try_get("reason")?;
-        let total: Option<i64> = r.try_get("total_cents")?;
-        match status.as_str() {
-            "confirmed" => report.confirmed += 1,
-            "cancelled" => *report.cancelled.entry(reason.unwrap_or_else(|| "none".into())).or_default() += 1,
-            _ => report.pending += 1,
-        }
-        orders.insert(id, (status, total));
-    }
+    let summaries = order_service::audit::orders(&orders_db).await;
     orders_db.close().await;
+    let mut orders: HashMap<String, (OrderStatus, Option<i64>)> = HashMap::new();
+    for o in summaries.context("reading the orders")? {
+        match o.status {
+            OrderStatus::Confirmed => report.confirmed += 1,
+            OrderStatus::Cancelled => {
+                *report.cancelled.entry(o.reason.unwrap_or_else(|| "none".into())).or_default() += 1;
+            }
+            OrderStatus::Pending => report.pending += 1,
+        }
+        orders.insert(o.order_id, (o.status, o.total_cents));
+    }
     report.orders = orders.len();
     let mut violations = Vec::new();
     for id in accepted {
         match orders.get(id) {
             None => violations.push(violation(1, id, "accepted with 202 but not stored".into())),
-            Some((s, _)) if s != "confirmed" && s != "cancelled" => {
-                violations.push(violation(1, id, format!("still {s}")))
+            Some((s, _)) if *s == OrderStatus::Pending => {
+                violations.push(violation(1, id, "still pending".into()))
             }
             _ => {}
         }
     }
     for (id, (s, _)) in &orders {
-        if s == "pending" && !accepted.contains(id) {
+        if *s == OrderStatus::Pending && !accepted.contains(id) {
             violations.push(violation(1, id, "still pending".into()));
         }
     }
 
-    // Stock and reservations.
+    // Stock and reservations, from one snapshot.
     let inv_target = db_of("inventory")?;
     let inv = Db::open(&inv_target.url, &inv_target.schema).await?;
-    // Products and reservations from one snapshot, so a commit landing between the two reads
-    // cannot look like a broken ledger.
-    let mut tx = inv.pool().begin().await?;
-    if inv.kind() == orderflow_platform::DbKind::Postgres {
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *tx).await?;
-    }
-    let products = sqlx::query("SELECT product_id, available, reserved, committed FROM products")
-        .fetch_all(&mut *tx)
-        .await?;
-    let reservations =
-        sqlx::query("SELECT order_id, status, lines FROM reservations").fetch_all(&mut *tx).await?;
-    tx.rollback().await?;
+    let ledger = inventory_service::audit::ledger(&inv).await;
     inv.close().await;
+    let ledger = ledger.context("reading the inventory's ledger")?;
     let mut want: HashMap<String, (i64, i64)> = HashMap::new();
-    let mut reservation_of: HashMap<String, String> = HashMap::new();
-    for r in &reservations {
-        let order_id: String = r.try_get("order_id")?;
-        let status: String = r.try_get("status")?;
-        let lines: Vec<Line> = serde_json::from_str(&r.try_get::<String, _>("lines")?)?;
-        for l in lines {
-            let e = want.entry(l.product_id).or_default();
-            match status.as_str() {
-                "reserved" => e.0 += l.quantity,
-                "committed" => e.1 += l.quantity,
-                _ => {}
+    let mut reservation_of: HashMap<String, ReservationStatus> = HashMap::new();
+    for r in ledger.reservations {
+        for (product_id, quantity) in r.lines {
+            let e = want.entry(product_id).or_default();
+            match r.status {
+                ReservationStatus::Reserved => e.0 += quantity,
+                ReservationStatus::Committed => e.1 += quantity,
+                ReservationStatus::Released => {}
             }
         }
-        reservation_of.insert(order_id, status);
+        reservation_of.insert(r.order_id, r.status);
     }
-    for p in &products {
-        let id: String = p.try_get("product_id")?;
-        let (available, reserved, committed): (i64, i64, i64) =
-            (p.try_get("available")?, p.try_get("reserved")?, p.try_get("committed")?);
+    for p in &ledger.products {
+        let id = &p.product_id;
+        let (available, reserved, committed) = (p.available, p.reserved, p.committed);
         if available < 0 || reserved < 0 || committed < 0 {
-            violations.push(violation(2, &id, format!("negative stock: {available}/{reserved}/{committed}")));
+            violations.push(violation(2, id, format!("negative stock: {available}/{reserved}/{committed}")));
         }
-        let (want_reserved, want_committed) = want.get(&id).copied().unwrap_or_default();
+        let (want_reserved, want_committed) = want.get(id).copied().unwrap_or_default();
         if (reserved, committed) != (want_reserved, want_committed) {
             violations.push(violation(
                 2,
-                &id,
+                id,
                 format!(
                     "reserved/committed {reserved}/{committed} but reservations say {want_reserved}/{want_committed}"
                 ),
             ));
         }
-        if let Some(initial) = initial_stock.and_then(|s| s.get(&id))
+        if let Some(initial) = initial_stock.and_then(|s| s.get(id))
             && available + reserved + committed != *initial
         {
             violations.push(violation(
                 2,
-                &id,
+                id,
                 format!(
                     "initial {initial} != available {available} + reserved {reserved} + committed {committed}"
                 ),
@@ -220,15 +197,13 @@ pub async fn check(
         if amounts.len() > 1 {
             violations.push(violation(3, id, format!("{} successful charges", amounts.len())));
         }
-        if let Some((s, _)) = orders.get(id)
-            && s == "cancelled"
-        {
+        if let Some((OrderStatus::Cancelled, _)) = orders.get(id) {
             violations.push(violation(3, id, "cancelled but charged".into()));
         }
     }
     for (id, (s, total)) in &orders {
-        match s.as_str() {
-            "confirmed" => {
+        match s {
+            OrderStatus::Confirmed => {
                 match succeeded.get(id).map(Vec::as_slice) {
                     Some([amount]) if Some(*amount) == *total => {}
                     Some([amount]) => {
@@ -236,22 +211,25 @@ pub async fn check(
                     }
                     _ => violations.push(violation(3, id, "confirmed without exactly one charge".into())),
                 }
-                if reservation_of.get(id).map(String::as_str) != Some("committed") {
+                if reservation_of.get(id) != Some(&ReservationStatus::Committed) {
                     violations.push(violation(
                         5,
                         id,
-                        format!("confirmed but reservation is {:?}", reservation_of.get(id)),
+                        format!(
+                            "confirmed but reservation is {:?}",
+                            reservation_of.get(id).map(|r| r.as_str())
+                        ),
                     ));
                 }
             }
-            "cancelled" => {
+            OrderStatus::Cancelled => {
                 if let Some(r) = reservation_of.get(id)
-                    && r != "released"
+                    && *r != ReservationStatus::Released
                 {
-                    violations.push(violation(5, id, format!("cancelled but reservation is {r}")));
+                    violations.push(violation(5, id, format!("cancelled but reservation is {}", r.as_str())));
                 }
             }
-            _ => {}
+            OrderStatus::Pending => {}
         }
     }
 
@@ -295,10 +273,7 @@ pub async fn wait_until_quiet(targets: &Targets, timeout: std::time::Duration) -
         }
         if busy.is_empty() {
             for (db, t) in dbs.iter().zip(&targets.databases) {
-                let unsent: i64 = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL")
-                    .fetch_one(db.pool())
-                    .await?
-                    .try_get("n")?;
+                let unsent = orderflow_platform::OutboxRelay::backlog(db).await?.unsent;
                 if unsent > 0 {
                     busy = format!("{} has {unsent} unsent outbox rows", t.service);
                     break;
@@ -356,9 +331,7 @@ pub async fn dlq_reasons(nats_url: &str) -> anyhow::Result<BTreeMap<String, usiz
 /// available + reserved + committed per product, now.
 pub async fn stock_totals(inventory: &DbTarget) -> anyhow::Result<BTreeMap<String, i64>> {
     let db = Db::open(&inventory.url, &inventory.schema).await?;
-    let rows = sqlx::query("SELECT product_id, available + reserved + committed AS total FROM products")
-        .fetch_all(db.pool())
-        .await?;
+    let totals = inventory_service::audit::stock_totals(&db).await;
     db.close().await;
-    rows.iter().map(|r| Ok((r.try_get("product_id")?, r.try_get("total")?))).collect()
+    Ok(totals?)
 }

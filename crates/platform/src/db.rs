@@ -300,6 +300,32 @@ impl Db {
         }
     }
 
+    /// [`Self::read`] with every statement on one snapshot: SQLite's reader already runs each
+    /// batch in one transaction; on PostgreSQL the read gets a `REPEATABLE READ READ ONLY`
+    /// transaction of its own (two extra round trips, so only for reads of several tables that
+    /// must agree, like an audit of a ledger).
+    pub async fn read_snapshot<T, E, F>(&self, read: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<SqlError> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+    {
+        match &*self.engine {
+            Engine::Sqlite { .. } => self.read(read).await,
+            Engine::Postgres { pool, .. } => {
+                let conn = pool.acquire().await.map_err(SqlError::from)?;
+                let mut tx = Tx::postgres(conn);
+                tx.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+                let result = read(&mut tx).await;
+                // Read only: nothing to keep.
+                if let Err(e) = tx.batch("ROLLBACK").await {
+                    tracing::warn!(error = %e, "ending a read-only snapshot failed");
+                }
+                result
+            }
+        }
+    }
+
     /// The outbox messages of every batch this database's writer commits, as it commits them:
     /// the outbox relay's feed. Only the first caller gets the receiver; without one, committed
     /// messages wait in the outbox table for the relay's sweep.

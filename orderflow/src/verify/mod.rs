@@ -819,42 +819,26 @@ impl Deployment {
     async fn sabotage(&self, what: Sabotage) -> anyhow::Result<String> {
         match what {
             Sabotage::DoubleApply => {
-                let product = self
-                    .tamper(
-                        Role::Inventory,
-                        "SELECT product_id AS id FROM products WHERE committed > 0 AND available > 0 \
-                         ORDER BY product_id",
-                        "UPDATE products SET committed = committed + 1, available = available - 1 \
-                         WHERE product_id = $1",
-                    )
-                    .await?;
+                let db = self.open_db(Role::Inventory).await?;
+                let product = inventory_service::audit::sabotage::double_apply(&db).await;
+                db.close().await;
+                let product = product?.context("nothing to tamper with: no product has sold stock")?;
                 Ok(format!("double-apply: one more unit of {product} committed than its reservations hold"))
             }
             Sabotage::StuckOrder => {
-                let order = self
-                    .tamper(
-                        Role::Order,
-                        "SELECT order_id AS id FROM orders WHERE status = 'confirmed' ORDER BY order_id",
-                        "UPDATE orders SET status = 'pending' WHERE order_id = $1",
-                    )
-                    .await?;
+                let db = self.open_db(Role::Order).await?;
+                let order = order_service::audit::sabotage::stuck_order(&db).await;
+                db.close().await;
+                let order = order?.context("nothing to tamper with: no order is confirmed")?;
                 Ok(format!("stuck-order: order {order} put back to pending"))
             }
         }
     }
 
-    /// Picks the first row `pick` finds (its `id`) in `role`'s database and runs `change` on it.
-    async fn tamper(&self, role: Role, pick: &'static str, change: &'static str) -> anyhow::Result<String> {
+    /// `role`'s database, opened as a tool opens it (no migrations).
+    async fn open_db(&self, role: Role) -> anyhow::Result<orderflow_platform::Db> {
         let t = self.db(role)?;
-        let db = orderflow_platform::Db::open(&t.url, &t.schema).await?;
-        let row = sqlx::query(pick)
-            .fetch_optional(db.pool())
-            .await?
-            .with_context(|| format!("nothing to tamper with: {pick}"))?;
-        let id: String = sqlx::Row::try_get(&row, "id")?;
-        sqlx::query(change).bind(&id).execute(db.pool()).await?;
-        db.close().await;
-        Ok(id)
+        Ok(orderflow_platform::Db::open(&t.url, &t.schema).await?)
     }
 
     /// Stops every service instance (SIGTERM, then SIGKILL), then the cluster.

@@ -24,6 +24,7 @@
 //! # }
 //! ```
 
+pub mod audit;
 pub mod configuration;
 pub mod domain;
 pub(crate) mod handlers;

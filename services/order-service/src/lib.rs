@@ -7,6 +7,7 @@
 //! products or prices: an unknown product is accepted here and cancelled by the saga.
 
 pub mod admission;
+pub mod audit;
 pub mod configuration;
 pub mod domain;
 pub mod handlers;
