@@ -19,7 +19,7 @@ use orderflow_messaging::{
     OutgoingMessage, Publisher, RedeliverySchedule, RuntimeConfig, Topology, connect, headers,
     topology::provision,
 };
-use orderflow_test_support::{TestNats, eventually};
+use orderflow_test_support::{TestNats, eventually, wait_until_acked};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -296,7 +296,9 @@ async fn a_replay_is_republished_with_a_new_id_and_processed_and_leaves_the_dlq(
         .await
         .unwrap();
     assert_eq!(*seen.0.lock().unwrap(), [None, Some(seq.to_string())]);
-    tokio::time::sleep(ms(500)).await;
+    // Handled: a dead letter is published before its message is termed, so once the ack floor
+    // passes the replay, the DLQ holds whatever handling it produced.
+    wait_until_acked(&env.js, "ORDERS", "inventory-orders-created", replayed.stream_seq).await;
     assert!(
         dlq_admin::list(&env.js, &Filter::default()).await.unwrap().is_empty(),
         "handled, not dead again"

@@ -16,7 +16,7 @@ use orderflow_messaging::{
     ConnectConfig, ConsumerRuntime, ConsumerSpec, ConsumerState, Delivery, HandlerError, OutgoingMessage,
     Publisher, RedeliverySchedule, RuntimeConfig, Topology, connect, headers, topology::provision,
 };
-use orderflow_test_support::{TestNats, eventually};
+use orderflow_test_support::{TestNats, eventually, wait_until_acked};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -128,6 +128,12 @@ async fn consumer_info(env: &Env) -> jetstream::consumer::Info {
     stream(env, "ORDERS").await.consumer_info("inventory-orders-created").await.unwrap()
 }
 
+/// Waits until the runtime's consumer has acked or termed every message up to stream sequence
+/// `seq`: after that, none of them can be delivered again.
+async fn wait_until_settled(env: &Env, seq: u64) -> jetstream::consumer::Info {
+    wait_until_acked(&env.js, "ORDERS", "inventory-orders-created", seq).await
+}
+
 fn header<'a>(m: &'a jetstream::message::StreamMessage, name: &str) -> &'a str {
     m.headers.get(name).map(|v| v.as_str()).unwrap_or_else(|| panic!("missing header {name}"))
 }
@@ -163,15 +169,15 @@ async fn an_acked_message_is_not_redelivered() {
 
     let ids = publish_orders(&env, 3).await;
     eventually(WAIT, "three deliveries", || async { (seen.distinct() == 3).then_some(()) }).await.unwrap();
-    // Longer than the whole redelivery schedule: an un-acked message would be back by now.
-    tokio::time::sleep(ms(1500)).await;
+    // The server holds all three acks: nothing is left that it could redeliver.
+    let info = wait_until_settled(&env, 3).await;
 
     assert_eq!(seen.total(), 3);
     for id in &ids {
         assert_eq!(seen.deliveries(id).len(), 1);
     }
-    let info = consumer_info(&env).await;
     assert_eq!((info.num_ack_pending, info.num_pending), (0, 0));
+    assert_eq!(info.delivered.consumer_sequence, 3, "three deliveries, none of them a redelivery");
     assert!(dlq_messages(&env).await.is_empty());
     stop.cancel();
     handle.join().await;
@@ -221,9 +227,11 @@ async fn a_permanent_error_dead_letters_once_with_every_header() {
 
     let id = publish_orders(&env, 1).await.remove(0);
     let dlq = wait_dlq(&env, 1).await;
-    tokio::time::sleep(ms(1500)).await;
+    // Termed: the ack floor passes it, and the server never delivers it again.
+    let info = wait_until_settled(&env, 1).await;
 
     assert_eq!(seen.deliveries(&id).len(), 1, "a termed message is not redelivered");
+    assert_eq!(info.delivered.consumer_sequence, 1, "delivered once");
     let dlq_after = dlq_messages(&env).await;
     assert_eq!(dlq_after.len(), 1);
     let m = &dlq[0];
@@ -238,7 +246,6 @@ async fn a_permanent_error_dead_letters_once_with_every_header() {
     assert_eq!(header(m, headers::DELIVERY_COUNT), "1");
     assert_eq!(header(m, headers::ORIGINAL_MSG_ID), id);
     assert_eq!(header(m, headers::CORRELATION_ID), "corr-123");
-    let info = consumer_info(&env).await;
     assert_eq!((info.num_ack_pending, info.num_pending), (0, 0));
     stop.cancel();
     handle.join().await;
@@ -470,12 +477,16 @@ async fn a_graceful_stop_with_messages_in_flight_processes_none_twice() {
     let env = setup().await;
     let done = Arc::new(Seen::default());
     let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Handlers hold their message until the gate opens: the stop finds every slot busy, whatever
+    // the machine's speed, instead of whatever a fixed handler time left in flight.
+    let (gate, gate_rx) = tokio::sync::watch::channel(false);
     let make_handler = |done: Arc<Seen>, started: Arc<std::sync::atomic::AtomicUsize>| {
+        let gate = gate_rx.clone();
         move |d: Delivery<OrderCreated>| {
-            let (done, started) = (done.clone(), started.clone());
+            let (done, started, mut gate) = (done.clone(), started.clone(), gate.clone());
             async move {
                 started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                tokio::time::sleep(ms(150)).await;
+                gate.wait_for(|open| *open).await.unwrap();
                 done.record(&d);
                 Ok(())
             }
@@ -487,13 +498,14 @@ async fn a_graceful_stop_with_messages_in_flight_processes_none_twice() {
         .with_config(cfg.clone())
         .spawn(stop.clone());
     let ids = publish_orders(&env, 60).await;
-    eventually(WAIT, "handlers in flight", || async {
-        (started.load(std::sync::atomic::Ordering::SeqCst) >= 12).then_some(())
+    eventually(WAIT, "every handler slot busy", || async {
+        (started.load(std::sync::atomic::Ordering::SeqCst) == cfg.concurrency).then_some(())
     })
     .await
     .unwrap();
 
     stop.cancel();
+    gate.send_replace(true);
     handle.join().await;
     let started_before = started.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(done.total(), started_before, "every in-flight handler finished before stop returned");
@@ -504,11 +516,13 @@ async fn a_graceful_stop_with_messages_in_flight_processes_none_twice() {
         .with_config(cfg)
         .spawn(stop2.clone());
     eventually(WAIT, "the rest", || async { (done.distinct() == 60).then_some(()) }).await.unwrap();
-    tokio::time::sleep(ms(1200)).await;
+    // All 60 acked: no message, including one whose ack the stop lost, can come back.
+    let info = wait_until_settled(&env, 60).await;
 
     for id in &ids {
         assert_eq!(done.deliveries(id).len(), 1, "{id} processed twice");
     }
+    assert_eq!((info.num_ack_pending, info.num_pending), (0, 0));
     stop2.cancel();
     handle2.join().await;
 }
@@ -579,10 +593,17 @@ async fn a_paused_runtime_fetches_nothing_until_resumed() {
     .with_pause(pause_rx)
     .spawn(stop.clone());
     publish_orders(&env, 2).await;
-    tokio::time::sleep(ms(1000)).await;
+    // The runtime reports `Paused` when it has decided not to fetch and parks on the switch; from
+    // there only the switch or the shutdown token moves it, so what the server shows now is all
+    // it will ever have fetched while paused.
+    eventually(WAIT, "paused runtime", || async { (handle.state() == ConsumerState::Paused).then_some(()) })
+        .await
+        .unwrap();
     assert_eq!(seen.total(), 0);
-    assert_eq!(handle.state(), ConsumerState::Paused);
-    assert_eq!(consumer_info(&env).await.num_pending, 2);
+    let info = consumer_info(&env).await;
+    assert_eq!(info.num_pending, 2);
+    assert_eq!(info.delivered.consumer_sequence, 0, "nothing was delivered");
+    assert_eq!(info.num_waiting, 0, "no pull request is waiting");
 
     pause_tx.send(false).unwrap();
 

@@ -114,6 +114,29 @@ pub async fn wait_until_quiet<F, Fut>(
     }
 }
 
+/// Waits until the consumer `durable` of `stream` has settled every message up to the stream
+/// sequence `seq`: its ack floor is at or past `seq`, so each of them was acked or termed (after
+/// whatever its handler wrote or dead-lettered) and none can be delivered again. Returns the
+/// consumer's info from that moment. The positive signal that a message was handled, where a test
+/// would otherwise sleep and then assert that nothing (more) happened.
+pub async fn wait_until_acked(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    durable: &str,
+    seq: u64,
+) -> async_nats::jetstream::consumer::Info {
+    let what = format!("{stream}/{durable} to ack every message up to stream sequence {seq}");
+    let settled = eventually(Duration::from_secs(60), &what, || async {
+        let info = js.get_stream(stream).await.ok()?.consumer_info(durable).await.ok()?;
+        (info.ack_floor.stream_sequence >= seq).then_some(info)
+    })
+    .await;
+    match settled {
+        Ok(info) => info,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 /// Every message stored in the stream `name`, oldest first: what a test inspects after the fact.
 /// Panics when the stream cannot be read (a test's failure, said plainly).
 pub async fn stream_messages(

@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::PullConsumer;
 use futures_util::StreamExt;
+use orderflow::invariants;
 use orderflow::system::Tune;
 use orderflow_messaging::DlqReason;
 use orderflow_messaging::dlq::DeadLetter;
 use orderflow_messaging::dlq_admin::{self, Filter};
-use orderflow_test_support::{DbBackend, eventually};
+use orderflow_test_support::{DbBackend, eventually, stream_messages};
 use serde_json::{Value, json};
 
 use crate::helpers::{WAIT, spawn_system};
@@ -64,7 +65,13 @@ async fn replaying_the_dead_lettered_event_of_a_stuck_order_completes_it(backend
     letter.publish(&js).await.unwrap();
     msg.double_ack().await.unwrap();
     sys.system.start_inventory().await.unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Inventory is back and has caught up (its consumers run, the system is quiet) without the
+    // acked event: nothing is left that could move the order.
+    sys.wait_until_ready(&sys.system.inventory_url).await;
+    invariants::wait_until_quiet(&sys.targets(), WAIT).await.unwrap();
+    let inventory = sys.consumer_info("ORDERS", "inventory-orders-created").await;
+    assert!(inventory.ack_floor.stream_sequence >= info.stream_sequence, "{inventory:?}");
+    assert!(stream_messages(&js, "INVENTORY").await.is_empty(), "inventory never saw the order");
     assert_eq!(sys.order(&id).await["status"], "pending", "the order is stuck");
 
     // The CLI sees it, and refuses to purge without --yes.

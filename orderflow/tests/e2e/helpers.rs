@@ -154,6 +154,27 @@ impl TestSystem {
         invariants::check(&self.targets(), &accepted, Some(&self.initial_stock)).await.unwrap()
     }
 
+    /// Waits until `GET {base_url}/health/ready` answers 200: the service's consumers are running.
+    pub async fn wait_until_ready(&self, base_url: &str) {
+        eventually(WAIT, &format!("{base_url} ready"), || async {
+            let res = self.http.get(format!("{base_url}/health/ready")).send().await.ok()?;
+            (res.status() == 200).then_some(())
+        })
+        .await
+        .unwrap();
+    }
+
+    /// The JetStream view of one durable consumer.
+    pub async fn consumer_info(&self, stream: &str, durable: &str) -> async_nats::jetstream::consumer::Info {
+        let js = self.nats.jetstream().await.unwrap();
+        js.get_stream(stream).await.unwrap().consumer_info(durable).await.unwrap()
+    }
+
+    /// The `/metrics` text of the service at `base_url`.
+    pub async fn metrics(&self, base_url: &str) -> String {
+        self.http.get(format!("{base_url}/metrics")).send().await.unwrap().text().await.unwrap()
+    }
+
     /// Checks every invariant, expects no dead letters, and stops the system cleanly.
     pub async fn finish(self) {
         self.finish_with_dlq(0).await;
@@ -169,4 +190,17 @@ impl TestSystem {
             .expect("stopped in time")
             .unwrap();
     }
+}
+
+/// The summed value of every sample of `name` whose labels include all of `labels`.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            (metric == name && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+                .then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
 }

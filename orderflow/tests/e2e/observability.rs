@@ -7,23 +7,10 @@ use orderflow::system::Tune;
 use orderflow_test_support::{DbBackend, eventually};
 use serde_json::json;
 
-use crate::helpers::{WAIT, spawn_system};
+use crate::helpers::{WAIT, metric, spawn_system};
 use orderflow_test_support::both_databases;
 
 both_databases!(metrics_move_by_the_expected_amounts, readiness_follows_nats_down_and_back);
-
-/// The summed value of every sample of `name` whose labels include all of `labels`.
-fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-            (metric == name && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
-                .then(|| value.parse::<f64>().ok())?
-        })
-        .sum()
-}
 
 async fn metrics_move_by_the_expected_amounts(backend: DbBackend) {
     let mut sys = spawn_system(backend, Tune::default()).await;
@@ -169,7 +156,11 @@ async fn readiness_follows_nats_down_and_back(backend: DbBackend) {
     .unwrap();
     let id = sys.place(json!([{"product_id": "sku-001", "quantity": 1}])).await;
     assert_eq!(sys.terminal(&id).await["status"], "confirmed");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Every service is back, not only the order service's front door.
+    for url in [&sys.system.inventory_url, &sys.system.payment_url] {
+        sys.wait_until_ready(url).await;
+    }
+    // `finish` waits for the whole system to be quiet before it checks the invariants.
     sys.finish().await;
 }
 

@@ -1,10 +1,11 @@
 use std::time::{Duration, Instant};
 
+use orderflow::invariants;
 use orderflow::system::Tune;
-use orderflow_test_support::{DbBackend, eventually};
+use orderflow_test_support::{DbBackend, eventually, stream_messages, wait_until_acked};
 use serde_json::json;
 
-use crate::helpers::{WAIT, spawn_system};
+use crate::helpers::{WAIT, metric, spawn_system};
 use orderflow_test_support::both_databases;
 
 both_databases!(
@@ -103,10 +104,28 @@ async fn a_gateway_outage_delays_orders_which_confirm_after_recovery(backend: Db
     for i in 0..6 {
         ids.push(sys.place(json!([{"product_id": format!("sku-00{}", i + 1), "quantity": 1}])).await);
     }
-    // Several breaker cycles pass; the orders wait instead of failing.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Several breaker cycles pass: the breaker opens, and twice more a probe finds the gateway
+    // still down and opens it again. (The registry is the process's: nextest runs each test in a
+    // process of its own, so these are this system's transitions.)
+    let opened = || async {
+        let text = sys.metrics(&sys.system.payment_url).await;
+        metric(
+            &text,
+            "orderflow_breaker_transitions_total",
+            &[("breaker", "payment_gateway"), ("to", "open")],
+        )
+    };
+    eventually(WAIT, "three openings of the payment breaker", || async {
+        (opened().await >= 3.0).then_some(())
+    })
+    .await
+    .unwrap();
+    // The orders wait instead of failing: no payment decided, nothing charged, nothing cancelled.
+    let js = sys.nats.jetstream().await.unwrap();
+    assert!(stream_messages(&js, "PAYMENTS").await.is_empty(), "no payment was decided");
     for id in &ids {
         assert_eq!(sys.order(id).await["status"], "pending");
+        assert!(sys.charges(id).await.is_empty());
     }
     sys.set_faults(json!({"outage": false})).await;
 
@@ -171,19 +190,29 @@ async fn a_duplicated_order_event_reserves_and_charges_once(backend: DbBackend) 
 
     // Re-publish the stored orders.created event under a new message id, past de-duplication.
     let js = sys.nats.jetstream().await.unwrap();
+    let events_before =
+        (stream_messages(&js, "INVENTORY").await.len(), stream_messages(&js, "PAYMENTS").await.len());
     let original = js.get_stream("ORDERS").await.unwrap().get_raw_message(1).await.unwrap();
     let mut headers = original.headers.clone();
     headers.insert("Nats-Msg-Id", "replayed-by-test");
-    js.publish_with_headers(original.subject.clone(), headers, original.payload.clone())
+    let again = js
+        .publish_with_headers(original.subject.clone(), headers, original.payload.clone())
         .await
         .unwrap()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!again.duplicate, "stored a second time");
+    // Inventory has handled the copy once its consumer acked it; then the system is quiet, so
+    // anything that handling started has finished.
+    wait_until_acked(&js, "ORDERS", "inventory-orders-created", again.sequence).await;
+    invariants::wait_until_quiet(&sys.targets(), WAIT).await.unwrap();
 
     assert_eq!(sys.order(&id).await, order);
     assert_eq!(sys.product("sku-006").await, product);
     assert_eq!(sys.charges(&id).await.len(), 1);
+    let events_after =
+        (stream_messages(&js, "INVENTORY").await.len(), stream_messages(&js, "PAYMENTS").await.len());
+    assert_eq!(events_after, events_before, "the copy caused no inventory or payment event");
     sys.finish().await;
 }
 
@@ -195,8 +224,18 @@ async fn orders_placed_while_inventory_is_down_complete_when_it_returns(backend:
     for i in 0..10 {
         ids.push(sys.place(json!([{"product_id": format!("sku-0{:02}", i + 10), "quantity": 1}])).await);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(sys.order(&ids[0]).await["status"], "pending");
+    // The order service has done all it can once the ten events wait in the stream for
+    // inventory's consumer, which nothing reads while inventory is down.
+    let waiting = eventually(WAIT, "the ten events waiting for inventory", || async {
+        let info = sys.consumer_info("ORDERS", "inventory-orders-created").await;
+        (info.num_pending == 10).then_some(info)
+    })
+    .await
+    .unwrap();
+    assert_eq!(waiting.num_ack_pending, 0, "no inventory instance holds one");
+    for id in &ids {
+        assert_eq!(sys.order(id).await["status"], "pending");
+    }
     sys.system.start_inventory().await.unwrap();
 
     for id in &ids {

@@ -1,16 +1,29 @@
 use std::time::Duration;
 
-use async_nats::jetstream;
+use async_nats::jetstream::{self, consumer};
 use order_service::{Application, Settings};
 use orderflow_events::{CorrelationId, Envelope, Event};
 use orderflow_messaging::{OutgoingMessage, Publisher};
+use orderflow_platform::{Db, OutboxRelay, SqlError};
 use orderflow_test_support::{DbBackend, TestDb, TestNats, eventually};
 use tokio_util::sync::CancellationToken;
+
+/// The order service's consumers (standard and express lanes).
+pub const CONSUMERS: [(&str, &str); 6] = [
+    ("INVENTORY", "order-inventory-rejected"),
+    ("INVENTORY", "order-inventory-rejected-express"),
+    ("PAYMENTS", "order-payments-completed"),
+    ("PAYMENTS", "order-payments-completed-express"),
+    ("PAYMENTS", "order-payments-failed"),
+    ("PAYMENTS", "order-payments-failed-express"),
+];
 
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub js: jetstream::Context,
+    /// The service's database (shared pool), for outbox checks.
+    pub db: Db,
     pub shutdown: CancellationToken,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub _nats: TestNats,
@@ -26,10 +39,11 @@ pub async fn spawn_app(backend: DbBackend) -> TestApp {
     settings.common = settings.common.placed(nats.url(), database_url, db_schema);
     let app = Application::build(settings).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
+    let service_db = app.db().clone();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     let js = nats.jetstream().await.unwrap();
-    TestApp { base, http: reqwest::Client::new(), js, shutdown, task, _nats: nats, _db: db }
+    TestApp { base, http: reqwest::Client::new(), js, db: service_db, shutdown, task, _nats: nats, _db: db }
 }
 
 impl TestApp {
@@ -78,6 +92,31 @@ impl TestApp {
         })
         .await
         .unwrap()
+    }
+
+    /// Waits until every order consumer has handled everything published so far and the outbox
+    /// is empty: after this, no further event can appear without new input.
+    pub async fn wait_until_quiet(&self) {
+        let db = &self.db;
+        let outbox_empty = || async { OutboxRelay::backlog(db).await.is_ok_and(|b| b.unsent == 0) };
+        orderflow_test_support::wait_until_quiet(&self.js, &CONSUMERS, outbox_empty).await;
+    }
+
+    /// Rows in one of the service's tables (`orders`, `outbox`, …), sent or not.
+    pub async fn rows_in(&self, table: &'static str) -> i64 {
+        self.db
+            .read::<_, SqlError, _>(move |tx| {
+                Box::pin(
+                    async move { tx.query_one(&format!("SELECT COUNT(*) FROM {table}"), &[]).await?.int(0) },
+                )
+            })
+            .await
+            .unwrap()
+    }
+
+    /// The JetStream view of one order consumer.
+    pub async fn consumer_info(&self, stream: &str, durable: &str) -> consumer::Info {
+        self.js.get_stream(stream).await.unwrap().consumer_info(durable).await.unwrap()
     }
 
     /// Publishes an event as another service would.

@@ -66,9 +66,14 @@ async fn the_same_idempotency_key_and_body_return_the_first_response_without_a_s
     assert_eq!(second.headers()["location"], l1);
     let b2: serde_json::Value = second.json().await.unwrap();
     assert_eq!(b1, b2);
-    app.wait_messages("ORDERS", "orders.created.v1", 1).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(app.stream_messages("ORDERS", "orders.created.v1").await.len(), 1);
+    // Both answers came after their writes committed; once the outbox is empty, every event
+    // written is in the stream.
+    app.wait_until_quiet().await;
+    assert_eq!(app.rows_in("orders").await, 1, "one order");
+    let created = app.stream_messages("ORDERS", "orders.created.v1").await;
+    assert_eq!(created.len(), 1, "one event");
+    let envelope: serde_json::Value = serde_json::from_slice(&created[0].payload).unwrap();
+    assert_eq!(envelope["subject"], b1["order_id"]);
     app.stop().await.unwrap();
 }
 

@@ -6,10 +6,12 @@ use orderflow_events::{
     ChargeId, Currency, InventoryRejected, OrderId, PaymentCompleted, PaymentFailed, PaymentFailureReason,
     PaymentId, ProductId, RejectReason,
 };
-use orderflow_test_support::DbBackend;
+use orderflow_test_support::{DbBackend, eventually};
 
 use crate::helpers::{order_body, spawn_app};
 use orderflow_test_support::both_databases;
+
+const WAIT: Duration = Duration::from_secs(30);
 
 both_databases!(
     a_rejected_reservation_cancels_the_order_with_its_reason,
@@ -98,8 +100,17 @@ async fn the_same_event_delivered_twice_has_one_effect(backend: DbBackend) {
     // the inbox stands between it and a second effect.
     let mut msg = orderflow_messaging::OutgoingMessage::from_envelope(&env, false).unwrap();
     msg.message_id = format!("{}-again", msg.message_id);
-    orderflow_messaging::Publisher::new(app.js.clone()).publish(&msg).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let again = orderflow_messaging::Publisher::new(app.js.clone()).publish(&msg).await.unwrap();
+    assert!(!again.duplicate, "stored a second time");
+    // Handled means acked or dead-lettered: either way the consumer's ack floor passes it, after
+    // whatever its handling wrote (in the same transaction as the inbox row) has been relayed.
+    eventually(WAIT, "the second delivery handled", || async {
+        let info = app.consumer_info("PAYMENTS", "order-payments-completed").await;
+        (info.ack_floor.stream_sequence >= again.sequence).then_some(())
+    })
+    .await
+    .unwrap();
+    app.wait_until_quiet().await;
 
     let order = app.order_json(&id.to_string()).await;
     assert_eq!(order["history"].as_array().unwrap().len(), 2);

@@ -1,7 +1,5 @@
 //! Bad input gets a 4xx problem+json, never a 5xx, and never creates an order.
 
-use std::time::Duration;
-
 use orderflow_test_support::DbBackend;
 use serde_json::json;
 
@@ -57,8 +55,15 @@ async fn every_bad_request_is_a_4xx_problem_and_creates_nothing(backend: DbBacke
         assert!(!body["detail"].as_str().unwrap().is_empty(), "{what}");
     }
 
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(app.stream_messages("ORDERS", "orders.created.v1").await.is_empty(), "no order was created");
+    // A created order would have been committed, with its event in the outbox, before its
+    // response: once the service is quiet, such an event would be in the stream.
+    app.wait_until_quiet().await;
+    assert_eq!(app.rows_in("orders").await, 0, "no order was created");
+    assert_eq!(app.rows_in("outbox").await, 0, "no event was written");
+    assert!(
+        orderflow_test_support::stream_messages(&app.js, "ORDERS").await.is_empty(),
+        "no event was published"
+    );
     app.stop().await.unwrap();
 }
 
@@ -96,8 +101,13 @@ async fn malformed_path_ids_and_headers_are_rejected(backend: DbBackend) {
         assert_eq!(res.status(), 400, "{what}");
         assert_eq!(res.headers()["content-type"], "application/problem+json", "{what}");
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(app.stream_messages("ORDERS", "orders.created.v1").await.is_empty());
+    app.wait_until_quiet().await;
+    assert_eq!(app.rows_in("orders").await, 0, "no order was created");
+    assert_eq!(app.rows_in("outbox").await, 0, "no event was written");
+    assert!(
+        orderflow_test_support::stream_messages(&app.js, "ORDERS").await.is_empty(),
+        "no event was published"
+    );
     app.stop().await.unwrap();
 }
 
