@@ -51,8 +51,8 @@ pub struct CostPerOrder {
     pub log_bytes_per_order: f64,
 }
 
-/// Resident memory (`VmRSS`) of one process over a cost run, in bytes, sampled every
-/// [`RSS_EVERY`]: growth after the warm-up is what a leak looks like.
+/// Resident memory (`VmRSS`) of one process over a cost run, in bytes, sampled once a
+/// second: growth after the warm-up is what a leak looks like.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct RssOverTime {
     /// When the load started (for `orderflow load`: its first sample).
@@ -88,7 +88,7 @@ impl RssOverTime {
 }
 
 /// How often the cost run samples the processes' memory.
-pub const RSS_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const RSS_EVERY: Duration = Duration::from_secs(1);
 
 fn rss_of(pid: u32) -> u64 {
     proc_status_bytes(&format!("/proc/{pid}/status"), "VmRSS:").unwrap_or(0)
