@@ -418,8 +418,9 @@ pub fn load_settings<S: Service>(
 
 /// The flags of `S`'s binary, parsed from the command line (exits with usage on bad ones).
 pub fn parse_flags<S: Service>(about: &'static str) -> Flags<S::Flags> {
-    let command = clap::Command::new(S::NAME).about(about).version(env!("CARGO_PKG_VERSION"));
-    let matches = Flags::<S::Flags>::augment_args(command).get_matches();
+    // `augment_args` sets the struct's doc comment as the about text: ours goes on after it.
+    let command = Flags::<S::Flags>::augment_args(clap::Command::new(S::NAME));
+    let matches = command.about(about).version(env!("CARGO_PKG_VERSION")).get_matches();
     Flags::<S::Flags>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
