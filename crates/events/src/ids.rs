@@ -44,6 +44,9 @@ pub enum IdError {
     /// The value is not a hyphenated UUID (`xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`).
     #[error("value is not a hyphenated UUID")]
     InvalidUuid,
+    /// An amount of money below zero.
+    #[error("an amount of money cannot be negative")]
+    NegativeAmount,
 }
 
 /// JSON Schema pattern for "no control characters" (Unicode general category
@@ -470,6 +473,51 @@ impl JsonSchema for Quantity {
             "minimum": Quantity::MIN,
             "maximum": Quantity::MAX,
         })
+    }
+}
+
+/// An amount of money: integer cents (never a float) of one currency, never negative.
+///
+/// ```
+/// use orderflow_events::{Currency, Money};
+/// let total = Money::new(2_500, Currency::usd()).unwrap();
+/// assert_eq!((total.cents(), total.currency().as_str()), (2_500, "USD"));
+/// assert!(Money::new(-1, Currency::usd()).is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Money {
+    cents: i64,
+    currency: Currency,
+}
+
+impl Money {
+    /// `cents` of `currency`.
+    ///
+    /// # Errors
+    /// [`IdError::NegativeAmount`] when `cents` is below zero.
+    pub fn new(cents: i64, currency: Currency) -> Result<Self, IdError> {
+        if cents < 0 {
+            return Err(IdError::NegativeAmount);
+        }
+        Ok(Self { cents, currency })
+    }
+
+    /// The amount in cents.
+    #[must_use]
+    pub fn cents(&self) -> i64 {
+        self.cents
+    }
+
+    /// The currency.
+    #[must_use]
+    pub fn currency(&self) -> &Currency {
+        &self.currency
+    }
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.cents, self.currency)
     }
 }
 

@@ -39,8 +39,8 @@ pub mod v1;
 pub use decode::{DecodeError, DecodeErrorKind, EnvelopeHead, decode, peek};
 pub use envelope::{DATA_CONTENT_TYPE, Envelope, SPEC_VERSION};
 pub use ids::{
-    ChargeId, CorrelationId, Currency, CustomerId, EventId, IdError, OrderId, PaymentId, ProductId, Quantity,
-    ReservationId,
+    ChargeId, CorrelationId, Currency, CustomerId, EventId, IdError, Money, OrderId, PaymentId, ProductId,
+    Quantity, ReservationId,
 };
 pub use kinds::{EventKind, Priority, subjects};
 pub use schema::{check_schemas, envelope_schema, write_schemas};

@@ -9,6 +9,7 @@
 //! stock or order state.
 
 pub mod configuration;
+pub mod domain;
 pub mod gateway;
 pub mod handlers;
 pub mod startup;

@@ -9,12 +9,14 @@
 use std::time::Duration;
 
 use orderflow_events::{
-    ChargeId, Envelope, InventoryReserved, PaymentCompleted, PaymentFailed, PaymentFailureReason, PaymentId,
+    ChargeId, Envelope, InventoryReserved, Money, PaymentCompleted, PaymentFailed, PaymentFailureReason,
+    PaymentId,
 };
 use orderflow_messaging::{Delivery, HandlerError};
 use orderflow_platform::{WriteError, inbox, outbox};
 use orderflow_resilience::{BackoffConfig, Clock, Rejected};
 
+use crate::domain::PaymentStatus;
 use crate::gateway::{ChargeOutcome, GatewayError};
 use crate::startup::AppState;
 use crate::storage::{self, PaymentRecord};
@@ -33,8 +35,8 @@ enum Decision {
 pub async fn handle(state: AppState, d: Delivery<InventoryReserved>) -> Result<(), HandlerError> {
     let env = &d.envelope;
     let order_id = env.data.order_id.to_string();
-    let id = order_id.clone();
-    if state.db.read(move |tx| Box::pin(async move { storage::exists(tx, &id).await })).await? {
+    let id = env.data.order_id;
+    if state.db.read(move |tx| Box::pin(async move { storage::exists(tx, id).await })).await? {
         tracing::debug!(order_id, "payment already decided");
         return Ok(());
     }
@@ -153,42 +155,46 @@ async fn record(
 ) -> Result<(), HandlerError> {
     let env = &d.envelope;
     let data = &env.data;
-    let order_id = data.order_id.to_string();
     let payment_id = PaymentId::new();
+    let charge = |id: &String| ChargeId::parse(id.clone()).map_err(HandlerError::permanent);
     let (status, charge_id, reason, detail) = match &decision {
-        Decision::Charged(c) => ("completed", Some(c.as_str()), None, None),
+        Decision::Charged(c) => (PaymentStatus::Completed, Some(charge(c)?), None, None),
         Decision::Declined(c) => {
-            ("failed", Some(c.as_str()), Some(PaymentFailureReason::PaymentDeclined), None)
+            (PaymentStatus::Failed, Some(charge(c)?), Some(PaymentFailureReason::PaymentDeclined), None)
         }
         Decision::Unavailable(d) => {
-            ("failed", None, Some(PaymentFailureReason::PaymentUnavailable), Some(d.as_str()))
+            (PaymentStatus::Failed, None, Some(PaymentFailureReason::PaymentUnavailable), Some(d.clone()))
         }
     };
-    let reason_str = reason.map(PaymentFailureReason::as_str);
-    let msg = match (&decision, reason) {
-        (Decision::Charged(charge_id), _) => {
-            let charge_id = ChargeId::parse(charge_id.clone()).map_err(HandlerError::permanent)?;
+    let msg = match (&charge_id, reason) {
+        (Some(charge_id), None) => {
             let event = PaymentCompleted {
                 order_id: data.order_id,
                 payment_id,
-                charge_id,
+                charge_id: charge_id.clone(),
                 amount_cents: data.total_cents,
                 currency: data.currency.clone(),
             };
             d.follow_up(crate::SOURCE, event)?
         }
         (_, Some(reason)) => {
-            let event = PaymentFailed { order_id: data.order_id, reason, detail: detail.map(str::to_owned) };
+            let event = PaymentFailed { order_id: data.order_id, reason, detail: detail.clone() };
             d.follow_up(crate::SOURCE, event)?
         }
-        (_, None) => return Err(HandlerError::permanent("failed payment without a reason")),
+        (None, None) => return Err(HandlerError::permanent("a payment neither charged nor failed")),
+    };
+    let record = PaymentRecord {
+        order_id: data.order_id,
+        payment_id,
+        status,
+        charge_id,
+        amount: Money::new(data.total_cents, data.currency.clone()).map_err(HandlerError::permanent)?,
+        reason,
+        detail,
+        attempts,
     };
 
     let event_id = env.id.to_string();
-    let payment_id = payment_id.to_string();
-    let (amount_cents, currency) = (data.total_cents, data.currency.as_str().to_owned());
-    let (charge_id, detail) = (charge_id.map(str::to_owned), detail.map(str::to_owned));
-    let record_order_id = order_id.clone();
     let recorded = state
         .db
         .write(move |conn| {
@@ -196,17 +202,6 @@ async fn record(
                 if !inbox::first_time(conn, HANDLER, &event_id).await? {
                     return Ok(false);
                 }
-                let record = PaymentRecord {
-                    order_id: &record_order_id,
-                    payment_id: &payment_id,
-                    status,
-                    charge_id: charge_id.as_deref(),
-                    amount_cents,
-                    currency: &currency,
-                    reason: reason_str,
-                    detail: detail.as_deref(),
-                    attempts,
-                };
                 if storage::insert(conn, &record).await? {
                     outbox::enqueue(conn, &msg).await?;
                 }
@@ -220,8 +215,9 @@ async fn record(
     }
     // A completed payment is the happy path (DEBUG; the order service logs the confirmation);
     // a failed one is news (INFO). The span carries the order and correlation ids.
-    if reason_str.is_some() {
-        tracing::info!(status, reason = reason_str, attempts, "payment decided");
+    let status = status.as_str();
+    if let Some(reason) = reason {
+        tracing::info!(status, reason = reason.as_str(), attempts, "payment decided");
     } else {
         tracing::debug!(status, attempts, "payment decided");
     }
