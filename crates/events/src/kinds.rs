@@ -226,6 +226,12 @@ impl Priority {
             Self::Express => "express",
         }
     }
+
+    /// The priority whose wire name is `s`, if any.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Standard, Self::Express].into_iter().find(|p| p.as_str() == s)
+    }
 }
 
 impl fmt::Display for Priority {

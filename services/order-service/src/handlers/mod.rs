@@ -111,7 +111,7 @@ async fn apply(
         }
     };
     // The lane the order was placed on, whatever lane its cause came on.
-    let express = order.priority == Priority::Express.as_str();
+    let express = order.priority == Priority::Express;
     outbox::enqueue(conn, &msg.on_lane(express)).await?;
     Ok(Some((target, reason)))
 }

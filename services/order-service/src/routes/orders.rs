@@ -60,7 +60,7 @@ pub struct OrderView {
     order_id: String,
     customer_id: String,
     items: serde_json::Value,
-    priority: String,
+    priority: Priority,
     status: &'static str,
     reason: Option<String>,
     total_cents: Option<i64>,
@@ -154,12 +154,8 @@ pub async fn create_order(
         };
         (key, stored)
     });
-    let (order_id_text, customer_id, priority, correlation_id) = (
-        id.clone(),
-        body.customer_id.as_str().to_owned(),
-        body.priority.as_str(),
-        correlation.as_str().to_owned(),
-    );
+    let (order_id_text, customer_id, priority, correlation_id) =
+        (id.clone(), body.customer_id.as_str().to_owned(), body.priority, correlation.as_str().to_owned());
     let written = state
         .db
         .write(move |conn| {

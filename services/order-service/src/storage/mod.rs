@@ -3,6 +3,8 @@
 use orderflow_platform::args;
 use orderflow_platform::sql::{Row, SqlError, Tx};
 
+use orderflow_events::Priority;
+
 use crate::domain::OrderStatus;
 
 /// A stored order.
@@ -14,8 +16,8 @@ pub struct OrderRow {
     pub customer_id: String,
     /// JSON array of items.
     pub items: String,
-    /// `standard` | `express`.
-    pub priority: String,
+    /// Its lane.
+    pub priority: Priority,
     /// Status.
     pub status: OrderStatus,
     /// Cancellation reason.
@@ -41,8 +43,8 @@ pub struct NewOrder<'a> {
     pub customer_id: &'a str,
     /// JSON array of items.
     pub items: &'a str,
-    /// `standard` | `express`.
-    pub priority: &'a str,
+    /// Its lane.
+    pub priority: Priority,
     /// Correlation id.
     pub correlation_id: &'a str,
     /// RFC 3339.
@@ -54,7 +56,7 @@ pub async fn insert_order(tx: &mut Tx, o: &NewOrder<'_>) -> Result<(), SqlError>
     tx.execute(
         "INSERT INTO orders (order_id, customer_id, items, priority, status, correlation_id, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, 'pending', $5, $6, $6)",
-        args![o.order_id, o.customer_id, o.items, o.priority, o.correlation_id, o.now],
+        args![o.order_id, o.customer_id, o.items, o.priority.as_str(), o.correlation_id, o.now],
     )
     .await?;
     tx.execute(
@@ -71,7 +73,11 @@ fn order_from_row(row: &Row) -> Result<OrderRow, SqlError> {
         order_id: row.text(0)?,
         customer_id: row.text(1)?,
         items: row.text(2)?,
-        priority: row.text(3)?,
+        priority: {
+            let priority = row.text(3)?;
+            Priority::parse(&priority)
+                .ok_or_else(|| SqlError::Decode(format!("unknown priority {priority:?}")))?
+        },
         status: OrderStatus::parse(&status)
             .ok_or_else(|| SqlError::Decode(format!("unknown order status {status:?}")))?,
         reason: row.opt_text(5)?,
