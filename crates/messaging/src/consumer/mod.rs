@@ -20,24 +20,28 @@
 
 use std::future::Future;
 use std::marker::PhantomData;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, AckKind};
-use futures_util::{FutureExt, StreamExt};
+use async_nats::jetstream;
+use futures_util::StreamExt;
 use orderflow_events::{Envelope, Event};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use orderflow_telemetry::metrics::names;
-
-use crate::dlq::{DeadLetter, DlqReason};
 use crate::topology::{ConsumerSpec, ProvisionReport, ensure_consumer};
 use crate::{BoxError, headers};
+
+mod ack;
+mod advisories;
+mod gauges;
+
+use ack::Shared;
+use advisories::watch_max_deliveries;
+use gauges::report_consumer_info;
 
 /// What a handler reports.
 #[derive(Debug, thiserror::Error)]
@@ -385,272 +389,5 @@ impl<T: Event, H: Handler<T>> ConsumerRuntime<T, H> {
         gauges.abort();
         state.send_replace(ConsumerState::Stopped);
         tracing::debug!("consumer stopped");
-    }
-}
-
-struct Shared<H> {
-    js: jetstream::Context,
-    spec: ConsumerSpec,
-    config: RuntimeConfig,
-    handler: H,
-    /// The `service` label of this runtime's metrics (`inventory-service`).
-    service: String,
-}
-
-/// How one delivery ended.
-enum Outcome {
-    Ack,
-    Nak(Duration),
-    DeadLetter(DlqReason, String),
-}
-
-impl<H> Shared<H> {
-    async fn process<T: Event>(&self, msg: jetstream::Message, _slot: OwnedSemaphorePermit)
-    where
-        H: Handler<T>,
-    {
-        let (stream, stream_seq, delivered) = match msg.info() {
-            Ok(i) => (i.stream.to_owned(), i.stream_sequence, i.delivered),
-            Err(e) => {
-                tracing::error!(error = %e, subject = %msg.subject, "message without JetStream metadata; ignoring");
-                return;
-            }
-        };
-        let subject = msg.subject.to_string();
-        let outcome = match orderflow_events::decode::<T>(&msg.payload) {
-            Err(e) => {
-                self.count(names::MESSAGES_FAILED, &subject, Some(("kind", "undecodable")));
-                let reason = e.kind().as_str().parse().unwrap_or(DlqReason::SchemaInvalid);
-                Outcome::DeadLetter(reason, e.to_string())
-            }
-            Ok(envelope) => {
-                let span = tracing::info_span!(
-                    "process",
-                    otel.name = %format_args!("{subject} process"),
-                    otel.kind = "consumer",
-                    messaging.system = "nats",
-                    messaging.operation.type = "process",
-                    messaging.destination.name = %subject,
-                    messaging.consumer.group.name = %self.spec.durable,
-                    service = %self.service,
-                    correlation_id = %envelope.correlationid.as_str(),
-                    order_id = %envelope.subject,
-                    event_id = %envelope.id,
-                    stream_seq,
-                    delivered,
-                );
-                let parent = headers::get(msg.headers.as_ref(), headers::TRACEPARENT)
-                    .or(envelope.traceparent.as_deref());
-                orderflow_telemetry::trace::set_parent(&span, parent);
-                let delivery = Delivery {
-                    envelope,
-                    subject: subject.clone(),
-                    headers: msg.headers.clone(),
-                    stream_seq,
-                    delivered,
-                };
-                self.run_handler(&msg, delivery).instrument(span).await
-            }
-        };
-        let outcome = match outcome {
-            Outcome::DeadLetter(reason, error) => {
-                let letter = DeadLetter {
-                    reason,
-                    error,
-                    original_subject: subject,
-                    stream,
-                    stream_seq,
-                    consumer: self.spec.durable.clone(),
-                    delivered,
-                    headers: msg.headers.clone(),
-                    payload: msg.payload.clone(),
-                };
-                match letter.publish(&self.js).await {
-                    Ok(_) => {
-                        tracing::warn!(reason = %letter.reason, error = %letter.error, stream_seq, "dead-lettered");
-                        self.count(
-                            names::MESSAGES_DEAD_LETTERED,
-                            &letter.original_subject,
-                            Some(("reason", letter.reason.as_str())),
-                        );
-                        Outcome::Ack
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, stream_seq, "dead-lettering failed; will retry");
-                        Outcome::Nak(self.spec.schedule.delay_after(delivered))
-                    }
-                }
-                .map_dead_lettered()
-            }
-            other => other,
-        };
-        let kind = match outcome {
-            Outcome::Ack => AckKind::Ack,
-            Outcome::Nak(delay) => AckKind::Nak(Some(delay)),
-            Outcome::DeadLetter(..) => AckKind::Term,
-        };
-        if let Err(e) = msg.ack_with(kind).await {
-            tracing::warn!(error = %e, stream_seq, "sending the ack failed; the message will be redelivered");
-        }
-    }
-
-    async fn run_handler<T: Event>(&self, msg: &jetstream::Message, delivery: Delivery<T>) -> Outcome
-    where
-        H: Handler<T>,
-    {
-        let delivered = delivery.delivered;
-        let subject = delivery.subject.clone();
-        self.count(names::MESSAGES_CONSUMED, &subject, None);
-        if delivered > 1 {
-            self.count(names::MESSAGES_REDELIVERED, &subject, None);
-        }
-        let started = std::time::Instant::now();
-        let work = AssertUnwindSafe(self.handler.handle(delivery)).catch_unwind();
-        tokio::pin!(work);
-        let deadline = tokio::time::sleep(self.config.handler_timeout);
-        tokio::pin!(deadline);
-        let beat = (self.spec.schedule.ack_wait() / 2).max(Duration::from_millis(50));
-        let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
-        let result = loop {
-            tokio::select! {
-                r = &mut work => break match r {
-                    Ok(r) => r,
-                    Err(_) => Err(HandlerError::transient("handler panicked")),
-                },
-                _ = progress.tick() => {
-                    let _ = msg.ack_with(AckKind::Progress).await;
-                }
-                _ = &mut deadline => {
-                    break Err(HandlerError::transient(format!(
-                        "handler did not finish within {:?}", self.config.handler_timeout
-                    )));
-                }
-            }
-        };
-        metrics::histogram!(
-            names::HANDLER_DURATION,
-            "service" => self.service.clone(),
-            "subject" => subject.clone()
-        )
-        .record(started.elapsed().as_secs_f64());
-        match &result {
-            Ok(()) => {}
-            Err(HandlerError::Permanent(_)) => {
-                self.count(names::MESSAGES_FAILED, &subject, Some(("kind", "permanent")))
-            }
-            Err(HandlerError::Transient(_)) => {
-                self.count(names::MESSAGES_FAILED, &subject, Some(("kind", "transient")))
-            }
-        }
-        match result {
-            Ok(()) => Outcome::Ack,
-            Err(HandlerError::Permanent(e)) => Outcome::DeadLetter(DlqReason::PermanentError, e.to_string()),
-            Err(HandlerError::Transient(e)) if delivered >= self.spec.max_deliver => {
-                Outcome::DeadLetter(DlqReason::MaxDeliveries, e.to_string())
-            }
-            Err(HandlerError::Transient(e)) => {
-                let delay = self.spec.schedule.delay_after(delivered);
-                tracing::info!(error = %e, retry_in = ?delay, "transient failure; redelivering later");
-                Outcome::Nak(delay)
-            }
-        }
-    }
-}
-
-impl<H> Shared<H> {
-    fn count(&self, name: &'static str, subject: &str, extra: Option<(&'static str, &'static str)>) {
-        let mut labels = vec![("service", self.service.clone()), ("subject", subject.to_owned())];
-        if let Some((k, v)) = extra {
-            labels.push((k, v.to_owned()));
-        }
-        metrics::counter!(name, &labels).increment(1);
-    }
-}
-
-/// Every few seconds: the consumer's pending and ack-pending counts from JetStream.
-async fn report_consumer_info(
-    js: jetstream::Context,
-    spec: ConsumerSpec,
-    service: String,
-    shutdown: CancellationToken,
-) {
-    let labels = [("service", service), ("consumer", spec.durable.clone())];
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let Ok(stream) = js.get_stream_no_info(&spec.stream).await else { continue };
-        if let Ok(info) = stream.consumer_info(&spec.durable).await {
-            metrics::gauge!(names::CONSUMER_PENDING, &labels).set(info.num_pending as f64);
-            metrics::gauge!(names::CONSUMER_ACK_PENDING, &labels).set(info.num_ack_pending as f64);
-        }
-    }
-}
-
-impl Outcome {
-    /// After a successful dead-lettering the original is termed, not acked.
-    fn map_dead_lettered(self) -> Self {
-        match self {
-            Outcome::Ack => Outcome::DeadLetter(DlqReason::PermanentError, String::new()),
-            other => other,
-        }
-    }
-}
-
-/// The server gives up on a message by itself when its last delivery is never answered (the
-/// process died mid-handler). It says so in a MAX_DELIVERIES advisory; this copies such messages
-/// to the DLQ so they do not vanish. Several instances may all do it: the DLQ message id makes
-/// the copies one.
-async fn watch_max_deliveries(js: jetstream::Context, spec: ConsumerSpec, shutdown: CancellationToken) {
-    #[derive(serde::Deserialize)]
-    struct Advisory {
-        stream_seq: u64,
-        deliveries: i64,
-    }
-    let subject = format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{}", spec.stream, spec.durable);
-    let client = js.client();
-    let mut sub = match client.subscribe(subject.clone()).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch max-delivery advisories");
-            return;
-        }
-    };
-    loop {
-        let msg = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            m = sub.next() => match m { Some(m) => m, None => return },
-        };
-        let Ok(adv) = serde_json::from_slice::<Advisory>(&msg.payload) else { continue };
-        let copied = async {
-            let stream = js.get_stream_no_info(&spec.stream).await?;
-            let original = stream.get_raw_message(adv.stream_seq).await?;
-            let letter = DeadLetter {
-                reason: DlqReason::MaxDeliveries,
-                error: "delivery limit reached without an answer from a handler (crashed or stuck)"
-                    .to_owned(),
-                original_subject: original.subject.to_string(),
-                stream: spec.stream.clone(),
-                stream_seq: adv.stream_seq,
-                consumer: spec.durable.clone(),
-                delivered: adv.deliveries,
-                headers: Some(original.headers),
-                payload: original.payload,
-            };
-            letter.publish(&js).await?;
-            Ok::<_, BoxError>(())
-        }
-        .await;
-        match copied {
-            Ok(()) => {
-                tracing::warn!(stream_seq = adv.stream_seq, "dead-lettered after the server's delivery limit")
-            }
-            Err(e) => {
-                tracing::error!(stream_seq = adv.stream_seq, error = %e, "could not dead-letter an exhausted message")
-            }
-        }
     }
 }
