@@ -62,6 +62,45 @@ pub fn load<T: Serialize + DeserializeOwned>(
         .map_err(Box::new)
 }
 
+/// Keys set for `section` — in the file's `[section]` table or as `ORDERFLOW__<SECTION>__…` —
+/// that `defaults` does not have, as dotted paths (`consumer.concurency`): typos and renamed
+/// keys, which deserializing alone would drop without a word.
+pub fn unknown_keys<T: Serialize>(
+    section: &str,
+    defaults: &T,
+    file: Option<&Path>,
+) -> Result<Vec<String>, Box<figment::Error>> {
+    let mut raw = Figment::new();
+    if let Some(file) = file {
+        raw = raw.merge(Toml::file_exact(file));
+    }
+    raw = raw.merge(Env::prefixed(ENV_PREFIX).split("__"));
+    let given: figment::value::Dict = raw.focus(section).extract().map_err(Box::new)?;
+    let known = serde_json::to_value(defaults).unwrap_or_default();
+    let mut unknown = Vec::new();
+    collect_unknown("", &given, &known, &mut unknown);
+    unknown.sort();
+    Ok(unknown)
+}
+
+fn collect_unknown(
+    prefix: &str,
+    given: &figment::value::Dict,
+    known: &serde_json::Value,
+    out: &mut Vec<String>,
+) {
+    for (key, value) in given {
+        let path = format!("{prefix}{key}");
+        match (known.get(key), value) {
+            (None, _) => out.push(path),
+            (Some(known @ serde_json::Value::Object(_)), figment::value::Value::Dict(_, nested)) => {
+                collect_unknown(&format!("{path}."), nested, known, out);
+            }
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -79,6 +118,34 @@ mod tests {
     struct Flags {
         #[serde(skip_serializing_if = "Option::is_none")]
         port: Option<u16>,
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+    fn keys_the_settings_do_not_have_are_found_in_the_file_and_the_environment() {
+        #[derive(Serialize)]
+        struct Nested {
+            concurrency: u32,
+        }
+        #[derive(Serialize)]
+        struct WithNested {
+            port: u16,
+            consumer: Nested,
+        }
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "nats_url = \"n\"\n[svc]\nport = 1\nprot = 2\n[svc.consumer]\nconcurency = 3\n",
+            )?;
+            jail.set_env("ORDERFLOW__SVC__CONSUMER_CONCURRENCY", "4");
+            jail.set_env("ORDERFLOW__OTHER__WHATEVER", "5");
+            let defaults = WithNested { port: 0, consumer: Nested { concurrency: 1 } };
+
+            let unknown = unknown_keys("svc", &defaults, Some(Path::new("c.toml"))).unwrap();
+
+            assert_eq!(unknown, ["consumer.concurency", "consumer_concurrency", "prot"]);
+            Ok(())
+        });
     }
 
     #[test]

@@ -313,15 +313,24 @@ impl Db {
         match &*self.engine {
             Engine::Sqlite { .. } => self.read(read).await,
             Engine::Postgres { pool, .. } => {
-                let conn = pool.acquire().await.map_err(SqlError::from)?;
-                let mut tx = Tx::postgres(conn);
-                tx.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
-                let result = read(&mut tx).await;
-                // Read only: nothing to keep.
-                if let Err(e) = tx.batch("ROLLBACK").await {
-                    tracing::warn!(error = %e, "ending a read-only snapshot failed");
-                }
-                result
+                let pool = pool.clone();
+                // In a task of its own, so that a caller that stops waiting cannot leave the
+                // connection inside the transaction; a connection whose ROLLBACK failed is closed.
+                let task = tokio::spawn(async move {
+                    let conn = pool.acquire().await.map_err(SqlError::from)?;
+                    let mut tx = Tx::postgres(conn);
+                    if let Err(e) = tx.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await {
+                        tx.discard();
+                        return Err(e.into());
+                    }
+                    let result = read(&mut tx).await;
+                    if let Err(e) = tx.batch("ROLLBACK").await {
+                        tracing::warn!(error = %e, "ending a read-only snapshot failed; closing its connection");
+                        tx.discard();
+                    }
+                    result
+                });
+                task.await.unwrap_or_else(|_| Err(SqlError::Aborted.into()))
             }
         }
     }

@@ -143,7 +143,7 @@ impl std::fmt::Debug for CommonSettings {
         f.debug_struct("CommonSettings")
             .field("host", &self.host)
             .field("port", &self.port)
-            .field("nats_url", &self.nats_url)
+            .field("nats_url", &self.nats_url.split(',').map(crate::db::redact).collect::<Vec<_>>().join(","))
             .field("database_url", &crate::db::redact(&self.database_url))
             .field("db_schema", &self.db_schema)
             .field("shutdown_timeout_secs", &self.shutdown_timeout_secs)
@@ -408,13 +408,37 @@ impl<S: Service> Application<S> {
 
 /// `S`'s settings: its defaults < the TOML file < the environment (`ORDERFLOW__<SECTION>__…`,
 /// shared keys as `ORDERFLOW__NATS_URL`) < `flags` (absent fields skipped).
+///
+/// A key the settings do not have (a typo, or a renamed key) is an error, not silently ignored.
 pub fn load_settings<S: Service>(
     file: Option<&std::path::Path>,
     flags: &impl Serialize,
 ) -> anyhow::Result<S::Settings> {
-    crate::config::load(S::SECTION, &S::Settings::default(), file, flags)
+    let defaults = S::Settings::default();
+    let unknown = crate::config::unknown_keys(S::SECTION, &defaults, file)
+        .map_err(|e| anyhow::anyhow!("reading the {} configuration: {e}", S::NAME))?;
+    if !unknown.is_empty() {
+        let named: Vec<String> = unknown
+            .iter()
+            .map(|k| match RENAMED.iter().find(|(old, _)| old == k) {
+                Some((_, new)) => format!("{k} (now {new})"),
+                None => k.clone(),
+            })
+            .collect();
+        anyhow::bail!(
+            "the {} configuration has settings it does not know in [{}] (or ORDERFLOW__{}__…): {}",
+            S::NAME,
+            S::SECTION,
+            S::SECTION.to_uppercase(),
+            named.join(", ")
+        );
+    }
+    crate::config::load(S::SECTION, &defaults, file, flags)
         .map_err(|e| anyhow::anyhow!("loading the {} configuration: {e}", S::NAME))
 }
+
+/// Keys that were renamed, for the error that names them.
+const RENAMED: &[(&str, &str)] = &[("consumer_concurrency", "consumer.concurrency")];
 
 /// The flags of `S`'s binary, parsed from the command line (exits with usage on bad ones).
 pub fn parse_flags<S: Service>(about: &'static str) -> Flags<S::Flags> {

@@ -308,6 +308,15 @@ impl Tx {
     }
 
     /// Whether a transaction is open (SQLite; PostgreSQL's state is the server's).
+    /// Closes a PostgreSQL connection instead of returning it to the pool (one left inside a
+    /// transaction it could not end must not serve anyone else). SQLite's connections are owned
+    /// by their threads; nothing to do.
+    pub(crate) fn discard(self) {
+        if let Inner::Postgres(conn) = self.inner {
+            drop(conn.detach());
+        }
+    }
+
     pub(crate) fn in_transaction(&self) -> bool {
         match &self.inner {
             Inner::Sqlite(conn) => !conn.is_autocommit(),

@@ -58,7 +58,8 @@ pub struct RssOverTime {
     /// When the load started (for `orderflow load`: its first sample).
     pub start: u64,
     /// After the warm-up: the first sample a quarter of the way through the run (at least 5 s
-    /// in), when connection buffers, caches and channels have reached their working size.
+    /// in, at most half-way), when connection buffers, caches and channels have reached their
+    /// working size.
     pub warm: u64,
     /// The last sample, as the load ended.
     pub end: u64,
@@ -158,7 +159,9 @@ async fn measure_running(
         .context("running orderflow load")?;
     let load_pid = load.id().unwrap_or(0);
     let started = Instant::now();
-    let warm_after = (duration / 4).max(Duration::from_secs(5));
+    // A quarter of the way, at least 5 s in, but never past half the run (a short run still
+    // gets a sample after its start).
+    let warm_after = (duration / 4).max(Duration::from_secs(5)).min(duration / 2);
     let mut every = tokio::time::interval(RSS_EVERY);
     let status = loop {
         tokio::select! {

@@ -261,7 +261,7 @@ impl BenchReport {
                 o,
                 "\n## Memory over the cost run (RSS, MB)\n\n\
                  Sampled every second. After warm-up: a quarter of the way through the run (at least 5 s \
-                 in). Growth from there to the end is what a leak looks like.\n\n\
+                 in, at most half-way). Growth from there to the end is what a leak looks like.\n\n\
                  | database | process | start | after warm-up | end | peak | growth after warm-up |\n\
                  |---|---|---:|---:|---:|---:|---:|"
             );

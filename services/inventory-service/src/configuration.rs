@@ -65,6 +65,26 @@ mod tests {
 
     #[test]
     #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+    fn a_renamed_or_misspelt_key_is_an_error_that_names_it() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ORDERFLOW__INVENTORY__CONSUMER_CONCURRENCY", "3");
+            jail.create_file("c.toml", "[inventory]\nseed_demo_catalgo = true\n")?;
+
+            let e = load_settings::<InventoryService>(
+                Some(std::path::Path::new("c.toml")),
+                &ServiceFlags::default(),
+            )
+            .unwrap_err()
+            .to_string();
+
+            assert!(e.contains("consumer_concurrency (now consumer.concurrency)"), "{e}");
+            assert!(e.contains("seed_demo_catalgo"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
     fn section_keys_reach_the_flattened_common_settings_and_the_service_own() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

@@ -100,10 +100,11 @@ impl Service for PaymentService {
             shutdown: wiring.shutdown().clone(),
         };
         let paused = pause_while_open(breaker, wiring.shutdown().clone());
-        // A charge may wait for the breaker up to max_wait; the runtime must not abandon it first.
-        let handler_timeout = state.max_wait + Duration::from_secs(60);
+        // A charge may wait for the breaker up to max_wait; the runtime must not abandon it first,
+        // whatever `consumer.handler_timeout_secs` says.
+        let at_least = state.max_wait + Duration::from_secs(60);
         wiring
-            .tune(|r| r.handler_timeout = handler_timeout)
+            .tune(|r| r.handler_timeout = r.handler_timeout.max(at_least))
             .pause_while(paused)
             .consume(EventKind::InventoryReserved, move |d: Delivery<_>| {
                 handlers::inventory_reserved::handle(state.clone(), d)
