@@ -382,7 +382,7 @@ impl Db {
 ///
 /// `soft_heap_limit` bounds what SQLite allocates in the whole process (it is process-wide;
 /// setting it again is harmless): page caches beyond it are recycled instead of grown. Without
-/// it, every connection's cache (two per file, five files in `orderflow up`) grows to its own
+/// it, every connection's cache (two per file, four files in `orderflow up`) grows to its own
 /// 2 MB, slowly, as the files grow: `up`'s memory climbed for ten minutes after the first. The
 /// OS page cache holds the files anyway; SQLite's own cache saves a `pread`, not a disk read.
 const SQLITE_PRAGMAS: &[&str] = &[

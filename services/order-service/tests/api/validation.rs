@@ -3,7 +3,7 @@
 use orderflow_test_support::DbBackend;
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{TestApp, spawn_app};
 use orderflow_test_support::both_databases;
 
 both_databases!(
@@ -57,13 +57,7 @@ async fn every_bad_request_is_a_4xx_problem_and_creates_nothing(backend: DbBacke
 
     // A created order would have been committed, with its event in the outbox, before its
     // response: once the service is quiet, such an event would be in the stream.
-    app.wait_until_quiet().await;
-    assert_eq!(app.rows_in("orders").await, 0, "no order was created");
-    assert_eq!(app.rows_in("outbox").await, 0, "no event was written");
-    assert!(
-        orderflow_test_support::stream_messages(&app.js, "ORDERS").await.is_empty(),
-        "no event was published"
-    );
+    assert_nothing_was_created(&app).await;
     app.stop().await.unwrap();
 }
 
@@ -101,13 +95,7 @@ async fn malformed_path_ids_and_headers_are_rejected(backend: DbBackend) {
         assert_eq!(res.status(), 400, "{what}");
         assert_eq!(res.headers()["content-type"], "application/problem+json", "{what}");
     }
-    app.wait_until_quiet().await;
-    assert_eq!(app.rows_in("orders").await, 0, "no order was created");
-    assert_eq!(app.rows_in("outbox").await, 0, "no event was written");
-    assert!(
-        orderflow_test_support::stream_messages(&app.js, "ORDERS").await.is_empty(),
-        "no event was published"
-    );
+    assert_nothing_was_created(&app).await;
     app.stop().await.unwrap();
 }
 
@@ -122,4 +110,15 @@ impl crate::helpers::TestApp {
     fn json(&self, body: serde_json::Value) -> reqwest::RequestBuilder {
         self.http.post(format!("{}/orders", self.base)).json(&body)
     }
+}
+
+/// Once the service is quiet, no order row, no outbox row and no event exist.
+async fn assert_nothing_was_created(app: &TestApp) {
+    app.wait_until_quiet().await;
+    assert_eq!(app.rows_in("orders").await, 0, "no order was created");
+    assert_eq!(app.rows_in("outbox").await, 0, "no event was written");
+    assert!(
+        orderflow_test_support::stream_messages(&app.js, "ORDERS").await.is_empty(),
+        "no event was published"
+    );
 }
