@@ -49,17 +49,22 @@ pub fn load<T: Serialize + DeserializeOwned>(
     file: Option<&Path>,
     flags: &impl Serialize,
 ) -> Result<T, Box<figment::Error>> {
-    let mut raw = Figment::new();
-    if let Some(file) = file {
-        raw = raw.merge(Toml::file_exact(file));
-    }
-    raw = raw.merge(Env::prefixed(ENV_PREFIX).split("__"));
+    let raw = given(file);
     Figment::from(Serialized::defaults(defaults))
         .merge(raw.clone())
         .merge(raw.focus(section))
         .merge(Serialized::defaults(flags))
         .extract()
         .map_err(Box::new)
+}
+
+/// What the file and the environment give, before defaults and flags.
+fn given(file: Option<&Path>) -> Figment {
+    let mut raw = Figment::new();
+    if let Some(file) = file {
+        raw = raw.merge(Toml::file_exact(file));
+    }
+    raw.merge(Env::prefixed(ENV_PREFIX).split("__"))
 }
 
 /// Keys set for `section` — in the file's `[section]` table or as `ORDERFLOW__<SECTION>__…` —
@@ -70,15 +75,11 @@ pub fn unknown_keys<T: Serialize>(
     defaults: &T,
     file: Option<&Path>,
 ) -> Result<Vec<String>, Box<figment::Error>> {
-    let mut raw = Figment::new();
-    if let Some(file) = file {
-        raw = raw.merge(Toml::file_exact(file));
-    }
-    raw = raw.merge(Env::prefixed(ENV_PREFIX).split("__"));
-    let given: figment::value::Dict = raw.focus(section).extract().map_err(Box::new)?;
+    let raw = given(file);
+    let set: figment::value::Dict = raw.focus(section).extract().map_err(Box::new)?;
     let known = serde_json::to_value(defaults).unwrap_or_default();
     let mut unknown = Vec::new();
-    collect_unknown("", &given, &known, &mut unknown);
+    collect_unknown("", &set, &known, &mut unknown);
     unknown.sort();
     Ok(unknown)
 }

@@ -22,6 +22,15 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
     fn sleep_until(&self, deadline: Instant) -> BoxSleep<'_> {
         Box::pin(tokio::time::sleep_until(deadline.into()))
     }
+
+    /// Completes once `duration` has passed on this clock; never, if that is further away than
+    /// an [`Instant`] can count.
+    fn sleep(&self, duration: Duration) -> BoxSleep<'_> {
+        match self.now().checked_add(duration) {
+            Some(at) => self.sleep_until(at),
+            None => Box::pin(std::future::pending()),
+        }
+    }
 }
 
 /// Real monotonic time ([`Instant::now`]).
@@ -82,5 +91,34 @@ impl<C: Clock + ?Sized> Clock for Arc<C> {
 
     fn sleep_until(&self, deadline: Instant) -> BoxSleep<'_> {
         (**self).sleep_until(deadline)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+
+    #[test]
+    fn a_sleep_on_a_manual_clock_ends_when_the_clock_has_moved_that_far() {
+        let clock = ManualClock::new();
+        let mut sleep = clock.sleep(Duration::from_secs(5));
+        let mut cx = Context::from_waker(Waker::noop());
+
+        assert!(sleep.as_mut().poll(&mut cx).is_pending());
+        clock.advance(Duration::from_secs(4));
+        assert!(sleep.as_mut().poll(&mut cx).is_pending());
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(sleep.as_mut().poll(&mut cx), Poll::Ready(()));
+    }
+
+    #[test]
+    fn a_sleep_longer_than_the_clock_can_count_never_ends() {
+        let clock = ManualClock::new();
+        let mut sleep = clock.sleep(Duration::MAX);
+        let mut cx = Context::from_waker(Waker::noop());
+        clock.advance(Duration::from_secs(3600));
+        assert!(sleep.as_mut().poll(&mut cx).is_pending());
     }
 }
