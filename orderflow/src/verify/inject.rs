@@ -1,0 +1,241 @@
+//! Injecting the fault schedule into a running deployment: killing and restarting instances,
+//! freezing and killing NATS nodes, gateway faults and duplicate storms, each healed again and
+//! followed by a probe order.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::procs::Role;
+use super::{Deployment, Fault, FaultRecord, NodeChoice, VerifyConfig};
+
+impl Deployment {
+    /// Injects the schedule, spread evenly over the load's duration, one fault at a time.
+    pub(super) async fn run_faults(
+        &mut self,
+        schedule: &[Fault],
+        start: Instant,
+        config: &VerifyConfig,
+        shutdown: &CancellationToken,
+    ) -> Vec<FaultRecord> {
+        let mut records = Vec::new();
+        let n = schedule.len().max(1) as f64;
+        for (i, fault) in schedule.iter().enumerate() {
+            let due = start + config.duration.mul_f64((i as f64 + 0.5) / n);
+            tokio::select! {
+                _ = tokio::time::sleep_until(due) => {}
+                _ = shutdown.cancelled() => break,
+            }
+            self.note_crashes();
+            let record = self.inject(i, fault, start, config).await;
+            match &record.recovered_after_ms {
+                Some(ms) => {
+                    tracing::info!(fault = i + 1, what = %record.description, target = %record.target, recovered_ms = ms, "fault healed, system recovered")
+                }
+                None => {
+                    tracing::warn!(fault = i + 1, what = %record.description, target = %record.target, error = ?record.error, "fault healed, system did NOT recover")
+                }
+            }
+            records.push(record);
+        }
+        records
+    }
+
+    async fn inject(
+        &mut self,
+        index: usize,
+        fault: &Fault,
+        start: Instant,
+        config: &VerifyConfig,
+    ) -> FaultRecord {
+        let mut record = FaultRecord {
+            index,
+            at_s: start.elapsed().as_secs_f64(),
+            fault: fault.clone(),
+            description: fault.to_string(),
+            target: String::new(),
+            held_ms: fault.hold_ms(),
+            recovered_after_ms: None,
+            probe: None,
+            detail: None,
+            error: None,
+        };
+        tracing::info!(fault = index + 1, what = %record.description, "injecting");
+        let hold = Duration::from_millis(fault.hold_ms());
+        let injected = match fault {
+            Fault::KillService { instance, .. } => self.kill_service(instance, hold, &mut record).await,
+            Fault::PauseNats { node, .. } => self.pause_nats(*node, hold, &mut record).await,
+            Fault::KillNats { node, .. } => self.kill_nats(*node, hold, &mut record).await,
+            Fault::GatewayOutage { .. } | Fault::GatewayErrors { .. } | Fault::GatewaySlow { .. } => {
+                record.target = "gateway-1".into();
+                self.gateway_fault(fault, hold).await
+            }
+            Fault::DuplicateStorm { per_stream } => {
+                record.target = "ORDERS, INVENTORY, PAYMENTS".into();
+                match storm(&self.js, *per_stream, index).await {
+                    Ok(detail) => {
+                        record.detail = Some(detail);
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        let healed = Instant::now();
+        if let Err(e) = injected {
+            record.error = Some(format!("{e:#}"));
+            // Bring back whatever the failed step left down before probing.
+            self.ensure_running().await;
+        }
+        match self.probe(config.seed, index, healed + config.recovery_timeout).await {
+            Ok(outcome) => {
+                record.recovered_after_ms =
+                    Some(u64::try_from(healed.elapsed().as_millis()).unwrap_or(u64::MAX));
+                record.probe = Some(outcome);
+            }
+            Err(e) => {
+                let e = format!("probe: {e:#}");
+                record.error = Some(match record.error.take() {
+                    Some(prev) => format!("{prev}; {e}"),
+                    None => e,
+                });
+            }
+        }
+        record
+    }
+
+    async fn kill_service(
+        &mut self,
+        instance: &str,
+        down: Duration,
+        record: &mut FaultRecord,
+    ) -> anyhow::Result<()> {
+        let http = self.http.clone();
+        let p = self
+            .procs
+            .iter_mut()
+            .find(|p| p.name == instance)
+            .with_context(|| format!("no instance {instance}"))?;
+        record.target =
+            format!("{instance} (pid {})", p.pid().map_or_else(|| "-".into(), |pid| pid.to_string()));
+        p.kill().await;
+        tokio::time::sleep(down).await;
+        p.start(&http, Duration::from_secs(60)).await
+    }
+
+    /// The ORDERS stream's leader now, or a node that is not it.
+    async fn pick_node(&self, choice: NodeChoice) -> (usize, String) {
+        let leader = self.cluster.stream_leader(&self.js, orderflow_events::subjects::STREAM_ORDERS).await;
+        let i = match (choice, leader) {
+            (NodeChoice::Leader, Some(l)) => l,
+            (NodeChoice::Follower, Some(l)) => (l + 1) % self.cluster.nodes.len(),
+            // No leader known (an election is under way): any node.
+            (_, None) => 0,
+        };
+        let role = match (choice, leader) {
+            (_, None) => "no ORDERS leader known",
+            (NodeChoice::Leader, _) => "leader of ORDERS",
+            (NodeChoice::Follower, _) => "follower of ORDERS",
+        };
+        (i, format!("{} ({role})", self.cluster.nodes[i].name))
+    }
+
+    async fn pause_nats(
+        &mut self,
+        choice: NodeChoice,
+        hold: Duration,
+        record: &mut FaultRecord,
+    ) -> anyhow::Result<()> {
+        let (i, target) = self.pick_node(choice).await;
+        record.target = target;
+        self.cluster.pause(i)?;
+        tokio::time::sleep(hold).await;
+        self.cluster.resume(i)
+    }
+
+    async fn kill_nats(
+        &mut self,
+        choice: NodeChoice,
+        down: Duration,
+        record: &mut FaultRecord,
+    ) -> anyhow::Result<()> {
+        let (i, target) = self.pick_node(choice).await;
+        record.target = target;
+        self.cluster.kill(i);
+        tokio::time::sleep(down).await;
+        self.cluster.restart(i).await?;
+        self.cluster.wait_formed(Duration::from_secs(30)).await
+    }
+
+    /// Sets the gateway fault, holds it, clears it again.
+    async fn gateway_fault(&self, fault: &Fault, hold: Duration) -> anyhow::Result<()> {
+        let (on, off) = fault.gateway_patches().context("not a gateway fault")?;
+        let url = format!("{}/admin/faults", self.url_of(Role::Gateway)?);
+        put_json(&self.http, &url, &on).await?;
+        tokio::time::sleep(hold).await;
+        put_json(&self.http, &url, &off).await
+    }
+
+    pub(super) async fn clear_gateway_faults(&self) -> anyhow::Result<()> {
+        let url = format!("{}/admin/faults", self.url_of(Role::Gateway)?);
+        put_json(&self.http, &url, &serde_json::json!({"outage": false, "error_rate": 0.0, "latency_ms": 0}))
+            .await
+    }
+}
+
+/// Re-publishes the last `per_stream` events of each stream; returns what happened.
+async fn storm(js: &jetstream::Context, per_stream: usize, index: usize) -> anyhow::Result<String> {
+    use orderflow_events::subjects::{STREAM_INVENTORY, STREAM_ORDERS, STREAM_PAYMENTS};
+    let (mut sent, mut dropped, mut stored) = (0_u64, 0_u64, 0_u64);
+    for name in [STREAM_ORDERS, STREAM_INVENTORY, STREAM_PAYMENTS] {
+        let mut stream = js.get_stream(name).await.with_context(|| format!("stream {name}"))?;
+        let state = stream.info().await.with_context(|| format!("stream {name} info"))?.state.clone();
+        if state.messages == 0 {
+            continue;
+        }
+        let first = state.first_sequence.max(state.last_sequence.saturating_sub(per_stream as u64 - 1));
+        for seq in first..=state.last_sequence {
+            let Ok(message) = stream.get_raw_message(seq).await else { continue };
+            let mut headers = message.headers.clone();
+            let original = headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.as_str().to_owned());
+            match original {
+                // Half keep their id: inside the dedup window JetStream must drop them.
+                Some(_) if seq % 2 == 0 => {}
+                // Half get a new one, as a duplicate that arrives after the window would.
+                other => headers.insert(
+                    async_nats::header::NATS_MESSAGE_ID,
+                    format!("{}:storm-{index}", other.unwrap_or_else(|| format!("{name}-{seq}"))).as_str(),
+                ),
+            }
+            let ack = js
+                .send_publish(
+                    message.subject.clone(),
+                    jetstream::message::PublishMessage::build()
+                        .headers(headers)
+                        .payload(message.payload.clone()),
+                )
+                .await
+                .with_context(|| format!("re-publishing {name} #{seq}"))?
+                .await
+                .with_context(|| format!("re-publishing {name} #{seq}"))?;
+            sent += 1;
+            if ack.duplicate {
+                dropped += 1;
+            } else {
+                stored += 1;
+            }
+        }
+    }
+    Ok(format!(
+        "{sent} events re-published: {dropped} dropped by JetStream as duplicates, {stored} delivered again"
+    ))
+}
+
+async fn put_json(http: &reqwest::Client, url: &str, body: &serde_json::Value) -> anyhow::Result<()> {
+    let res = http.put(url).json(body).send().await.with_context(|| format!("PUT {url}"))?;
+    anyhow::ensure!(res.status().is_success(), "PUT {url}: HTTP {}", res.status());
+    Ok(())
+}
