@@ -2,9 +2,10 @@
 //! outside this crate reads its tables. Nothing here writes, except [`sabotage`], which exists
 //! to prove the checker works.
 
-use orderflow_platform::{Db, SqlError, args};
+use orderflow_platform::{Db, args};
 
 use crate::domain::OrderStatus;
+use crate::storage::{self, StorageError};
 
 /// An order as the checker sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,17 +24,16 @@ pub struct OrderSummary {
 ///
 /// # Errors
 /// The database failed, or a stored status is not one this crate writes.
-pub async fn orders(db: &Db) -> Result<Vec<OrderSummary>, SqlError> {
+pub async fn orders(db: &Db) -> Result<Vec<OrderSummary>, StorageError> {
     db.read(|tx| {
         Box::pin(async move {
             let rows = tx.query_all("SELECT order_id, status, reason, total_cents FROM orders", &[]).await?;
             rows.iter()
                 .map(|r| {
-                    let status = r.text(1)?;
+                    let order_id = r.text(0)?;
                     Ok(OrderSummary {
-                        order_id: r.text(0)?,
-                        status: OrderStatus::parse(&status)
-                            .ok_or_else(|| SqlError::Decode(format!("unknown order status {status:?}")))?,
+                        status: storage::order_status("orders", &order_id, &r.text(1)?)?,
+                        order_id,
                         reason: r.opt_text(2)?,
                         total_cents: r.opt_int(3)?,
                     })
@@ -47,20 +47,26 @@ pub async fn orders(db: &Db) -> Result<Vec<OrderSummary>, SqlError> {
 /// Breaks the orders on purpose, for `orderflow verify --sabotage` to prove that the invariant
 /// checker notices. Never called by the service.
 pub mod sabotage {
-    use super::{Db, SqlError, args};
+    use super::{Db, OrderStatus, StorageError, args};
 
     /// Puts a confirmed order back to `pending`, as if its last event had been lost. Returns the
     /// order, or `None` when none was confirmed.
     ///
     /// # Errors
     /// The database failed.
-    pub async fn stuck_order(db: &Db) -> Result<Option<String>, SqlError> {
+    pub async fn stuck_order(db: &Db) -> Result<Option<String>, StorageError> {
         db.write(|tx| {
             Box::pin(async move {
-                let pick = "SELECT order_id FROM orders WHERE status = 'confirmed' ORDER BY order_id";
-                let Some(row) = tx.query_opt(pick, &[]).await? else { return Ok(None) };
+                let pick = "SELECT order_id FROM orders WHERE status = $1 ORDER BY order_id";
+                let Some(row) = tx.query_opt(pick, args![OrderStatus::Confirmed.as_str()]).await? else {
+                    return Ok(None);
+                };
                 let order = row.text(0)?;
-                tx.execute("UPDATE orders SET status = 'pending' WHERE order_id = $1", args![&order]).await?;
+                tx.execute(
+                    "UPDATE orders SET status = $1 WHERE order_id = $2",
+                    args![OrderStatus::Pending.as_str(), &order],
+                )
+                .await?;
                 Ok(Some(order))
             })
         })

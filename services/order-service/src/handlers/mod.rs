@@ -4,7 +4,7 @@ pub mod inventory_rejected;
 pub mod payments_completed;
 pub mod payments_failed;
 
-use orderflow_events::{CancelReason, Event, OrderCancelled, OrderConfirmed, OrderId, Priority};
+use orderflow_events::{CancelReason, Event, Money, OrderCancelled, OrderConfirmed, OrderId, Priority};
 use orderflow_messaging::{Delivery, HandlerError, OutgoingMessage};
 use orderflow_platform::{Tx, inbox, outbox};
 
@@ -12,20 +12,51 @@ use orderflow_telemetry::metrics::names;
 
 use crate::domain::{OrderStatus, Transition, transition};
 use crate::startup::AppState;
-use crate::storage;
+use crate::storage::{self, Finish, StorageError};
+
+/// Database failures are transient, as every database error in a handler is (see
+/// `orderflow_platform`'s `From<SqlError> for HandlerError`).
+///
+/// A corrupt row is transient too, although retrying does not change the row. It is the
+/// service's own data, not the event's fault: the event is valid, and dead-lettering it at once
+/// would file a healthy message as poison while the order it concerns stays stuck. Redelivered,
+/// it succeeds as soon as the row is repaired, or reaches an instance that knows the value (a
+/// status written by a newer version during a rolling deploy); if neither happens the
+/// redelivery budget still ends in the DLQ (`max_deliveries`), from where it can be replayed.
+/// Each attempt logs the corruption at ERROR, so it is not silent meanwhile.
+///
+/// A value that cannot be encoded is permanent: the same event yields the same value, and
+/// encoding it fails the same way on every attempt.
+impl From<StorageError> for HandlerError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Database(e) => Self::from(e),
+            corrupt @ StorageError::Corrupt { .. } => {
+                tracing::error!(error = %corrupt, "a stored order does not decode; redelivering the event");
+                Self::transient(corrupt)
+            }
+            encode @ StorageError::Encode { .. } => Self::permanent(encode),
+        }
+    }
+}
 
 /// How an event ends an order.
 #[derive(Debug)]
 pub enum Outcome {
     /// Paid: confirmed with the charged total.
-    Confirmed {
-        /// Total in cents.
-        total_cents: i64,
-        /// Currency.
-        currency: orderflow_events::Currency,
-    },
+    Confirmed(Money),
     /// Rejected or compensated.
     Cancelled(CancelReason),
+}
+
+impl Outcome {
+    /// The storage's view of it.
+    fn finish(&self) -> Finish<'_> {
+        match self {
+            Self::Confirmed(total) => Finish::Confirmed(total),
+            Self::Cancelled(reason) => Finish::Cancelled(*reason),
+        }
+    }
 }
 
 /// In one transaction (a unit of the database's group commit): inbox row, the order's move,
@@ -38,9 +69,9 @@ pub async fn finish<T: Event>(
     outcome: Outcome,
 ) -> Result<(), HandlerError> {
     let msg = match &outcome {
-        Outcome::Confirmed { total_cents, currency } => cause.follow_up(
+        Outcome::Confirmed(total) => cause.follow_up(
             crate::SOURCE,
-            OrderConfirmed { order_id, total_cents: *total_cents, currency: currency.clone() },
+            OrderConfirmed { order_id, total_cents: total.cents(), currency: total.currency().clone() },
         ),
         Outcome::Cancelled(reason) => {
             cause.follow_up(crate::SOURCE, OrderCancelled { order_id, reason: *reason })
@@ -75,23 +106,20 @@ async fn apply(
     outcome: Outcome,
     msg: OutgoingMessage,
 ) -> Result<Option<(OrderStatus, &'static str)>, HandlerError> {
-    let id = order_id.to_string();
     if !inbox::first_time(conn, handler, event_id).await? {
-        tracing::debug!(order_id = %id, "event already processed");
+        tracing::debug!(%order_id, "event already processed");
         return Ok(None);
     }
-    let Some(order) = storage::find_order(conn, &id).await? else {
-        return Err(HandlerError::permanent(format!("order {id} does not exist")));
+    let Some(order) = storage::find_order(conn, order_id).await? else {
+        return Err(HandlerError::permanent(format!("order {order_id} does not exist")));
     };
-    let target = match outcome {
-        Outcome::Confirmed { .. } => OrderStatus::Confirmed,
-        Outcome::Cancelled(_) => OrderStatus::Cancelled,
-    };
+    let finish = outcome.finish();
+    let target = finish.status();
     match transition(order.status, target) {
         Transition::AlreadyDone => return Ok(None),
         Transition::Conflict => {
             return Err(HandlerError::permanent(format!(
-                "order {id} is {} and cannot become {}",
+                "order {order_id} is {} and cannot become {}",
                 order.status.as_str(),
                 target.as_str()
             )));
@@ -99,16 +127,10 @@ async fn apply(
         Transition::Apply => {}
     }
     let now = orderflow_platform::now_rfc3339();
-    let reason = match &outcome {
-        Outcome::Confirmed { total_cents, currency } => {
-            storage::finish_order(conn, &id, target, None, Some((*total_cents, currency.as_str())), &now)
-                .await?;
-            "none"
-        }
-        Outcome::Cancelled(reason) => {
-            storage::finish_order(conn, &id, target, Some(reason.as_str()), None, &now).await?;
-            reason.as_str()
-        }
+    storage::finish_order(conn, order_id, finish, &now).await?;
+    let reason = match finish {
+        Finish::Confirmed(_) => "none",
+        Finish::Cancelled(reason) => reason.as_str(),
     };
     // The lane the order was placed on, whatever lane its cause came on.
     let express = order.priority == Priority::Express;

@@ -5,7 +5,8 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use orderflow_events::{
-    CustomerId, OrderCreated, OrderId, OrderItem, Priority, ProductId, Quantity, v1::MAX_LINES,
+    CancelReason, Currency, CustomerId, OrderCreated, OrderId, OrderItem, Priority, ProductId, Quantity,
+    v1::MAX_LINES,
 };
 use orderflow_messaging::OutgoingMessage;
 use orderflow_platform::http::{ApiJson, Problem, ProblemType, RequestCorrelation};
@@ -13,8 +14,9 @@ use orderflow_platform::{WriteError, outbox};
 use orderflow_telemetry::metrics::names;
 use serde::{Deserialize, Serialize};
 
+use crate::domain::OrderStatus;
 use crate::startup::AppState;
-use crate::storage::{self, NewOrder, StoredResponse};
+use crate::storage::{self, NewOrder, OrderRow, StatusChange, StorageError, StoredResponse};
 
 /// Units of work waiting for the database beyond which new orders are refused with `503` and
 /// `Retry-After` (admission control). The writer commits up to 256 units at a time, so this is
@@ -57,22 +59,44 @@ struct Accepted<'a> {
 /// The order as `GET /orders/{id}` shows it.
 #[derive(Debug, Serialize)]
 pub struct OrderView {
-    order_id: String,
-    customer_id: String,
-    items: serde_json::Value,
+    order_id: OrderId,
+    customer_id: CustomerId,
+    items: Vec<OrderItem>,
     priority: Priority,
-    status: &'static str,
-    reason: Option<String>,
+    status: OrderStatus,
+    reason: Option<CancelReason>,
     total_cents: Option<i64>,
-    currency: Option<String>,
+    currency: Option<Currency>,
     history: Vec<HistoryEntry>,
     created_at: String,
     updated_at: String,
 }
 
+impl OrderView {
+    fn new(order: OrderRow, history: Vec<StatusChange>) -> Self {
+        let (total_cents, currency) = match order.total {
+            Some(total) => (Some(total.cents()), Some(total.currency().clone())),
+            None => (None, None),
+        };
+        Self {
+            order_id: order.order_id,
+            customer_id: order.customer_id,
+            items: order.items,
+            priority: order.priority,
+            status: order.status,
+            reason: order.reason,
+            total_cents,
+            currency,
+            history: history.into_iter().map(|h| HistoryEntry { status: h.status, at: h.at }).collect(),
+            created_at: order.created_at,
+            updated_at: order.updated_at,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct HistoryEntry {
-    status: String,
+    status: OrderStatus,
     at: String,
 }
 
@@ -90,8 +114,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
 }
 
 fn stored_into_response(s: &StoredResponse) -> Response {
-    let status = StatusCode::from_u16(s.status_code).unwrap_or(StatusCode::ACCEPTED);
-    let mut res = (status, s.response_body.clone()).into_response();
+    let mut res = (s.status_code, s.response_body.clone()).into_response();
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let Some(loc) = s.location.as_deref().and_then(|l| HeaderValue::from_str(l).ok()) {
         res.headers_mut().insert(header::LOCATION, loc);
@@ -122,7 +145,7 @@ pub async fn create_order(
         .iter()
         .map(|i| OrderItem { product_id: i.product_id.clone(), quantity: i.quantity })
         .collect();
-    let created = OrderCreated::new(order_id, body.customer_id.clone(), items, body.priority)
+    let created = OrderCreated::new(order_id, body.customer_id.clone(), items.clone(), body.priority)
         .map_err(|e| Problem::invalid_field("items", e.to_string()))?;
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
     let envelope = orderflow_messaging::publish::originate(crate::SOURCE, correlation.clone(), created);
@@ -133,11 +156,10 @@ pub async fn create_order(
     let location = format!("/orders/{id}");
     let response_body = serde_json::to_string(&Accepted { order_id: &id, status: "pending" })
         .map_err(|e| Problem::internal(&e))?;
-    let items_json = serde_json::to_string(&body.items).map_err(|e| Problem::internal(&e))?;
     // The canonical form of the request: same key + same canonical body = same request.
     let canonical = serde_json::to_string(&serde_json::json!({
         "customer_id": body.customer_id.as_str(),
-        "items": serde_json::from_str::<serde_json::Value>(&items_json).map_err(|e| Problem::internal(&e))?,
+        "items": serde_json::to_value(&body.items).map_err(|e| Problem::internal(&e))?,
         "priority": body.priority.as_str(),
     }))
     .map_err(|e| Problem::internal(&e))?;
@@ -148,14 +170,13 @@ pub async fn create_order(
     let claim = key.map(|key| {
         let stored = StoredResponse {
             request_body: canonical.clone(),
-            status_code: StatusCode::ACCEPTED.as_u16(),
+            status_code: StatusCode::ACCEPTED,
             response_body: response_body.clone(),
             location: Some(location.clone()),
         };
         (key, stored)
     });
-    let (order_id_text, customer_id, priority, correlation_id) =
-        (id.clone(), body.customer_id.as_str().to_owned(), body.priority, correlation.as_str().to_owned());
+    let (customer_id, priority) = (body.customer_id.clone(), body.priority);
     let written = state
         .db
         .write(move |conn| {
@@ -166,16 +187,16 @@ pub async fn create_order(
                     return Ok(Some(previous));
                 }
                 let new = NewOrder {
-                    order_id: &order_id_text,
+                    order_id,
                     customer_id: &customer_id,
-                    items: &items_json,
+                    items: &items,
                     priority,
-                    correlation_id: &correlation_id,
+                    correlation_id: &correlation,
                     now: &now,
                 };
                 storage::insert_order(conn, &new).await?;
                 outbox::enqueue(conn, &msg).await?;
-                Ok::<_, orderflow_platform::SqlError>(None)
+                Ok::<_, StorageError>(None)
             })
         })
         .await;
@@ -190,7 +211,7 @@ pub async fn create_order(
             }
             return Ok(stored_into_response(&previous));
         }
-        Err(WriteError::Unit(e)) => return Err(unavailable(&e)),
+        Err(WriteError::Unit(e)) => return Err(storage_problem(e)),
         Err(e @ WriteError::Aborted) => return Err(unavailable(&e)),
     }
     metrics::counter!(names::ORDERS_ACCEPTED, "service" => "order-service", "priority" => body.priority.as_str())
@@ -200,7 +221,7 @@ pub async fn create_order(
 
     Ok(stored_into_response(&StoredResponse {
         request_body: canonical,
-        status_code: StatusCode::ACCEPTED.as_u16(),
+        status_code: StatusCode::ACCEPTED,
         response_body,
         location: Some(location),
     }))
@@ -219,6 +240,17 @@ fn overloaded() -> Response {
     res
 }
 
+/// The one mapping of a storage failure to the response. A database failure is `503`: the
+/// client's cue to retry (with the same Idempotency-Key), nothing was committed. A corrupt stored
+/// row or a value that cannot be encoded is `500` (logged, not shown): retrying the request
+/// meets the same row or value again.
+fn storage_problem(e: StorageError) -> Problem {
+    match e {
+        StorageError::Database(e) => unavailable(&e),
+        e @ (StorageError::Corrupt { .. } | StorageError::Encode { .. }) => Problem::internal(&e),
+    }
+}
+
 /// A database failure is the client's cue to retry (with the same Idempotency-Key), not a 500:
 /// nothing was committed.
 fn unavailable(e: &dyn std::fmt::Display) -> Problem {
@@ -234,37 +266,101 @@ pub async fn get_order(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<OrderView>, Problem> {
-    let order_id = OrderId::parse(&id)
-        .map_err(|_| {
-            Problem::new(ProblemType::InvalidParameter, format!("{id:?} is not an order id (a UUID)"))
-        })?
-        .to_string();
-    let id = order_id.clone();
+    let order_id = OrderId::parse(&id).map_err(|_| {
+        Problem::new(ProblemType::InvalidParameter, format!("{id:?} is not an order id (a UUID)"))
+    })?;
     let found = state
         .db
         .read(move |tx| {
             Box::pin(async move {
-                let Some(order) = storage::find_order(tx, &id).await? else { return Ok(None) };
-                let history = storage::history(tx, &id).await?;
-                Ok::<_, orderflow_platform::SqlError>(Some((order, history)))
+                let Some(order) = storage::find_order(tx, order_id).await? else { return Ok(None) };
+                let history = storage::history(tx, order_id).await?;
+                Ok::<_, StorageError>(Some((order, history)))
             })
         })
         .await
-        .map_err(|e| unavailable(&e))?;
+        .map_err(storage_problem)?;
     let Some((order, history)) = found else {
         return Err(Problem::new(ProblemType::NotFound, format!("no order {order_id}")));
     };
-    Ok(Json(OrderView {
-        items: serde_json::from_str(&order.items).map_err(|e| Problem::internal(&e))?,
-        order_id: order.order_id,
-        customer_id: order.customer_id,
-        priority: order.priority,
-        status: order.status.as_str(),
-        reason: order.reason,
-        total_cents: order.total_cents,
-        currency: order.currency,
-        history: history.into_iter().map(|(status, at)| HistoryEntry { status, at }).collect(),
-        created_at: order.created_at,
-        updated_at: order.updated_at,
-    }))
+    Ok(Json(OrderView::new(order, history)))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use orderflow_events::{CorrelationId, Money};
+
+    use super::*;
+
+    fn row(status: OrderStatus, reason: Option<CancelReason>, total: Option<Money>) -> OrderRow {
+        OrderRow {
+            order_id: OrderId::parse("0191e3a0-0000-7000-8000-000000000001").unwrap(),
+            customer_id: CustomerId::parse("c-1").unwrap(),
+            items: vec![OrderItem {
+                product_id: ProductId::parse("sku-1").unwrap(),
+                quantity: Quantity::parse(2).unwrap(),
+            }],
+            priority: Priority::Express,
+            status,
+            reason,
+            total,
+            correlation_id: CorrelationId::parse("corr-1").unwrap(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            updated_at: "2026-01-01T00:00:01Z".into(),
+        }
+    }
+
+    fn history(last: OrderStatus) -> Vec<StatusChange> {
+        vec![
+            StatusChange { status: OrderStatus::Pending, at: "2026-01-01T00:00:00Z".into() },
+            StatusChange { status: last, at: "2026-01-01T00:00:01Z".into() },
+        ]
+    }
+
+    #[test]
+    fn an_order_is_shown_with_the_same_fields_and_values_as_ever() {
+        let total = Money::new(2_500, orderflow_events::Currency::usd()).unwrap();
+        let confirmed =
+            OrderView::new(row(OrderStatus::Confirmed, None, Some(total)), history(OrderStatus::Confirmed));
+        assert_eq!(
+            serde_json::to_string(&confirmed).unwrap(),
+            concat!(
+                r#"{"order_id":"0191e3a0-0000-7000-8000-000000000001","customer_id":"c-1","#,
+                r#""items":[{"product_id":"sku-1","quantity":2}],"priority":"express","status":"confirmed","#,
+                r#""reason":null,"total_cents":2500,"currency":"USD","#,
+                r#""history":[{"status":"pending","at":"2026-01-01T00:00:00Z"},"#,
+                r#"{"status":"confirmed","at":"2026-01-01T00:00:01Z"}],"#,
+                r#""created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:01Z"}"#
+            )
+        );
+        let cancelled = OrderView::new(
+            row(OrderStatus::Cancelled, Some(CancelReason::PaymentDeclined), None),
+            history(OrderStatus::Cancelled),
+        );
+        let json = serde_json::to_value(&cancelled).unwrap();
+        assert_eq!(
+            (&json["status"], &json["reason"], &json["total_cents"], &json["currency"]),
+            (
+                &"cancelled".into(),
+                &"payment_declined".into(),
+                &serde_json::Value::Null,
+                &serde_json::Value::Null
+            )
+        );
+    }
+
+    #[test]
+    fn a_corrupt_row_is_a_500_and_a_database_failure_a_503() {
+        let corrupt = StorageError::Corrupt {
+            table: "orders",
+            key: "o-1".into(),
+            column: "status",
+            problem: "unknown order status \"shipped\"".into(),
+        };
+        assert_eq!(storage_problem(corrupt).status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+        let down = StorageError::Database(orderflow_platform::SqlError::Aborted);
+        assert_eq!(storage_problem(down).status_code(), StatusCode::SERVICE_UNAVAILABLE);
+    }
 }

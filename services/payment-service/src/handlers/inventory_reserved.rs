@@ -19,7 +19,7 @@ use orderflow_resilience::{BackoffConfig, Clock, Rejected};
 use crate::domain::PaymentStatus;
 use crate::gateway::{ChargeOutcome, GatewayError};
 use crate::startup::AppState;
-use crate::storage::{self, PaymentRecord};
+use crate::storage::{self, PaymentRecord, StorageError};
 
 /// Inbox key of this handler.
 pub const HANDLER: &str = "payment:inventory.reserved.v1";
@@ -196,7 +196,7 @@ async fn record(
                 if storage::insert(conn, &record).await? {
                     outbox::enqueue(conn, &msg).await?;
                 }
-                Ok::<_, orderflow_platform::SqlError>(true)
+                Ok::<_, StorageError>(true)
             })
         })
         .await

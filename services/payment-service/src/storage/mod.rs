@@ -1,10 +1,26 @@
 //! Queries of the payment service (portable SQL: SQLite and PostgreSQL).
+//!
+//! A payment crosses this edge typed ([`PaymentRecord`]); its strings exist only in the SQL
+//! below. Failures are [`StorageError`]s, mapped to the consumer's verdict once, in
+//! [`crate::handlers`].
 
 use orderflow_events::{ChargeId, Money, OrderId, PaymentFailureReason, PaymentId};
 use orderflow_platform::args;
 use orderflow_platform::sql::{SqlError, Tx};
 
 use crate::domain::PaymentStatus;
+
+/// Why a query of the payment service failed.
+///
+/// Only the database can fail here: the service writes typed [`PaymentRecord`]s and reads back
+/// no stored value, only whether a row exists ([`exists`]), so no row is ever decoded. A query
+/// that reads a payment back adds its decode failure here, as a variant of its own.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The database failed (connection, lock, constraint…).
+    #[error("database: {0}")]
+    Database(#[from] SqlError),
+}
 
 /// A decided payment, typed up to this edge: the strings exist only in the SQL below.
 #[derive(Debug)]
@@ -28,13 +44,13 @@ pub struct PaymentRecord {
 }
 
 /// Whether a payment for the order was already decided.
-pub async fn exists(tx: &mut Tx, order_id: OrderId) -> Result<bool, SqlError> {
+pub async fn exists(tx: &mut Tx, order_id: OrderId) -> Result<bool, StorageError> {
     let id = order_id.to_string();
     Ok(tx.query_opt("SELECT 1 FROM payments WHERE order_id = $1", args![&id]).await?.is_some())
 }
 
 /// Records the decision; `false` when one was already recorded.
-pub async fn insert(tx: &mut Tx, p: &PaymentRecord) -> Result<bool, SqlError> {
+pub async fn insert(tx: &mut Tx, p: &PaymentRecord) -> Result<bool, StorageError> {
     let now = orderflow_platform::now_rfc3339();
     let (order_id, payment_id) = (p.order_id.to_string(), p.payment_id.to_string());
     let inserted = tx
