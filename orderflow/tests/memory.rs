@@ -1,3 +1,4 @@
+// Keep this a separate test binary: other tests in the same process would disturb its heap count.
 //! Memory stays flat while orders flow. `orderflow up` once grew by ~1.7 KB per order for as
 //! long as it ran (histogram samples nobody scraped, gateway-sim's in-memory ledger, …); this
 //! test runs the same in-process system with the production log subscriber and metrics

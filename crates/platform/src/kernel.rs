@@ -16,6 +16,7 @@
 //! so every consumer gets both lanes, the service's tuning and a readiness check.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -27,7 +28,7 @@ use orderflow_messaging::{ConsumerHandle, ConsumerRuntime, ConsumerSpec, Handler
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{SetOnce, watch};
 use tokio_util::sync::CancellationToken;
 
 pub use crate::config::ServiceFlags;
@@ -247,7 +248,37 @@ pub struct Wiring {
     runtime: RuntimeConfig,
     pause: Option<watch::Receiver<bool>>,
     consumers: Vec<ConsumerHandle>,
+    registered: Vec<ConsumerId>,
     endpoints: Vec<MicroEndpoint>,
+}
+
+/// A durable consumer a service registered with [`Wiring::consume`]: the stream it reads and
+/// its durable name (`ORDERS`, `inventory-orders-created`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ConsumerId {
+    /// The stream.
+    pub stream: String,
+    /// The durable name.
+    pub durable: String,
+}
+
+/// The durable consumers an [`Application`] registers, in the order its wiring added them (the
+/// standard lane's before the express lane's of each event): known once
+/// [`Application::run_until_stopped`] has wired the service, and readable through this handle
+/// after the application has moved into its task (tests wait for a service to be quiet this way).
+#[derive(Clone, Debug, Default)]
+pub struct WiredConsumers(Arc<SetOnce<Vec<ConsumerId>>>);
+
+impl WiredConsumers {
+    /// The consumers, or `None` while the service is not wired yet.
+    pub fn get(&self) -> Option<&[ConsumerId]> {
+        self.0.get().map(Vec::as_slice)
+    }
+
+    /// Waits until the service is wired, then returns its consumers.
+    pub async fn wait(&self) -> &[ConsumerId] {
+        self.0.wait().await
+    }
 }
 
 impl Wiring {
@@ -283,6 +314,7 @@ impl Wiring {
     pub fn consume<T: Event, H: Handler<T> + Clone>(&mut self, kind: EventKind, handler: H) -> &mut Self {
         for express in [false, true] {
             let spec = ConsumerSpec::for_lane(self.section, kind, express);
+            self.registered.push(ConsumerId { stream: spec.stream.clone(), durable: spec.durable.clone() });
             let mut runtime = ConsumerRuntime::new(self.js.clone(), spec, handler.clone())
                 .with_config(self.runtime.clone());
             if let Some(paused) = &self.pause {
@@ -319,6 +351,7 @@ pub struct Application<S: Service> {
     infra: Infra,
     listener: TcpListener,
     port: u16,
+    consumers: WiredConsumers,
 }
 
 impl<S: Service> Application<S> {
@@ -347,7 +380,7 @@ impl<S: Service> Application<S> {
         .await?;
         service.on_connected(&settings, &infra.db).await.with_context(|| format!("{}: starting", S::NAME))?;
         tracing::info!(service = S::NAME, port, settings = ?settings, "built");
-        Ok(Self { settings, service, infra, listener, port })
+        Ok(Self { settings, service, infra, listener, port, consumers: WiredConsumers::default() })
     }
 
     /// The bound HTTP port.
@@ -370,10 +403,16 @@ impl<S: Service> Application<S> {
         &self.settings
     }
 
+    /// The durable consumers the service registers (both lanes of each), filled in when
+    /// [`run_until_stopped`](Self::run_until_stopped) wires it.
+    pub fn consumers(&self) -> WiredConsumers {
+        self.consumers.clone()
+    }
+
     /// Serves HTTP and runs the consumers, endpoints and tasks the service wires, until
     /// `shutdown` is cancelled; then drains (see the module docs).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Self { settings, service, infra, listener, .. } = self;
+        let Self { settings, service, infra, listener, consumers: wired, .. } = self;
         let common = settings.common().clone();
         let mut wiring = Wiring {
             db: infra.db.clone(),
@@ -383,10 +422,13 @@ impl<S: Service> Application<S> {
             runtime: common.runtime_config(),
             pause: None,
             consumers: Vec::new(),
+            registered: Vec::new(),
             endpoints: Vec::new(),
         };
         let router = service.wire(&settings, &mut wiring);
-        let Wiring { consumers, endpoints, .. } = wiring;
+        let Wiring { consumers, registered, endpoints, .. } = wiring;
+        // `run_until_stopped` takes the application, so this is the only `set`.
+        let _ = wired.0.set(registered);
         let states = consumers.iter().map(|c| (c.name().to_owned(), c.watch_state())).collect();
         let health = infra.health().with(HealthCheck::consumers(states));
         crate::service::run(

@@ -3,7 +3,11 @@
 //! [`TestNats`] starts a nats-server (>= 2.12, from `NATS_SERVER_BIN` or `PATH`) with JetStream on
 //! a free loopback port and a temporary store directory, stops it on drop, and can kill and
 //! restart it on the same port and store to test recovery. Nothing here mocks a broker.
+//! [`service::TestService`] runs one orderflow service in process on a [`TestNats`] and a
+//! [`TestDb`] of its own, with the helpers every service's tests share.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod service;
 
 use std::time::Duration;
 

@@ -97,7 +97,7 @@ async fn invalid_bodies_are_rejected_with_422_problem_json(backend: DbBackend) {
 
 async fn malformed_json_is_400_and_a_wrong_content_type_is_415(backend: DbBackend) {
     let app = spawn_app(backend).await;
-    let url = format!("{}/inventory/sku-1", app.address);
+    let url = format!("{}/inventory/sku-1", app.base);
 
     let res = app
         .http

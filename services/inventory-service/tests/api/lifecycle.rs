@@ -26,7 +26,7 @@ async fn readiness_is_200_with_every_check_ok_when_running(backend: DbBackend) {
 }
 
 async fn graceful_shutdown_returns_ok_promptly_when_idle(backend: DbBackend) {
-    let mut app = spawn_app(backend).await;
+    let app = spawn_app(backend).await;
     app.wait_until_ready().await;
     let started = Instant::now();
 
@@ -34,13 +34,13 @@ async fn graceful_shutdown_returns_ok_promptly_when_idle(backend: DbBackend) {
 
     assert!(result.is_ok(), "{result:?}");
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
-    assert!(app.http.get(format!("{}/health/live", app.address)).send().await.is_err(), "still listening");
+    assert!(app.http.get(format!("{}/health/live", app.base)).send().await.is_err(), "still listening");
 }
 
 orderflow_test_support::both_databases!(shutdown_under_load_publishes_every_committed_event_before_returning);
 
 async fn shutdown_under_load_publishes_every_committed_event_before_returning(backend: DbBackend) {
-    let mut app = spawn_app(backend).await;
+    let app = spawn_app(backend).await;
     app.stock("sku-a", 1_000, 100).await;
     let orders: Vec<_> = (0..200)
         .map(|_| crate::helpers::order_created(&[("sku-a", 1)], orderflow_events::Priority::Standard))

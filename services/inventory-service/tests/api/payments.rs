@@ -19,7 +19,7 @@ orderflow_test_support::both_databases!(
 /// Reserves `quantity` of `sku` for a new order; returns the order id and the reserved event.
 async fn reserve(app: &TestApp, sku: &str, quantity: u32, priority: Priority) -> (OrderId, Received) {
     let order = order_created(&[(sku, quantity)], priority);
-    app.publish(&order, priority == Priority::Express).await;
+    app.publish_on_lane(&order, priority == Priority::Express).await;
     let events = app.wait_for_events(order.data.order_id, 1).await;
     assert!(events[0].subject.starts_with("inventory.reserved.v1"), "{events:?}");
     (order.data.order_id, events[0].clone())
@@ -68,7 +68,7 @@ async fn a_failed_payment_releases_the_reservation_and_emits_inventory_released(
     assert_eq!(app.stock_of("sku-a").await, (6, 4, 0));
     let failure = failed(order_id);
 
-    app.publish(&failure, false).await;
+    app.publish(&failure).await;
 
     let events = app.wait_for_events(order_id, 2).await;
     let released = &events[1];
@@ -92,7 +92,7 @@ async fn a_failed_express_payment_is_released_on_the_express_lane(backend: DbBac
     assert_eq!(reserved.subject, "inventory.reserved.v1.express");
 
     // The payment service answers on the standard lane here: the reservation remembers the lane.
-    app.publish(&failed(order_id), false).await;
+    app.publish(&failed(order_id)).await;
 
     let events = app.wait_for_events(order_id, 2).await;
     assert_eq!(events[1].subject, "inventory.released.v1.express");
@@ -102,7 +102,7 @@ async fn a_completed_payment_without_a_reservation_is_dead_lettered(backend: DbB
     let app = spawn_app(backend).await;
     let payment = completed(OrderId::new(), 100);
 
-    app.publish(&payment, false).await;
+    app.publish(&payment).await;
 
     let letter =
         eventually(WAIT, "the payment in the DLQ", || async { app.dead_letters().await.into_iter().next() })

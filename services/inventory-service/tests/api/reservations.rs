@@ -25,7 +25,7 @@ async fn an_order_for_stocked_products_is_reserved_with_line_prices_and_total(ba
     // Two lines of sku-b: they are merged into one reserved line.
     let order = order_created(&[("sku-b", 1), ("sku-a", 2), ("sku-b", 2)], Priority::Standard);
 
-    app.publish(&order, false).await;
+    app.publish(&order).await;
 
     let events = app.wait_for_events(order.data.order_id, 1).await;
     let reserved = &events[0];
@@ -58,7 +58,7 @@ async fn an_order_with_one_short_line_is_rejected_out_of_stock_and_nothing_is_re
     app.stock("sku-c", 10, 100).await;
     let order = order_created(&[("sku-a", 2), ("sku-b", 2), ("sku-c", 3)], Priority::Standard);
 
-    app.publish(&order, false).await;
+    app.publish(&order).await;
 
     let events = app.wait_for_events(order.data.order_id, 1).await;
     assert_eq!(events[0].subject, "inventory.rejected.v1");
@@ -77,7 +77,7 @@ async fn an_order_for_an_unknown_product_is_rejected_unknown_product(backend: Db
     app.stock("sku-a", 10, 100).await;
     let order = order_created(&[("sku-a", 1), ("sku-ghost", 1), ("sku-phantom", 2)], Priority::Standard);
 
-    app.publish(&order, false).await;
+    app.publish(&order).await;
 
     let events = app.wait_for_events(order.data.order_id, 1).await;
     assert_eq!(events[0].subject, "inventory.rejected.v1");
@@ -108,8 +108,8 @@ async fn an_express_order_is_answered_on_the_express_lane(backend: DbBackend) {
     let reserved = order_created(&[("sku-a", 1)], Priority::Express);
     let rejected = order_created(&[("sku-a", 11)], Priority::Express);
 
-    app.publish(&reserved, true).await;
-    app.publish(&rejected, true).await;
+    app.publish_on_lane(&reserved, true).await;
+    app.publish_on_lane(&rejected, true).await;
 
     let events = app.wait_for_events(reserved.data.order_id, 1).await;
     assert_eq!(events[0].subject, "inventory.reserved.v1.express");
@@ -154,7 +154,7 @@ async fn products_priced_in_different_currencies_dead_letter_the_order_and_reser
     app.put_product("sku-eur", json!({"available": 5, "unit_price_cents": 100, "currency": "EUR"})).await;
     let order = order_created(&[("sku-usd", 1), ("sku-eur", 1)], Priority::Standard);
 
-    app.publish(&order, false).await;
+    app.publish(&order).await;
 
     let letter = eventually(WAIT, "the order in the DLQ", || async {
         app.dead_letters()

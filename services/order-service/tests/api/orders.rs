@@ -70,7 +70,7 @@ async fn the_same_idempotency_key_and_body_return_the_first_response_without_a_s
     // written is in the stream.
     app.wait_until_quiet().await;
     assert_eq!(app.rows_in("orders").await, 1, "one order");
-    let created = app.stream_messages("ORDERS", "orders.created.v1").await;
+    let created = app.messages_on("ORDERS", "orders.created.v1").await;
     assert_eq!(created.len(), 1, "one event");
     let envelope: serde_json::Value = serde_json::from_slice(&created[0].payload).unwrap();
     assert_eq!(envelope["subject"], b1["order_id"]);
@@ -130,14 +130,9 @@ async fn an_idle_service_stops_cleanly_within_five_seconds(backend: DbBackend) {
     let app = spawn_app(backend).await;
     let started = std::time::Instant::now();
 
-    app.shutdown.cancel();
-    let result = tokio::time::timeout(Duration::from_secs(5), app.task).await;
+    let result = tokio::time::timeout(Duration::from_secs(5), app.stop()).await;
 
-    assert!(
-        result.expect("stopped within 5 s").unwrap().is_ok(),
-        "clean drain after {:?}",
-        started.elapsed()
-    );
+    assert!(result.expect("stopped within 5 s").is_ok(), "clean drain after {:?}", started.elapsed());
 }
 
 async fn readiness_reports_every_dependency(backend: DbBackend) {

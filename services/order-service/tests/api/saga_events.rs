@@ -41,7 +41,7 @@ async fn a_rejected_reservation_cancels_the_order_with_its_reason(backend: DbBac
     let app = spawn_app(backend).await;
     let id = new_order(&app).await;
 
-    app.publish(InventoryRejected {
+    app.publish_event(InventoryRejected {
         order_id: id,
         reason: RejectReason::OutOfStock,
         product_ids: vec![ProductId::parse("sku-001").unwrap()],
@@ -62,7 +62,7 @@ async fn a_completed_payment_confirms_the_order_with_its_total(backend: DbBacken
     let app = spawn_app(backend).await;
     let id = new_order(&app).await;
 
-    app.publish(completed(id)).await;
+    app.publish_event(completed(id)).await;
 
     let order = app.wait_status(&id.to_string(), "confirmed").await;
     assert_eq!(order["total_cents"], 2598);
@@ -78,7 +78,7 @@ async fn a_failed_payment_cancels_the_order(backend: DbBackend) {
     let app = spawn_app(backend).await;
     let id = new_order(&app).await;
 
-    app.publish(PaymentFailed {
+    app.publish_event(PaymentFailed {
         order_id: id,
         reason: PaymentFailureReason::PaymentDeclined,
         detail: Some("card declined".into()),
@@ -93,14 +93,12 @@ async fn a_failed_payment_cancels_the_order(backend: DbBackend) {
 async fn the_same_event_delivered_twice_has_one_effect(backend: DbBackend) {
     let app = spawn_app(backend).await;
     let id = new_order(&app).await;
-    let env = app.publish(completed(id)).await;
+    let env = app.publish_event(completed(id)).await;
     app.wait_status(&id.to_string(), "confirmed").await;
 
     // The same event again under another message id: past JetStream's de-duplication, so only
     // the inbox stands between it and a second effect.
-    let mut msg = orderflow_messaging::OutgoingMessage::from_envelope(&env, false).unwrap();
-    msg.message_id = format!("{}-again", msg.message_id);
-    let again = orderflow_messaging::Publisher::new(app.js.clone()).publish(&msg).await.unwrap();
+    let again = app.publish_again(&env).await;
     assert!(!again.duplicate, "stored a second time");
     // Handled means acked or dead-lettered: either way the consumer's ack floor passes it, after
     // whatever its handling wrote (in the same transaction as the inbox row) has been relayed.
@@ -114,19 +112,23 @@ async fn the_same_event_delivered_twice_has_one_effect(backend: DbBackend) {
 
     let order = app.order_json(&id.to_string()).await;
     assert_eq!(order["history"].as_array().unwrap().len(), 2);
-    assert_eq!(app.stream_messages("ORDERS", "orders.confirmed.v1").await.len(), 1);
-    assert!(app.stream_messages("DLQ", "dlq.payments.completed.v1").await.is_empty());
+    assert_eq!(app.messages_on("ORDERS", "orders.confirmed.v1").await.len(), 1);
+    assert!(app.messages_on("DLQ", "dlq.payments.completed.v1").await.is_empty());
     app.stop().await.unwrap();
 }
 
 async fn an_event_that_contradicts_a_terminal_order_is_dead_lettered(backend: DbBackend) {
     let app = spawn_app(backend).await;
     let id = new_order(&app).await;
-    app.publish(completed(id)).await;
+    app.publish_event(completed(id)).await;
     app.wait_status(&id.to_string(), "confirmed").await;
 
-    app.publish(PaymentFailed { order_id: id, reason: PaymentFailureReason::PaymentDeclined, detail: None })
-        .await;
+    app.publish_event(PaymentFailed {
+        order_id: id,
+        reason: PaymentFailureReason::PaymentDeclined,
+        detail: None,
+    })
+    .await;
 
     let dlq = app.wait_messages("DLQ", "dlq.payments.failed.v1", 1).await;
     assert_eq!(dlq[0].headers.get("Orderflow-Dlq-Reason").unwrap().as_str(), "permanent_error");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use orderflow_resilience::{BreakerState, ManualClock};
 use serde_json::json;
 
-use crate::helpers::{CONSUMERS, Options, inventory_reserved, spawn_app_with};
+use crate::helpers::{Options, inventory_reserved, spawn_app_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_gateway_failures_open_the_breaker_pause_consumption_and_a_probe_resumes_it() {
@@ -32,8 +32,8 @@ async fn repeated_gateway_failures_open_the_breaker_pause_consumption_and_a_prob
     // Paused: once the pull requests made before the breaker opened expire, no consumer asks
     // the server for more work.
     orderflow_test_support::eventually(crate::helpers::WAIT, "the consumers to stop pulling", || async {
-        for (_, durable) in CONSUMERS {
-            if app.consumer_info(durable).await.num_waiting > 0 {
+        for consumer in app.consumers() {
+            if app.consumer_info(&consumer.stream, &consumer.durable).await.num_waiting > 0 {
                 return None;
             }
         }
@@ -43,7 +43,9 @@ async fn repeated_gateway_failures_open_the_breaker_pause_consumption_and_a_prob
     .unwrap();
     let second = inventory_reserved(1600);
     app.publish(&second).await;
-    let info = app.consumer_info(CONSUMERS[0].1).await;
+    // The standard lane's consumer.
+    let standard = &app.consumers()[0];
+    let info = app.consumer_info(&standard.stream, &standard.durable).await;
     assert_eq!((info.num_pending, info.num_ack_pending, info.num_waiting), (1, 1, 0), "{info:?}");
     assert_eq!(app.breaker.state(), BreakerState::Open, "the clock has not moved");
 

@@ -1,31 +1,26 @@
-//! `spawn_app` and the helpers every test uses: an in-process gateway-sim and its admin API,
-//! publishing `inventory.reserved.v1`, reading the PAYMENTS stream and the payments table,
-//! driving a manual clock, waiting for the service to be quiet.
+//! `spawn_app`: the payment service on the shared harness ([`TestService`], which has the HTTP
+//! client, JetStream, the database, publishing, streams and `wait_until_quiet`), next to an
+//! in-process gateway-sim; and payment's own: the gateway's admin API, the payments table, its
+//! events about an order, and driving a manual clock.
+
+pub use orderflow_test_support::service::{Received, WAIT};
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer, message::StreamMessage};
 use orderflow_events::{
     CorrelationId, Currency, Envelope, InventoryReserved, OrderId, ProductId, Quantity, ReservationId,
     ReservedLine,
 };
-use orderflow_messaging::{OutgoingMessage, Publisher};
-use orderflow_platform::{Db, OutboxRelay, SqlError, args};
+use orderflow_platform::{SqlError, args};
 use orderflow_resilience::{CircuitBreaker, Clock, ManualClock, SystemClock};
-use orderflow_test_support::{DbBackend, TestDb, TestNats, eventually};
-use payment_service::{Application, PaymentService, Settings};
+use orderflow_test_support::service::TestService;
+use orderflow_test_support::{DbBackend, eventually};
+use payment_service::{PaymentService, Settings};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// How long a test waits for something that should happen within a second or two.
-pub const WAIT: Duration = Duration::from_secs(30);
-
-/// The payment consumers (standard and express lanes), both on the INVENTORY stream.
-pub const CONSUMERS: [(&str, &str); 2] =
-    [("INVENTORY", "payment-inventory-reserved"), ("INVENTORY", "payment-inventory-reserved-express")];
 
 /// How a test wants the service built.
 #[derive(Default)]
@@ -38,30 +33,29 @@ pub struct Options {
 
 /// The running service, its gateway and what a test needs around them.
 pub struct TestApp {
-    /// JetStream on a client of the test's own.
-    pub js: jetstream::Context,
+    service: TestService<PaymentService>,
     /// `http://127.0.0.1:<port>` of the gateway-sim.
     pub gateway: String,
-    /// HTTP client.
-    pub http: reqwest::Client,
     /// The service's circuit breaker.
     pub breaker: CircuitBreaker,
     /// The service's manual clock, when the test asked for one.
     pub clock: Option<ManualClock>,
-    /// The service's database (its own pool).
-    pub db: Db,
-    /// Cancels the service and the gateway.
-    pub shutdown: CancellationToken,
-    publisher: Publisher,
-    _server: JoinHandle<anyhow::Result<()>>,
+    /// Cancels the gateway.
+    gateway_shutdown: CancellationToken,
     _gateway: JoinHandle<anyhow::Result<()>>,
-    _nats: TestNats,
-    _db: TestDb,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = TestService<PaymentService>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.service
+    }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        self.shutdown.cancel();
+        self.gateway_shutdown.cancel();
     }
 }
 
@@ -72,79 +66,42 @@ pub async fn spawn_app() -> TestApp {
 
 /// [`spawn_app`] with a manual clock and/or changed settings.
 pub async fn spawn_app_with(options: Options) -> TestApp {
-    orderflow_telemetry::init_for_tests();
-    let nats = TestNats::start().expect("starting nats-server");
-    let test_db = TestDb::new(DbBackend::Sqlite).expect("creating a test database");
-    let shutdown = CancellationToken::new();
+    let mut setup = TestService::<PaymentService>::setup(DbBackend::Sqlite);
 
     // The gateway-sim in process, as `orderflow up` runs it; its ledger sits next to the
     // service's database.
+    let gateway_shutdown = CancellationToken::new();
     let gateway_config = gateway_sim::Config {
         port: 0,
-        data_dir: test_db.dir().to_path_buf(),
+        data_dir: setup.dir().to_path_buf(),
         shutdown_timeout_secs: 1,
         ..gateway_sim::Config::default()
     };
     let listener = gateway_sim::bind(&gateway_config).await.expect("binding gateway-sim");
     let gateway = format!("http://{}", listener.local_addr().unwrap());
-    let gateway_task = tokio::spawn(gateway_sim::run(listener, gateway_config, shutdown.clone()));
+    let gateway_task = tokio::spawn(gateway_sim::run(listener, gateway_config, gateway_shutdown.clone()));
 
-    let (database_url, db_schema) = test_db.for_service("payment");
-    let mut settings = Settings { gateway_url: gateway.clone(), ..Settings::default() };
-    settings.common = settings.common.placed(nats.url(), database_url, db_schema);
-    settings.common.shutdown_timeout_secs = 5;
+    setup.settings.gateway_url = gateway.clone();
+    setup.settings.common.shutdown_timeout_secs = 5;
     if let Some(change) = options.settings {
-        change(&mut settings);
+        change(&mut setup.settings);
     }
     let clock: Arc<dyn Clock> = match &options.clock {
         Some(manual) => Arc::new(manual.clone()),
         None => Arc::new(SystemClock),
     };
-    let service = PaymentService::with_clock(&settings, clock).expect("valid settings");
-    let app = Application::build_with(settings, service).await.expect("building the application");
-    let breaker = app.service().breaker();
-    let db = app.db().clone();
-    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    let js = nats.jetstream().await.expect("connecting the test client");
+    let service = PaymentService::with_clock(&setup.settings, clock).expect("valid settings");
+    let breaker = service.breaker();
     let test_app = TestApp {
-        publisher: Publisher::new(js.clone()),
-        js,
+        service: setup.start_with(service).await,
         gateway,
-        http: reqwest::Client::new(),
         breaker,
         clock: options.clock,
-        db,
-        shutdown,
-        _server: server,
+        gateway_shutdown,
         _gateway: gateway_task,
-        _nats: nats,
-        _db: test_db,
     };
     test_app.wait_for_gateway().await;
     test_app
-}
-
-/// An event as read back from the PAYMENTS stream.
-#[derive(Debug, Clone)]
-pub struct Received {
-    /// The subject it was published on.
-    pub subject: String,
-    /// The envelope.
-    pub envelope: Value,
-}
-
-impl Received {
-    fn from_stream(m: StreamMessage) -> Self {
-        Self {
-            subject: m.subject.to_string(),
-            envelope: serde_json::from_slice(&m.payload).unwrap_or(Value::Null),
-        }
-    }
-
-    /// `data`.
-    pub fn data(&self) -> &Value {
-        &self.envelope["data"]
-    }
 }
 
 /// The payments table's row of one order.
@@ -206,34 +163,15 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Publishes an event as inventory would (the project's envelope and headers).
-    pub async fn publish(&self, envelope: &Envelope<InventoryReserved>) {
-        let msg = OutgoingMessage::from_envelope(envelope, false).unwrap();
-        self.publisher.publish(&msg).await.unwrap();
-    }
-
-    /// Publishes the same envelope under another `Nats-Msg-Id`, so JetStream stores it again
-    /// (as a redelivery after the duplicate window would be).
-    pub async fn publish_again(&self, envelope: &Envelope<InventoryReserved>) {
-        let mut msg = OutgoingMessage::from_envelope(envelope, false).unwrap();
-        msg.message_id = format!("{}-again", msg.message_id);
-        self.publisher.publish(&msg).await.unwrap();
-    }
-
     /// Every event the service published about `order_id`.
     pub async fn events_for(&self, order_id: OrderId) -> Vec<Received> {
-        let id = order_id.to_string();
-        let all = orderflow_test_support::stream_messages(&self.js, "PAYMENTS").await;
-        all.into_iter().map(Received::from_stream).filter(|r| r.envelope["subject"] == id.as_str()).collect()
+        self.events_about("PAYMENTS", &order_id.to_string()).await
     }
 
     /// Waits for the service's (first) payment event about `order_id`.
     pub async fn payment_event(&self, order_id: OrderId) -> Received {
-        eventually(WAIT, &format!("a payment event for order {order_id}"), || async {
-            self.events_for(order_id).await.into_iter().next()
-        })
-        .await
-        .unwrap()
+        let events = self.wait_events_about("PAYMENTS", &order_id.to_string(), 1).await;
+        events.into_iter().next().unwrap()
     }
 
     /// The payments row of `order_id`, if the payment was decided.
@@ -261,20 +199,6 @@ impl TestApp {
             })
             .await
             .unwrap()
-    }
-
-    /// The JetStream view of one payment consumer.
-    pub async fn consumer_info(&self, durable: &str) -> consumer::Info {
-        let stream = self.js.get_stream("INVENTORY").await.unwrap();
-        stream.consumer_info(durable).await.unwrap()
-    }
-
-    /// Waits until every payment consumer has handled everything published so far and the
-    /// outbox is empty: after this, no further payment event can appear without new input.
-    pub async fn wait_until_quiet(&self) {
-        let db = &self.db;
-        let outbox_empty = || async { OutboxRelay::backlog(db).await.is_ok_and(|b| b.unsent == 0) };
-        orderflow_test_support::wait_until_quiet(&self.js, &CONSUMERS, outbox_empty).await;
     }
 
     /// Moves the manual clock forward by `step` between polls of `check`, until `check` returns

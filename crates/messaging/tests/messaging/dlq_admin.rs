@@ -1,83 +1,27 @@
 //! Dead-letter administration against a real nats-server: dead letters made by the consumer
 //! runtime (and published directly where a test needs a particular one), then listed with every
 //! filter, shown, replayed and purged.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use async_nats::jetstream;
 use bytes::Bytes;
-use orderflow_events::{
-    CorrelationId, CustomerId, Envelope, EventKind, OrderCreated, OrderId, OrderItem, Priority, ProductId,
-    Quantity,
-};
+use orderflow_events::{EventKind, OrderCreated};
 use orderflow_messaging::dlq::DeadLetter;
 use orderflow_messaging::dlq_admin::{self, DlqAdminError, Filter};
 use orderflow_messaging::{
-    ConnectConfig, ConsumerHandle, ConsumerRuntime, ConsumerSpec, Delivery, DlqReason, HandlerError,
-    OutgoingMessage, Publisher, RedeliverySchedule, RuntimeConfig, Topology, connect, headers,
-    topology::provision,
+    ConsumerHandle, ConsumerRuntime, ConsumerSpec, Delivery, DlqReason, HandlerError, OutgoingMessage,
+    RuntimeConfig, headers, topology::provision,
 };
-use orderflow_test_support::{TestNats, eventually, wait_until_acked};
+use orderflow_test_support::{eventually, wait_until_acked};
 use tokio_util::sync::CancellationToken;
 
-const WAIT: Duration = Duration::from_secs(30);
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn schedule() -> RedeliverySchedule {
-    RedeliverySchedule::new(vec![ms(400), ms(600), ms(800), ms(1000)], 5).unwrap()
-}
-
-struct Env {
-    _nats: TestNats,
-    js: jetstream::Context,
-    publisher: Publisher,
-}
-
-async fn setup() -> Env {
-    orderflow_telemetry::init_for_tests();
-    let nats = TestNats::start().unwrap();
-    let mut cfg = ConnectConfig::new(nats.url(), "orderflow/test");
-    cfg.max_backoff = ms(200);
-    cfg.request_timeout = Duration::from_secs(2);
-    let js = jetstream::new(connect(&cfg).await.unwrap());
-    provision(&js, &topology()).await.unwrap();
-    Env { _nats: nats, publisher: Publisher::new(js.clone()), js }
-}
-
-fn topology() -> Topology {
-    Topology::orderflow(1).with_schedule(&schedule())
-}
-
-fn order_created(correlation: &str) -> Envelope<OrderCreated> {
-    let data = OrderCreated::new(
-        OrderId::new(),
-        CustomerId::parse("customer-1").unwrap(),
-        vec![OrderItem {
-            product_id: ProductId::parse("sku-001").unwrap(),
-            quantity: Quantity::parse(2).unwrap(),
-        }],
-        Priority::Standard,
-    )
-    .unwrap();
-    Envelope::new("orderflow/test", CorrelationId::parse(correlation).unwrap(), data)
-}
+use crate::helpers::{Env, WAIT, ms, order_created, publish_raw, schedule, setup, topology};
 
 /// Publishes an `orders.created.v1` event; returns it as published.
 async fn publish_order(env: &Env, correlation: &str) -> OutgoingMessage {
     let msg = OutgoingMessage::from_envelope(&order_created(correlation), false).unwrap();
     env.publisher.publish(&msg).await.unwrap();
     msg
-}
-
-async fn publish_raw(env: &Env, payload: &'static [u8], id: &str) {
-    let mut h = async_nats::HeaderMap::new();
-    h.insert(headers::NATS_MSG_ID, id);
-    env.js.publish_with_headers("orders.created.v1", h, payload.into()).await.unwrap().await.unwrap();
 }
 
 /// Publishes a dead letter the way the runtime does, for a message that never existed in its

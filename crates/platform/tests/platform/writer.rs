@@ -2,8 +2,6 @@
 //! together, a unit that fails (or whose statement fails) is rolled back alone, and a unit may
 //! undo part of its own work with a nested savepoint.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use orderflow_platform::{Db, SqlError, Tx, WriteError, args};
 use orderflow_test_support::{DbBackend, TestDb};
 

@@ -2,8 +2,6 @@
 //! reach JetStream straight from the writer (well before the sweep would look), rolled-back ones
 //! never do, and rows a crash left unsent are swept up.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::time::Duration;
 
 use async_nats::jetstream;

@@ -1,7 +1,6 @@
 //! `orderflow load` and `orderflow bench --quick` through their library functions, against real
 //! systems (own nats-server, SQLite or PostgreSQL). No timing assertions: only that every order
 //! is accounted for and that the reports are complete.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

@@ -1,6 +1,5 @@
 //! The JetStream contract against a real nats-server: publishing, provisioning and every branch
 //! of the consumer runtime's ack / nak / dead-letter decision.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,27 +7,16 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::PullConsumer, stream::Stream};
 use futures_util::StreamExt;
-use orderflow_events::{
-    CorrelationId, CustomerId, Envelope, EventKind, OrderCreated, OrderId, OrderItem, Priority, ProductId,
-    Quantity,
-};
+use orderflow_events::{EventKind, OrderCreated};
 use orderflow_messaging::{
     ConnectConfig, ConsumerRuntime, ConsumerSpec, ConsumerState, Delivery, HandlerError, OutgoingMessage,
-    Publisher, RedeliverySchedule, RuntimeConfig, Topology, connect, headers, topology::provision,
+    RuntimeConfig, Topology, connect, headers, topology::provision,
 };
 use orderflow_test_support::{TestNats, eventually, wait_until_acked};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-const WAIT: Duration = Duration::from_secs(30);
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn schedule() -> RedeliverySchedule {
-    RedeliverySchedule::new(vec![ms(400), ms(600), ms(800), ms(1000)], 5).unwrap()
-}
+use crate::helpers::{Env, WAIT, ms, order_created, publish_raw, schedule, setup};
 
 fn spec() -> ConsumerSpec {
     ConsumerSpec::for_event("inventory", EventKind::OrdersCreated).with_schedule(schedule())
@@ -38,51 +26,13 @@ fn runtime_config() -> RuntimeConfig {
     RuntimeConfig { fetch_expires: ms(500), retry_max: ms(500), ..RuntimeConfig::default() }
 }
 
-struct Env {
-    nats: TestNats,
-    js: jetstream::Context,
-    publisher: Publisher,
-}
-
-async fn setup() -> Env {
-    orderflow_telemetry::init_for_tests();
-    let nats = TestNats::start().unwrap();
-    let mut cfg = ConnectConfig::new(nats.url(), "orderflow/test");
-    cfg.max_backoff = ms(200);
-    cfg.request_timeout = Duration::from_secs(2);
-    let client = connect(&cfg).await.unwrap();
-    let js = jetstream::new(client);
-    provision(&js, &Topology::orderflow(1).with_schedule(&schedule())).await.unwrap();
-    Env { nats, publisher: Publisher::new(js.clone()), js }
-}
-
-fn order_created() -> Envelope<OrderCreated> {
-    let data = OrderCreated::new(
-        OrderId::new(),
-        CustomerId::parse("customer-1").unwrap(),
-        vec![OrderItem {
-            product_id: ProductId::parse("sku-001").unwrap(),
-            quantity: Quantity::parse(2).unwrap(),
-        }],
-        Priority::Standard,
-    )
-    .unwrap();
-    Envelope::new("orderflow/test", CorrelationId::parse("corr-123").unwrap(), data)
-}
-
 async fn publish_orders(env: &Env, n: usize) -> Vec<String> {
     let msgs: Vec<_> =
-        (0..n).map(|_| OutgoingMessage::from_envelope(&order_created(), false).unwrap()).collect();
+        (0..n).map(|_| OutgoingMessage::from_envelope(&order_created("corr-123"), false).unwrap()).collect();
     for r in env.publisher.publish_all(&msgs).await {
         r.unwrap();
     }
     msgs.into_iter().map(|m| m.message_id).collect()
-}
-
-async fn publish_raw(env: &Env, payload: &'static [u8], id: &str) {
-    let mut h = async_nats::HeaderMap::new();
-    h.insert(headers::NATS_MSG_ID, id);
-    env.js.publish_with_headers("orders.created.v1", h, payload.into()).await.unwrap().await.unwrap();
 }
 
 /// Every delivery a handler saw: event id → delivery counts and times.
@@ -141,7 +91,7 @@ fn header<'a>(m: &'a jetstream::message::StreamMessage, name: &str) -> &'a str {
 #[tokio::test]
 async fn publishing_the_same_event_id_twice_stores_one_message() {
     let env = setup().await;
-    let msg = OutgoingMessage::from_envelope(&order_created(), false).unwrap();
+    let msg = OutgoingMessage::from_envelope(&order_created("corr-123"), false).unwrap();
 
     let first = env.publisher.publish(&msg).await.unwrap();
     let second = env.publisher.publish(&msg).await.unwrap();
@@ -299,7 +249,7 @@ async fn undecodable_payloads_are_dead_lettered_with_distinct_reasons() {
     .with_config(runtime_config())
     .spawn(stop.clone());
 
-    let good = serde_json::to_value(order_created()).unwrap();
+    let good = serde_json::to_value(order_created("corr-123")).unwrap();
     let mut zero_qty = good.clone();
     zero_qty["data"]["items"][0]["quantity"] = 0.into();
     let mut v2 = good.clone();
@@ -452,7 +402,7 @@ async fn consumption_resumes_after_a_nats_server_restart_and_nothing_is_lost() {
     env.nats.restart().unwrap();
     // Publish more while the server recovers; every acknowledged message must be processed.
     for _ in 0..100 {
-        let msg = OutgoingMessage::from_envelope(&order_created(), false).unwrap();
+        let msg = OutgoingMessage::from_envelope(&order_created("corr-123"), false).unwrap();
         eventually(WAIT, "a publish after the restart", || async { env.publisher.publish(&msg).await.ok() })
             .await
             .unwrap();

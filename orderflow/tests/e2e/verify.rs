@@ -2,7 +2,6 @@
 //! `orderflow serve` processes (two inventory and two payment instances), load, and a seeded
 //! fault schedule; then the invariant check. The short run must pass; a sabotaged run must fail
 //! and name what it broke.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,0 +1,7 @@
+//! orderflow-messaging against a real nats-server, one test binary: the consumer runtime and
+//! publishing (`runtime`), dead-letter administration (`dlq_admin`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod dlq_admin;
+mod helpers;
+mod runtime;
