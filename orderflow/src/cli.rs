@@ -17,7 +17,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start the whole system in this process: nats-server, the three services and the gateway
+    /// Start the whole system in this process: nats-server, the four services and the gateway
     /// simulator. Ctrl-C drains and stops it.
     Up(UpArgs),
     /// Write the JSON Schemas of every event (or check them with --check).
@@ -30,6 +30,8 @@ enum Command {
     /// Measure JetStream, the messaging layer and the saga on this machine; write bench.json and
     /// bench.md.
     Bench(crate::bench::BenchArgs),
+    /// Rebuild the analytics read model from the streams, or print its summary.
+    Analytics(crate::analytics::AnalyticsArgs),
     /// Run one service in this process (flags as its own binary's); SIGTERM drains it.
     #[command(subcommand)]
     Serve(crate::serve::Service),
@@ -54,6 +56,9 @@ pub struct UpArgs {
     /// Payment service port (health and metrics).
     #[arg(long, default_value_t = 8082)]
     payment_port: u16,
+    /// Analytics service port (the live dashboard).
+    #[arg(long, default_value_t = 8083)]
+    analytics_port: u16,
     /// Gateway simulator port.
     #[arg(long, default_value_t = 8090)]
     gateway_port: u16,
@@ -98,7 +103,7 @@ impl Cli {
             // The suite narrates its faults at info; the services it starts log to their own files.
             Command::Verify(_) => "info,async_nats=warn,sqlx::pool::acquire=error",
             // dlq prints its tables and JSON on stdout, where the logs go too.
-            Command::Dlq(_) => "warn",
+            Command::Dlq(_) | Command::Analytics(_) => "warn",
             _ => "info,async_nats=warn",
         };
         orderflow_telemetry::init(default_filter);
@@ -106,6 +111,7 @@ impl Cli {
             Command::Up(args) => up(args).await,
             Command::Schemas(args) => schemas(&args),
             Command::Dlq(args) => crate::dlq::run(args).await,
+            Command::Analytics(args) => args.run().await,
             Command::Load(args) => args.run(orderflow_platform::shutdown::on_signals()).await,
             Command::Bench(args) => args.run(orderflow_platform::shutdown::on_signals()).await,
             Command::Serve(service) => service.run(orderflow_platform::shutdown::on_signals()).await,
@@ -129,6 +135,7 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
         order_port: a.order_port,
         inventory_port: a.inventory_port,
         payment_port: a.payment_port,
+        analytics_port: a.analytics_port,
         gateway_port: a.gateway_port,
         data_dir: a.data_dir,
         nats_url: a.nats_url.filter(|u| !u.trim().is_empty()),

@@ -1,7 +1,8 @@
 //! The `orderflow` command line, and [`system::System`]: the whole order system (nats-server,
-//! order, inventory and payment services, gateway simulator) in one process, as `orderflow up`
+//! order, inventory, payment and analytics services, gateway simulator) in one process, as `orderflow up`
 //! runs it and as the end-to-end tests drive it.
 
+pub mod analytics;
 pub mod bench;
 pub mod cli;
 pub mod dlq;

@@ -3,9 +3,10 @@
 //! `orderflow up` runs every service in one process; production (and `orderflow verify`, which
 //! kills instances one at a time) runs each in its own. The flags, the configuration file and
 //! the `ORDERFLOW__…` environment are exactly those of the service's own binary
-//! (`order-service`, `inventory-service`, `payment-service`, `gateway-sim`), so one image or one
+//! (`order-service`, `inventory-service`, `payment-service`, `analytics-service`, `gateway-sim`), so one image or one
 //! `cargo build` serves every role.
 
+use analytics_service::AnalyticsService;
 use anyhow::Context as _;
 use clap::Subcommand;
 use inventory_service::InventoryService;
@@ -23,6 +24,8 @@ pub enum Service {
     Inventory(Flags<NoFlags>),
     /// The payment service (what `payment-service` runs).
     Payment(Flags<PaymentFlags>),
+    /// The analytics read model and dashboard (what `analytics-service` runs).
+    Analytics(Flags<NoFlags>),
     /// The payment gateway simulator (what `gateway-sim` runs).
     Gateway(gateway_sim::Cli),
 }
@@ -35,6 +38,7 @@ impl Service {
             Self::Order(_) => OrderService::NAME,
             Self::Inventory(_) => InventoryService::NAME,
             Self::Payment(_) => PaymentService::NAME,
+            Self::Analytics(_) => AnalyticsService::NAME,
             Self::Gateway(_) => "gateway-sim",
         }
     }
@@ -46,6 +50,7 @@ impl Service {
             Self::Order(flags) => kernel::serve::<OrderService>(&flags, shutdown).await,
             Self::Inventory(flags) => kernel::serve::<InventoryService>(&flags, shutdown).await,
             Self::Payment(flags) => kernel::serve::<PaymentService>(&flags, shutdown).await,
+            Self::Analytics(flags) => kernel::serve::<AnalyticsService>(&flags, shutdown).await,
             Self::Gateway(cli) => {
                 let config = cli.config()?;
                 let listener = gateway_sim::bind(&config).await?;

@@ -2,13 +2,14 @@
 //!
 //! [`System::start`] starts (or connects to) NATS, opens a database per service (SQLite files
 //! under the data directory, or PostgreSQL schemas `orders` / `inventory` / `payments`), seeds
-//! the demo catalog, and runs the order, inventory and payment services and the gateway
-//! simulator on their ports. [`System::stop`] drains them all (each service's own graceful
+//! the demo catalog, and runs the order, inventory, payment and analytics services and the
+//! gateway simulator on their ports. [`System::stop`] drains them all (each service's own graceful
 //! shutdown), then stops the embedded nats-server.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use analytics_service::AnalyticsService;
 use anyhow::Context as _;
 use inventory_service::InventoryService;
 use order_service::OrderService;
@@ -30,6 +31,8 @@ pub struct UpOptions {
     pub inventory_port: u16,
     /// Payment service port.
     pub payment_port: u16,
+    /// Analytics (dashboard) port.
+    pub analytics_port: u16,
     /// Gateway simulator port.
     pub gateway_port: u16,
     /// SQLite files and the embedded nats-server's store.
@@ -57,6 +60,7 @@ impl UpOptions {
             order_port: 0,
             inventory_port: 0,
             payment_port: 0,
+            analytics_port: 0,
             gateway_port: 0,
             data_dir,
             nats_url: Some(nats_url),
@@ -111,6 +115,8 @@ pub struct System {
     pub inventory_url: String,
     /// Of the payment service.
     pub payment_url: String,
+    /// Of the analytics service (the dashboard is its `/`).
+    pub analytics_url: String,
     /// Of the gateway simulator.
     pub gateway_url: String,
     /// NATS URL the services use.
@@ -151,6 +157,7 @@ impl System {
             order_url: String::new(),
             inventory_url: String::new(),
             payment_url: String::new(),
+            analytics_url: String::new(),
             gateway_url: String::new(),
             database: String::new(),
             databases: Vec::new(),
@@ -223,12 +230,17 @@ impl System {
         }
 
         let ord = self.configure::<OrderService>(file, flags(o.order_port, db_url("order")), &suffix)?;
+        let mut ana =
+            self.configure::<AnalyticsService>(file, flags(o.analytics_port, db_url("analytics")), &suffix)?;
+        ana.gateway_url.get_or_insert_with(|| self.gateway_url.clone());
         // Each build opens and migrates a database and connects to NATS (~150 ms): in parallel.
-        let (inventory, payment, order) = tokio::try_join!(
+        let (inventory, payment, order, analytics) = tokio::try_join!(
             inventory_service::Application::build(inv),
             payment_service::Application::build(pay),
             order_service::Application::build(ord),
+            analytics_service::Application::build(ana),
         )?;
+        self.analytics_url = format!("http://{host}:{}", analytics.port());
         self.inventory_url = format!("http://{host}:{}", inventory.port());
         self.payment_url = format!("http://{host}:{}", payment.port());
         self.order_url = format!("http://{host}:{}", order.port());
@@ -236,6 +248,7 @@ impl System {
         self.spawn_service("inventory-service", |stop| inventory.run_until_stopped(stop));
         self.spawn_service("payment-service", |stop| payment.run_until_stopped(stop));
         self.spawn_service("order-service", |stop| order.run_until_stopped(stop));
+        self.spawn_service("analytics-service", |stop| analytics.run_until_stopped(stop));
         Ok(())
     }
 
@@ -269,7 +282,8 @@ impl System {
         self.tasks.push((name, tokio::spawn(run(stop))));
     }
 
-    /// Drains and stops one service (`order-service`, `inventory-service` or `payment-service`)
+    /// Drains and stops one service (`order-service`, `inventory-service`, `payment-service` or
+    /// `analytics-service`)
     /// while the rest keeps running.
     pub async fn stop_service(&mut self, name: &str) -> anyhow::Result<()> {
         let stop = self.service_stops.iter().find(|(n, _)| *n == name).map(|(_, t)| t.clone());
@@ -303,6 +317,7 @@ impl System {
              \x20 order API       {order}   (POST /orders, GET /orders/{{id}})\n\
              \x20 inventory API   {inv}   (GET /inventory)\n\
              \x20 payment         {pay}   (/health/ready)\n\
+             \x20 dashboard       {ana}/   (live analytics; GET /analytics/summary)\n\
              \x20 gateway-sim     {gw}   (PUT /admin/faults)\n\
              \x20 NATS            {nats}\n\
              \x20 storage         {db}\n\
@@ -316,6 +331,7 @@ impl System {
             order = self.order_url,
             inv = self.inventory_url,
             pay = self.payment_url,
+            ana = self.analytics_url,
             gw = self.gateway_url,
             nats = self.nats_url,
             db = self.database,

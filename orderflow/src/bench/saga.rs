@@ -246,7 +246,17 @@ async fn open_loop_on_fresh_system(
     config.check_invariants = check_invariants;
     let checker = check_invariants
         .then(|| Checker { targets: spawned.targets(), initial_stock: spawned.initial_stock.clone() });
-    let report = run::execute(&config, &endpoints, spawned.system.database.clone(), checker, shutdown).await;
+    // The checked runs cross-check the analytics service's counts too.
+    let analytics = check_invariants.then(|| spawned.system.analytics_url.clone());
+    let report = run::execute(
+        &config,
+        &endpoints,
+        spawned.system.database.clone(),
+        checker,
+        analytics.as_deref(),
+        shutdown,
+    )
+    .await;
     stop_system(spawned, samples, report).await
 }
 

@@ -327,6 +327,9 @@ pub struct LoadConfig {
     /// Return the ids of the accepted orders in [`LoadReport::accepted_ids`](super::LoadReport)
     /// (for a caller that checks the invariants itself, like `orderflow verify`).
     pub keep_accepted_ids: bool,
+    /// The analytics service of a running system (`--analytics-url`): its summary's counts over
+    /// the run are checked against the generator's. With `--spawn`, the spawned one's.
+    pub analytics_url: Option<String>,
 }
 
 impl LoadConfig {
@@ -348,6 +351,7 @@ impl LoadConfig {
             restock: None,
             progress: false,
             keep_accepted_ids: false,
+            analytics_url: None,
         }
     }
 

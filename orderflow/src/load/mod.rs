@@ -44,7 +44,7 @@ pub use config::{
     Until, parse_duration,
 };
 pub use latency::{Latency, Percentiles};
-pub use report::{BacklogSample, Duplicates, InvariantSummary, Latencies, LoadReport};
+pub use report::{AnalyticsCheck, BacklogSample, Duplicates, InvariantSummary, Latencies, LoadReport};
 pub use spawn::{SpawnedSystem, proc_status_bytes, restock_products_to};
 
 /// Units per product that `--spawn` restocks to unless `--restock` says otherwise: enough that
@@ -61,7 +61,15 @@ pub async fn run_load(config: &LoadConfig, shutdown: &CancellationToken) -> anyh
                 restock_products_to(&http, &endpoints.inventory_url, config.mix.products.ids(), units)
                     .await?;
             }
-            run::execute(config, endpoints, endpoints.order_url.clone(), None, shutdown).await
+            run::execute(
+                config,
+                endpoints,
+                endpoints.order_url.clone(),
+                None,
+                config.analytics_url.as_deref(),
+                shutdown,
+            )
+            .await
         }
         Target::Spawn { database_url } => {
             let mut spawned =
@@ -72,7 +80,16 @@ pub async fn run_load(config: &LoadConfig, shutdown: &CancellationToken) -> anyh
                 targets: spawned.targets(),
                 initial_stock: spawned.initial_stock.clone(),
             });
-            let report = run::execute(config, &spawned.endpoints(), label, checker, shutdown).await;
+            let analytics = spawned.system.analytics_url.clone();
+            let report = run::execute(
+                config,
+                &spawned.endpoints(),
+                label,
+                checker,
+                Some(analytics.as_str()),
+                shutdown,
+            )
+            .await;
             let stopped = spawned.stop().await;
             let mut report = report?;
             if let Err(e) = stopped {
@@ -148,6 +165,11 @@ pub struct LoadArgs {
     /// Write the report as JSON to this file.
     #[arg(long)]
     json_out: Option<PathBuf>,
+    /// The running system's analytics service: its counts over the run must equal the
+    /// generator's (only meaningful when this run is the system's only traffic). `--spawn`
+    /// always checks the spawned system's.
+    #[arg(long)]
+    analytics_url: Option<String>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -192,6 +214,7 @@ impl LoadArgs {
             (None, false) => None,
         };
         config.progress = !self.quiet;
+        config.analytics_url = self.analytics_url.clone().filter(|u| !u.trim().is_empty());
         config.validate()?;
         Ok(config)
     }

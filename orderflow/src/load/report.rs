@@ -59,6 +59,19 @@ pub struct BacklogSample {
     pub outstanding: u64,
 }
 
+/// What the analytics service counted during the run (its summary after the run minus before).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct AnalyticsCheck {
+    /// Orders it saw accepted.
+    pub accepted: i64,
+    /// Orders it saw confirmed.
+    pub confirmed: i64,
+    /// Orders it saw cancelled, by reason.
+    pub cancelled: BTreeMap<String, i64>,
+    /// Whether these equal the generator's own counts.
+    pub equal: bool,
+}
+
 /// Everything a load run measured.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct LoadReport {
@@ -112,6 +125,8 @@ pub struct LoadReport {
     pub latency_ms: Latencies,
     /// Invariants, when checked.
     pub invariants: Option<InvariantSummary>,
+    /// The analytics service's counts over the run, when it was asked.
+    pub analytics: Option<AnalyticsCheck>,
     /// Open loop only: accepted and completed ≥ 95 % of the offered rate, the backlog did not
     /// grow, nothing left pending, errors within bounds.
     pub sustainable: Option<bool>,
@@ -210,6 +225,21 @@ impl LoadReport {
             for v in &inv.violations {
                 let _ = writeln!(out, "    {v}");
             }
+        }
+        if let Some(a) = &self.analytics {
+            let _ = writeln!(
+                out,
+                "  analytics: accepted {}, confirmed {}, cancelled {} {:?}: {}",
+                a.accepted,
+                a.confirmed,
+                a.cancelled.values().sum::<i64>(),
+                a.cancelled,
+                if a.equal {
+                    "equal to the generator's counts"
+                } else {
+                    "DIFFERENT from the generator's counts"
+                }
+            );
         }
         if let Some(s) = self.sustainable {
             let _ = writeln!(out, "  sustainable at this rate: {}", if s { "yes" } else { "no" });

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Deserialize;
@@ -16,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{Endpoints, LoadConfig, Schedule, Until};
 use super::driver::{Driver, http_client};
-use super::report::{BacklogSample, Duplicates, InvariantSummary, Latencies, LoadReport};
+use super::report::{AnalyticsCheck, BacklogSample, Duplicates, InvariantSummary, Latencies, LoadReport};
 use super::tracker::Tracker;
 use crate::invariants::{self, Targets};
 
@@ -51,9 +52,14 @@ pub async fn execute(
     endpoints: &Endpoints,
     target_label: String,
     checker: Option<Checker>,
+    analytics_url: Option<&str>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<LoadReport> {
     let http = http_client(config.request_timeout)?;
+    let analytics_before = match analytics_url {
+        Some(url) => Some(analytics_summary(&http, url).await?),
+        None => None,
+    };
     let tracker = Tracker::start(&endpoints.nats_url, 2).await?;
     let driver = Arc::new(Driver::new(
         http.clone(),
@@ -164,14 +170,62 @@ pub async fn execute(
             cancelled: outcomes.cancelled_latency.summary(),
         },
         invariants,
+        analytics: None,
         sustainable: None,
         backlog: samples,
         failures: Vec::new(),
         cpu_seconds: crate::bench::own_cpu_seconds(),
         accepted_ids,
     };
+    if let (Some(url), Some(before)) = (analytics_url, &analytics_before) {
+        report.analytics = Some(analytics_check(&http, url, before, &report, config.drain_timeout).await?);
+    }
     judge(&mut report, config, shutdown.is_cancelled());
     Ok(report)
+}
+
+async fn analytics_summary(http: &reqwest::Client, url: &str) -> anyhow::Result<analytics_service::Summary> {
+    let url = format!("{}/analytics/summary", url.trim_end_matches('/'));
+    let res = http.get(&url).send().await.with_context(|| format!("GET {url}"))?;
+    anyhow::ensure!(res.status().is_success(), "GET {url}: {}", res.status());
+    res.json().await.with_context(|| format!("reading {url}"))
+}
+
+/// The analytics service's counts since `before`, once they reach the generator's (the read
+/// model trails the saga by a moment), or as they are after `wait`.
+async fn analytics_check(
+    http: &reqwest::Client,
+    url: &str,
+    before: &analytics_service::Summary,
+    report: &LoadReport,
+    wait: Duration,
+) -> anyhow::Result<AnalyticsCheck> {
+    let expected_cancelled: BTreeMap<String, i64> =
+        report.cancelled.iter().map(|(k, v)| (k.clone(), i64::try_from(*v).unwrap_or(i64::MAX))).collect();
+    let deadline = Instant::now() + wait;
+    loop {
+        let after = analytics_summary(http, url).await?;
+        let mut cancelled = after.cancelled_by_reason.clone();
+        for (reason, n) in &before.cancelled_by_reason {
+            if let Some(v) = cancelled.get_mut(reason) {
+                *v -= n;
+            }
+        }
+        cancelled.retain(|_, v| *v != 0);
+        let check = AnalyticsCheck {
+            accepted: after.totals.accepted - before.totals.accepted,
+            confirmed: after.totals.confirmed - before.totals.confirmed,
+            equal: false,
+            cancelled,
+        };
+        let equal = u64::try_from(check.accepted).ok() == Some(report.accepted)
+            && u64::try_from(check.confirmed).ok() == Some(report.confirmed)
+            && check.cancelled == expected_cancelled;
+        if equal || Instant::now() >= deadline {
+            return Ok(AnalyticsCheck { equal, ..check });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 fn judge(report: &mut LoadReport, config: &LoadConfig, interrupted: bool) {
@@ -194,6 +248,14 @@ fn judge(report: &mut LoadReport, config: &LoadConfig, interrupted: bool) {
         failures.push(format!(
             "{} accepted orders still pending {:.0} s after sending stopped",
             report.pending, report.drain_seconds
+        ));
+    }
+    if let Some(a) = &report.analytics
+        && !a.equal
+    {
+        failures.push(format!(
+            "the analytics service counted accepted {}, confirmed {}, cancelled {:?}; the generator {}, {}, {:?}",
+            a.accepted, a.confirmed, a.cancelled, report.accepted, report.confirmed, report.cancelled
         ));
     }
     if report.duplicates.mismatched > 0 {

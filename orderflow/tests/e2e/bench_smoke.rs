@@ -36,6 +36,8 @@ async fn an_open_loop_on_a_spawned_system_accounts_for_every_order() {
     assert_eq!(report.confirmed, 150, "{}", report.render());
     assert_eq!(report.pending, 0);
     assert!(report.duplicates.sent > 0 && report.duplicates.mismatched == 0, "{:?}", report.duplicates);
+    let analytics = report.analytics.as_ref().expect("spawn mode cross-checks the analytics service");
+    assert!(analytics.equal && analytics.accepted == 150 && analytics.confirmed == 150, "{analytics:?}");
     let inv = report.invariants.as_ref().expect("invariants are checked in spawn mode");
     assert!(inv.ok, "{:?}", inv.violations);
     assert!(report.latency_ms.accept.p50 > 0.0);

@@ -40,7 +40,8 @@ async fn metrics_move_by_the_expected_amounts(backend: DbBackend) {
 
     let text = eventually(WAIT, "the dead letter in the metrics", || async {
         let text = sys.http.get(&url).send().await.unwrap().text().await.unwrap();
-        (metric(&text, "orderflow_messages_dead_lettered_total", &[]) >= 1.0).then_some(text)
+        // Inventory and analytics both consume orders.created: each dead-letters its copy.
+        (metric(&text, "orderflow_messages_dead_lettered_total", &[]) >= 2.0).then_some(text)
     })
     .await
     .unwrap();
@@ -77,15 +78,12 @@ async fn metrics_move_by_the_expected_amounts(backend: DbBackend) {
         metric(&text, "orderflow_messages_redelivered_total", &[("subject", "orders.created.v1")]),
         1.0
     );
-    assert_eq!(
-        metric(
-            &text,
-            "orderflow_messages_dead_lettered_total",
-            &[("subject", "orders.created.v1"), ("reason", "malformed")]
-        ),
-        1.0
-    );
-    assert_eq!(metric(&text, "orderflow_messages_failed_total", &[("kind", "undecodable")]), 1.0);
+    for service in ["inventory-service", "analytics-service"] {
+        let labels = [("service", service), ("subject", "orders.created.v1"), ("reason", "malformed")];
+        assert_eq!(metric(&text, "orderflow_messages_dead_lettered_total", &labels), 1.0, "{service}");
+        let labels = [("service", service), ("kind", "undecodable")];
+        assert_eq!(metric(&text, "orderflow_messages_failed_total", &labels), 1.0, "{service}");
+    }
     assert!(
         metric(&text, "orderflow_handler_duration_seconds_count", &[("subject", "payments.completed.v1")])
             >= 4.0
@@ -114,7 +112,8 @@ async fn metrics_move_by_the_expected_amounts(backend: DbBackend) {
     .await
     .unwrap();
     assert!(with_gauges.contains("orderflow_breaker_state{"));
-    sys.finish_with_dlq(1).await;
+    // One dead letter each from inventory and analytics (both consume orders.created).
+    sys.finish_with_dlq(2).await;
 }
 
 async fn readiness_follows_nats_down_and_back(backend: DbBackend) {
@@ -296,7 +295,7 @@ async fn every_service_answers_the_nats_micro_protocol_and_inventory_answers_sto
 
     assert_eq!(
         names.into_iter().collect::<Vec<_>>(),
-        ["inventory-service", "order-service", "payment-service"]
+        ["analytics-service", "inventory-service", "order-service", "payment-service"]
     );
     assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
     let endpoints: Vec<_> = info["endpoints"].as_array().unwrap().iter().map(|e| e["name"].clone()).collect();

@@ -1,0 +1,49 @@
+//! One handler for every folded event: the event's fact and its inbox row commit in one
+//! transaction (through the writer's group commit), then the runtime acks. A redelivered or
+//! duplicated event finds its inbox row and changes nothing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use orderflow_messaging::{Delivery, Handler, HandlerError};
+use orderflow_platform::Db;
+
+use crate::fold::{self, Foldable};
+
+/// Folds every [`Foldable`] event into the store.
+#[derive(Clone, Debug)]
+pub struct FoldHandler {
+    db: Db,
+    changes: Arc<AtomicU64>,
+}
+
+impl FoldHandler {
+    /// A handler on `db` that bumps `changes` whenever it changed the store.
+    pub fn new(db: Db, changes: Arc<AtomicU64>) -> Self {
+        Self { db, changes }
+    }
+}
+
+impl<T: Foldable> Handler<T> for FoldHandler {
+    async fn handle(&self, delivery: Delivery<T>) -> Result<(), HandlerError> {
+        let envelope = &delivery.envelope;
+        let (id, at, fact) = (envelope.id.to_string(), envelope.time, envelope.data.fact());
+        let folded = self
+            .db
+            .write(move |tx| {
+                Box::pin(async move {
+                    Ok::<_, HandlerError>(
+                        fold::apply(tx, <T as orderflow_events::Event>::KIND, T::STEP, &id, at, &fact)
+                            .await?,
+                    )
+                })
+            })
+            .await?;
+        if folded {
+            self.changes.fetch_add(1, Ordering::Relaxed);
+        } else {
+            tracing::debug!("event folded before; skipped");
+        }
+        Ok(())
+    }
+}
