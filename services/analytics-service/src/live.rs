@@ -1,11 +1,10 @@
-//! The live summary: one task reads the summary once a second (only when the store changed or
-//! the minute turned) and hands it to every watcher of `GET /analytics/stream` through a
+//! The live summary: one task reads the summary once a second (whoever changed the store: this
+//! instance, another one on the same database, a rebuild) and hands it to every watcher of `GET /analytics/stream` through a
 //! `watch` channel. A watcher always gets the newest summary and never a queue of old ones, so
 //! a slow client holds at most one summary, whatever the rate of orders; the number of
 //! watchers is bounded by a semaphore (`503` beyond it).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use orderflow_platform::Db;
@@ -53,16 +52,15 @@ impl Live {
 }
 
 /// Starts the publishing task; it ends with `shutdown`.
-pub fn start(db: Db, changes: Arc<AtomicU64>, max_watchers: usize, shutdown: CancellationToken) -> Live {
+pub fn start(db: Db, max_watchers: usize, shutdown: CancellationToken) -> Live {
     let (tx, rx) = watch::channel(Snapshot::default());
-    tokio::spawn(publish(db, changes, tx, shutdown.clone()));
+    tokio::spawn(publish(db, tx, shutdown.clone()));
     Live { snapshots: rx, watchers: Arc::new(Semaphore::new(max_watchers)), shutdown }
 }
 
-async fn publish(db: Db, changes: Arc<AtomicU64>, tx: watch::Sender<Snapshot>, shutdown: CancellationToken) {
+async fn publish(db: Db, tx: watch::Sender<Snapshot>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut seen: Option<(u64, i64)> = None;
     let mut json: Arc<str> = Arc::from("");
     let mut seq = 0;
     loop {
@@ -70,17 +68,10 @@ async fn publish(db: Db, changes: Arc<AtomicU64>, tx: watch::Sender<Snapshot>, s
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let now = OffsetDateTime::now_utc();
-        let state = (changes.load(Ordering::Relaxed), crate::fold::minute_of(now));
-        if seen != Some(state) {
-            match summary::read(&db, now).await.map(|s| serde_json::to_string(&s)) {
-                Ok(Ok(text)) => {
-                    json = Arc::from(text);
-                    seen = Some(state);
-                }
-                Ok(Err(e)) => tracing::error!(error = %e, "encoding the summary"),
-                Err(e) => tracing::warn!(error = %e, "reading the summary; watchers get the last one"),
-            }
+        match summary::read(&db, OffsetDateTime::now_utc()).await.map(|s| serde_json::to_string(&s)) {
+            Ok(Ok(text)) => json = Arc::from(text),
+            Ok(Err(e)) => tracing::error!(error = %e, "encoding the summary"),
+            Err(e) => tracing::warn!(error = %e, "reading the summary; watchers get the last one"),
         }
         if json.is_empty() {
             continue;

@@ -67,10 +67,13 @@ async fn replay_stream(
     replayed: &mut Replayed,
 ) -> anyhow::Result<()> {
     let mut stream = js.get_stream(name).await?;
-    let last = stream.info().await?.state.last_sequence;
-    if last == 0 {
+    let state = stream.info().await?.state.clone();
+    if state.messages == 0 {
         return Ok(());
     }
+    // The replay ends at the last message stored now, or when none is left for the consumer
+    // (the last one may have been deleted since, or never been there after a purge).
+    let last = state.last_sequence;
     let consumer = stream
         .create_consumer(consumer::pull::OrderedConfig {
             deliver_policy: consumer::DeliverPolicy::All,
@@ -95,9 +98,9 @@ async fn replay_stream(
                 let next = next.with_context(|| format!("no message for {IDLE:?} before sequence {last}"))?;
                 let Some(message) = next else { anyhow::bail!("the stream ended before sequence {last}") };
                 let message = message?;
-                let seq = message.info().map_err(|e| anyhow::anyhow!("{e}"))?.stream_sequence;
+                let info = message.info().map_err(|e| anyhow::anyhow!("{e}"))?;
                 replayed.read += 1;
-                reached = seq >= last;
+                reached = info.stream_sequence >= last || info.pending == 0;
                 let db = db.clone();
                 folding.push(async move { fold_message(&db, &message.subject, &message.payload).await });
             }

@@ -1,9 +1,6 @@
 //! The analytics service's wiring on the kernel: one fold handler on the eight events (both
 //! lanes each), the live summary task and the HTTP API.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
-
 use axum::Router;
 use orderflow_events::{
     EventKind, InventoryRejected, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed,
@@ -44,8 +41,7 @@ impl Service for AnalyticsService {
 
     fn wire(self, settings: &Settings, wiring: &mut Wiring) -> Router {
         let db = wiring.db().clone();
-        let changes = Arc::new(AtomicU64::new(0));
-        let fold = FoldHandler::new(db.clone(), changes.clone());
+        let fold = FoldHandler::new(db.clone());
         wiring
             .consume::<OrderCreated, _>(EventKind::OrdersCreated, fold.clone())
             .consume::<OrderConfirmed, _>(EventKind::OrdersConfirmed, fold.clone())
@@ -55,7 +51,7 @@ impl Service for AnalyticsService {
             .consume::<InventoryReleased, _>(EventKind::InventoryReleased, fold.clone())
             .consume::<PaymentCompleted, _>(EventKind::PaymentsCompleted, fold.clone())
             .consume::<PaymentFailed, _>(EventKind::PaymentsFailed, fold);
-        let live = crate::live::start(db.clone(), changes, settings.max_watchers, wiring.shutdown().clone());
+        let live = crate::live::start(db.clone(), settings.max_watchers, wiring.shutdown().clone());
         routes::router(AppState {
             db,
             live,

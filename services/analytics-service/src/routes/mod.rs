@@ -33,11 +33,12 @@ pub struct AppState {
     pub http: reqwest::Client,
 }
 
-/// `/`, `/analytics/summary`, `/analytics/stream`, `/analytics/gateway/faults` and
+/// `/` (and `/dashboard.js`), `/analytics/summary`, `/analytics/stream`, `/analytics/gateway/faults` and
 /// `/openapi.json`.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(dashboard::page))
+        .route("/dashboard.js", get(dashboard::script))
         .route("/analytics/summary", get(summary_now))
         .route("/analytics/stream", get(stream::summaries))
         .route("/analytics/gateway/faults", get(gateway::faults).put(gateway::faults))

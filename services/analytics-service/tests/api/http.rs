@@ -94,11 +94,19 @@ async fn the_page_is_self_contained_and_the_openapi_document_names_every_route()
     let res = app.http.get(app.url("/")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "text/html; charset=utf-8");
-    assert!(res.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'none'"));
+    let csp = res.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self';"), "{csp}");
     let page = res.text().await.unwrap();
-    assert!(page.contains("/analytics/stream"));
-    for external in ["http://", "https://", "//cdn", "<link"] {
-        assert!(!page.contains(external), "the page loads nothing from elsewhere: found {external}");
+    assert!(page.contains(r#"<script src="/dashboard.js"></script>"#));
+    assert!(!page.contains("<script>"), "no inline script: the policy would refuse it");
+    let script = app.get("/dashboard.js").await;
+    assert_eq!(script.headers()["content-type"], "text/javascript; charset=utf-8");
+    let script = script.text().await.unwrap();
+    assert!(script.contains("/analytics/stream"));
+    for text in [&page, &script] {
+        for external in ["http://", "https://", "//cdn", "<link", "import("] {
+            assert!(!text.contains(external), "the page loads nothing from elsewhere: found {external}");
+        }
     }
 
     let doc: serde_json::Value =

@@ -7,9 +7,8 @@ use orderflow_test_support::service::WAIT;
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn a_confirmed_and_a_cancelled_order_are_counted_with_revenue_latency_and_products() {
-    let app = spawn_app(DbBackend::Sqlite).await;
+async fn orders_are_counted_with_revenue_latency_and_products(backend: DbBackend) {
+    let app = spawn_app(backend).await;
     let (a, b) = (OrderId::new(), OrderId::new());
     let t = minute(0, 1);
     app.publish(&created(a, &[("sku-001", 2), ("sku-002", 1)], t)).await;
@@ -33,6 +32,39 @@ async fn a_confirmed_and_a_cancelled_order_are_counted_with_revenue_latency_and_
     assert_eq!((now.accepted, now.confirmed, now.cancelled), (2, 1, 1));
     assert_eq!(now.revenue_cents.get("USD"), Some(&4_500));
     assert_eq!(s.per_minute.len(), 60);
+}
+
+#[tokio::test]
+async fn a_confirmed_and_a_cancelled_order_are_counted_on_sqlite() {
+    orders_are_counted_with_revenue_latency_and_products(DbBackend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_confirmed_and_a_cancelled_order_are_counted_on_postgres() {
+    orders_are_counted_with_revenue_latency_and_products(DbBackend::Postgres).await;
+}
+
+async fn revenue_saturates_instead_of_overflowing(backend: DbBackend) {
+    let app = spawn_app(backend).await;
+    let t = minute(0, 0);
+    for _ in 0..3 {
+        app.publish(&confirmed(OrderId::new(), i64::MAX / 2, "USD", t)).await;
+    }
+
+    let s = app.wait_summary("three confirmations", |s| s.totals.confirmed == 3).await;
+
+    assert_eq!(s.revenue_cents.get("USD"), Some(&i64::MAX));
+    assert_eq!(minute_entry(&s, t).revenue_cents.get("USD"), Some(&i64::MAX));
+}
+
+#[tokio::test]
+async fn revenue_saturates_on_sqlite() {
+    revenue_saturates_instead_of_overflowing(DbBackend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn revenue_saturates_on_postgres() {
+    revenue_saturates_instead_of_overflowing(DbBackend::Postgres).await;
 }
 
 #[tokio::test]
