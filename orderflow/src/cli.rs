@@ -80,6 +80,10 @@ pub struct UpArgs {
     /// Do not seed the demo catalog.
     #[arg(long)]
     no_seed: bool,
+    /// The admin token of `PUT /inventory/{id}` and the gateway's `/admin/*`; default: the one
+    /// in `<data-dir>/admin-token`, created (mode 0600) on the first start.
+    #[arg(long, env = "ORDERFLOW_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<orderflow_platform::http::Secret>,
 }
 
 /// Flags of `orderflow schemas`.
@@ -143,6 +147,7 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
         database_url: a.database_url.filter(|u| !u.trim().is_empty()),
         config: a.config,
         seed_demo_catalog: !a.no_seed,
+        admin_token: a.admin_token.map(|t| t.expose().to_owned()),
         tune: None,
     })
     .await?;

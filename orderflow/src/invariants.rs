@@ -73,6 +73,8 @@ pub struct Targets {
     pub databases: Vec<DbTarget>,
     /// Gateway base URL (for `GET /admin/charges`).
     pub gateway_url: String,
+    /// The admin token `/admin/charges` asks for.
+    pub admin_token: String,
     /// NATS, for the DLQ.
     pub nats_url: String,
 }
@@ -187,7 +189,8 @@ pub async fn check(
     }
 
     // Charges.
-    let charges: Charges = reqwest_get_json(&format!("{}/admin/charges", targets.gateway_url)).await?;
+    let charges: Charges =
+        reqwest_get_json(&format!("{}/admin/charges", targets.gateway_url), &targets.admin_token).await?;
     let mut succeeded: HashMap<String, Vec<i64>> = HashMap::new();
     for c in charges.charges.iter().filter(|c| c.status == "succeeded") {
         succeeded.entry(c.order_id.clone()).or_default().push(c.amount_cents);
@@ -299,8 +302,13 @@ fn violation(invariant: u8, subject: &str, detail: String) -> Violation {
     Violation { invariant, subject: subject.to_owned(), detail }
 }
 
-async fn reqwest_get_json<T: serde::de::DeserializeOwned>(url: &str) -> anyhow::Result<T> {
-    let res = reqwest::get(url).await.with_context(|| format!("GET {url}"))?;
+async fn reqwest_get_json<T: serde::de::DeserializeOwned>(url: &str, admin_token: &str) -> anyhow::Result<T> {
+    let res = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(admin_token)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
     anyhow::ensure!(res.status().is_success(), "GET {url}: HTTP {}", res.status());
     Ok(res.json().await?)
 }

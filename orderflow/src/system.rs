@@ -14,6 +14,7 @@ use anyhow::Context as _;
 use inventory_service::InventoryService;
 use order_service::OrderService;
 use orderflow_natsd::{NatsServer, Options};
+use orderflow_platform::http::{AdminToken, Secret};
 use orderflow_platform::kernel::{self, HasCommon as _, Service};
 use payment_service::PaymentService;
 use serde::Serialize;
@@ -47,6 +48,8 @@ pub struct UpOptions {
     pub config: Option<PathBuf>,
     /// Seed `sku-001`… at start-up.
     pub seed_demo_catalog: bool,
+    /// The admin token; `None` reads `<data_dir>/admin-token`, or writes a new one there.
+    pub admin_token: Option<String>,
     /// Overrides for tests and experiments.
     pub tune: Option<Tune>,
 }
@@ -68,6 +71,7 @@ impl UpOptions {
             database_url: None,
             config: None,
             seed_demo_catalog: true,
+            admin_token: None,
             tune: None,
         }
     }
@@ -125,6 +129,10 @@ pub struct System {
     pub database: String,
     /// Each service's database.
     pub databases: Vec<DbTarget>,
+    /// The admin token of `PUT /inventory/{id}` and the gateway's `/admin/*`.
+    pub admin_token: String,
+    /// Where it was read or written; `None` when it was given.
+    pub admin_token_file: Option<PathBuf>,
     shutdown: CancellationToken,
     tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
     service_stops: Vec<(&'static str, CancellationToken)>,
@@ -137,6 +145,7 @@ impl System {
     pub async fn start(o: UpOptions) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&o.data_dir)
             .with_context(|| format!("creating the data directory {}", o.data_dir.display()))?;
+        let (admin_token, admin_token_file) = admin_token(o.admin_token.as_deref(), &o.data_dir)?;
         let (nats_url, nats) = match &o.nats_url {
             Some(url) => (url.clone(), None),
             None => {
@@ -161,6 +170,8 @@ impl System {
             gateway_url: String::new(),
             database: String::new(),
             databases: Vec::new(),
+            admin_token,
+            admin_token_file,
             nats_url,
             shutdown,
             tasks: Vec::new(),
@@ -201,6 +212,7 @@ impl System {
                 host: Some(host.parse().with_context(|| format!("--host {host} is not an IP address"))?),
                 port: Some(o.gateway_port),
                 data_dir: Some(o.data_dir.clone()),
+                admin_token: Some(Secret::new(self.admin_token.as_str())),
             },
         )?;
         let gw_listener = gateway_sim::bind(&gw_config).await.context("gateway-sim")?;
@@ -263,6 +275,7 @@ impl System {
         let mut settings = kernel::load_settings::<S>(file, &flags)?;
         let common = settings.common_mut();
         common.db_schema.push_str(schema_suffix);
+        common.admin_token = Some(Secret::new(self.admin_token.as_str()));
         self.databases.push(DbTarget {
             service: S::SECTION,
             url: common.database_url.clone(),
@@ -320,6 +333,7 @@ impl System {
              \x20 dashboard       {ana}/   (live analytics; GET /analytics/summary)\n\
              \x20 gateway-sim     {gw}   (PUT /admin/faults)\n\
              \x20 NATS            {nats}\n\
+             \x20 admin token     {token}\n\
              \x20 storage         {db}\n\
              \n\
              Try:\n\
@@ -334,6 +348,14 @@ impl System {
             ana = self.analytics_url,
             gw = self.gateway_url,
             nats = self.nats_url,
+            token = match &self.admin_token_file {
+                Some(path) => format!(
+                    "in {} (PUT /inventory/{{id}}, gateway /admin/*: -H \"Authorization: Bearer $(cat {})\")",
+                    path.display(),
+                    path.display()
+                ),
+                None => "as given (ORDERFLOW_ADMIN_TOKEN or --admin-token)".to_owned(),
+            },
             db = self.database,
         )
     }
@@ -377,5 +399,62 @@ impl System {
             tokio::task::spawn_blocking(move || server.stop(Duration::from_secs(10))).await?;
         }
         if errors.is_empty() { Ok(()) } else { anyhow::bail!("unclean shutdown: {}", errors.join("; ")) }
+    }
+}
+
+/// The admin token: `given` (checked), else the one in `<data_dir>/admin-token`, else a new
+/// random one written there (mode 0600, so only its owner can read it).
+fn admin_token(given: Option<&str>, data_dir: &std::path::Path) -> anyhow::Result<(String, Option<PathBuf>)> {
+    if let Some(token) = given.map(str::trim).filter(|t| !t.is_empty()) {
+        AdminToken::new(token).context("the admin token (ORDERFLOW_ADMIN_TOKEN or --admin-token)")?;
+        return Ok((token.to_owned(), None));
+    }
+    let path = data_dir.join("admin-token");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let token = text.trim().to_owned();
+            AdminToken::new(&token).with_context(|| format!("the admin token in {}", path.display()))?;
+            Ok((token, Some(path)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let token = AdminToken::generate().context("generating an admin token")?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            writeln!(file, "{}", token.expose()).with_context(|| format!("writing {}", path.display()))?;
+            Ok((token.expose().to_owned(), Some(path)))
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[test]
+    fn the_admin_token_is_given_or_kept_in_a_file_only_its_owner_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, path) = admin_token(None, dir.path()).unwrap();
+        let path = path.unwrap();
+        assert_eq!(first.len(), 64);
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            admin_token(None, dir.path()).unwrap(),
+            (first.clone(), Some(path)),
+            "kept across restarts"
+        );
+        let given = "a-token-of-my-own-choosing";
+        assert_eq!(admin_token(Some(given), dir.path()).unwrap(), (given.to_owned(), None));
+        assert!(admin_token(Some("short"), dir.path()).is_err());
     }
 }

@@ -76,6 +76,7 @@ async fn batch(system: &SpawnedSystem, restock: bool) -> u64 {
         ..OrderMix::default()
     };
     config.restock = restock.then_some(SPAWN_RESTOCK);
+    config.admin_token = Some(orderflow_platform::http::Secret::new(system.system.admin_token.as_str()));
     config.progress = false;
     let report = run_load(&config, &CancellationToken::new()).await.unwrap();
     assert!(report.passed(), "{}", report.render());

@@ -36,6 +36,10 @@ pub struct ServiceFlags {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
+    /// The admin token admin routes ask for (`Authorization: Bearer …`).
+    #[arg(long, env = "ORDERFLOW_ADMIN_TOKEN", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<crate::http::Secret>,
 }
 
 /// The environment prefix.

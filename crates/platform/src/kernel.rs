@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::config::ServiceFlags;
 use crate::discovery::MicroEndpoint;
-use crate::http::HealthCheck;
+use crate::http::{AdminGuard, HealthCheck, Secret};
 use crate::service::{Infra, InfraConfig, Running};
 use crate::{Db, Migration};
 
@@ -63,6 +63,9 @@ pub struct CommonSettings {
     pub stream_replicas: usize,
     /// Tuning of each of the service's consumers.
     pub consumer: ConsumerSettings,
+    /// The admin token its admin routes ask for (`Authorization: Bearer …`); none keeps them
+    /// closed. Usually from `ORDERFLOW_ADMIN_TOKEN` or `--admin-token`, shared by every service.
+    pub admin_token: Option<Secret>,
 }
 
 /// Tuning of one consumer runtime.
@@ -100,6 +103,7 @@ impl Default for CommonSettings {
             ready_drain_delay_ms: 0,
             stream_replicas: 1,
             consumer: ConsumerSettings::default(),
+            admin_token: None,
         }
     }
 }
@@ -151,6 +155,7 @@ impl std::fmt::Debug for CommonSettings {
             .field("ready_drain_delay_ms", &self.ready_drain_delay_ms)
             .field("stream_replicas", &self.stream_replicas)
             .field("consumer", &self.consumer)
+            .field("admin_token", &self.admin_token)
             .finish()
     }
 }
@@ -250,6 +255,7 @@ pub struct Wiring {
     consumers: Vec<ConsumerHandle>,
     registered: Vec<ConsumerId>,
     endpoints: Vec<MicroEndpoint>,
+    admin: AdminGuard,
 }
 
 /// A durable consumer a service registered with [`Wiring::consume`]: the stream it reads and
@@ -295,6 +301,12 @@ impl Wiring {
     /// Cancelled when the service begins to shut down.
     pub fn shutdown(&self) -> &CancellationToken {
         &self.shutdown
+    }
+
+    /// What the service's admin routes check: layer them with
+    /// [`require_admin`](crate::http::require_admin).
+    pub fn admin(&self) -> &AdminGuard {
+        &self.admin
     }
 
     /// Adjusts the tuning of the consumers added after this call.
@@ -367,6 +379,8 @@ impl<S: Service> Application<S> {
     /// way).
     pub async fn build_with(settings: S::Settings, service: S) -> anyhow::Result<Self> {
         let common = settings.common();
+        AdminGuard::from_setting(common.admin_token.as_ref())
+            .with_context(|| format!("{}: invalid admin_token", S::NAME))?;
         let listener = crate::http::bind(&common.host, common.port, S::NAME).await?;
         let port = listener.local_addr().context("reading the bound HTTP address")?.port();
         let infra = Infra::connect(InfraConfig {
@@ -414,6 +428,8 @@ impl<S: Service> Application<S> {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Self { settings, service, infra, listener, consumers: wired, .. } = self;
         let common = settings.common().clone();
+        // Checked by `build_with`; a token that failed there never gets here.
+        let admin = AdminGuard::from_setting(common.admin_token.as_ref()).unwrap_or_default();
         let mut wiring = Wiring {
             db: infra.db.clone(),
             js: infra.js.clone(),
@@ -424,6 +440,7 @@ impl<S: Service> Application<S> {
             consumers: Vec::new(),
             registered: Vec::new(),
             endpoints: Vec::new(),
+            admin,
         };
         let router = service.wire(&settings, &mut wiring);
         let Wiring { consumers, registered, endpoints, .. } = wiring;

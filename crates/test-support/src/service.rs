@@ -52,6 +52,10 @@ pub const TEST_SOURCE: &str = "orderflow/test";
 /// The correlation id of the envelopes [`TestService::publish_event`] makes.
 pub const TEST_CORRELATION_ID: &str = "test-corr";
 
+/// The admin token every service under test is given (`Authorization: Bearer …` on its admin
+/// routes).
+pub const TEST_ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
 /// A service under test before it is built: its nats-server and database exist and its settings
 /// are placed on them; change [`settings`](Self::settings), then [`start`](Self::start) it.
 pub struct Setup<S: Service> {
@@ -181,6 +185,7 @@ impl<S: Service> TestService<S> {
         let common = settings.common_mut();
         *common = std::mem::take(common).placed(nats.url(), database_url, db_schema);
         common.shutdown_timeout_secs = SHUTDOWN_TIMEOUT_SECS;
+        common.admin_token = Some(orderflow_platform::http::Secret::new(TEST_ADMIN_TOKEN));
         Setup { settings, nats, db }
     }
 

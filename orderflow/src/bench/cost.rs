@@ -12,6 +12,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use orderflow_platform::http::{ADMIN_TOKEN_ENV, AdminToken};
 use serde::Serialize;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
@@ -104,10 +105,12 @@ pub async fn measure(
     database_url: Option<&str>,
 ) -> anyhow::Result<CostPerOrder> {
     let dir = tempfile::Builder::new().prefix("orderflow-bench-cost-").tempdir()?;
-    let ports = Ports::free()?;
+    // Both processes get the run's admin token (load restocks with it).
+    let token = AdminToken::generate().context("generating the run's admin token")?;
+    let ports = Ports::free(token.expose())?;
     let log_path = dir.path().join("up.log");
     let suffix = format!("bench{}_{}", std::process::id(), fastrand::u32(..));
-    let schemas = ["orders", "inventory", "payments"].map(|s| format!("{s}_{suffix}"));
+    let schemas = ["orders", "inventory", "payments", "analytics"].map(|s| format!("{s}_{suffix}"));
     let mut up = spawn_up(exe, dir.path(), &ports, database_url.map(|url| (url, &schemas)), &log_path)?;
     let result = measure_running(exe, dir.path(), &ports, &mut up, rate, duration, &log_path).await;
     stop(&mut up).await;
@@ -152,6 +155,7 @@ async fn measure_running(
         .args(["--rate", &rate.to_string(), "--duration", &format!("{}ms", duration.as_millis())])
         .args(["--restock", &crate::load::SPAWN_RESTOCK.to_string(), "--quiet", "--json-out"])
         .arg(&json)
+        .env(ADMIN_TOKEN_ENV, &ports.admin_token)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -214,13 +218,24 @@ struct Ports {
     inventory: u16,
     payment: u16,
     gateway: u16,
+    analytics: u16,
     nats: u16,
+    /// The admin token `up` and `load` share.
+    admin_token: String,
 }
 
 impl Ports {
-    fn free() -> anyhow::Result<Self> {
+    fn free(admin_token: &str) -> anyhow::Result<Self> {
         let port = crate::verify::free_port;
-        Ok(Self { order: port()?, inventory: port()?, payment: port()?, gateway: port()?, nats: port()? })
+        Ok(Self {
+            order: port()?,
+            inventory: port()?,
+            payment: port()?,
+            gateway: port()?,
+            analytics: port()?,
+            nats: port()?,
+            admin_token: admin_token.to_owned(),
+        })
     }
 }
 
@@ -228,7 +243,7 @@ fn spawn_up(
     exe: &Path,
     dir: &Path,
     ports: &Ports,
-    postgres: Option<(&str, &[String; 3])>,
+    postgres: Option<(&str, &[String; 4])>,
     log_path: &Path,
 ) -> anyhow::Result<Child> {
     let log = std::fs::File::create(log_path).with_context(|| format!("creating {}", log_path.display()))?;
@@ -237,7 +252,8 @@ fn spawn_up(
         .args(["--data-dir", &dir.join("data").display().to_string()])
         .args(["--order-port", &ports.order.to_string(), "--inventory-port", &ports.inventory.to_string()])
         .args(["--payment-port", &ports.payment.to_string(), "--gateway-port", &ports.gateway.to_string()])
-        .args(["--nats-port", &ports.nats.to_string()])
+        .args(["--analytics-port", &ports.analytics.to_string(), "--nats-port", &ports.nats.to_string()])
+        .env(ADMIN_TOKEN_ENV, &ports.admin_token)
         // The production log format, at its default level: part of the cost.
         .env("LOG_FORMAT", "json")
         .env_remove("RUST_LOG")
@@ -247,14 +263,14 @@ fn spawn_up(
         .stderr(log)
         .kill_on_drop(true);
     match postgres {
-        Some((url, [orders, inventory, payments])) => {
+        Some((url, [orders, inventory, payments, analytics])) => {
             // Fresh schemas, so that the run starts from nothing as the SQLite one does.
             let config = dir.join("orderflow.toml");
             std::fs::write(
                 &config,
                 format!(
                     "[order]\ndb_schema = \"{orders}\"\n[inventory]\ndb_schema = \"{inventory}\"\n\
-                     [payment]\ndb_schema = \"{payments}\"\n"
+                     [payment]\ndb_schema = \"{payments}\"\n[analytics]\ndb_schema = \"{analytics}\"\n"
                 ),
             )?;
             cmd.args(["--database-url", url]).arg("--config").arg(&config);
@@ -271,7 +287,7 @@ async fn wait_ready(ports: &Ports, up: &mut Child) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let mut ready = true;
-        for port in [ports.order, ports.inventory, ports.payment] {
+        for port in [ports.order, ports.inventory, ports.payment, ports.analytics] {
             let url = format!("http://127.0.0.1:{port}/health/ready");
             ready &= http.get(&url).send().await.is_ok_and(|r| r.status().is_success());
         }

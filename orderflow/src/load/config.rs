@@ -330,6 +330,8 @@ pub struct LoadConfig {
     /// The analytics service of a running system (`--analytics-url`): its summary's counts over
     /// the run are checked against the generator's. With `--spawn`, the spawned one's.
     pub analytics_url: Option<String>,
+    /// The running system's admin token, for `restock`.
+    pub admin_token: Option<orderflow_platform::http::Secret>,
 }
 
 impl LoadConfig {
@@ -352,6 +354,7 @@ impl LoadConfig {
             progress: false,
             keep_accepted_ids: false,
             analytics_url: None,
+            admin_token: None,
         }
     }
 

@@ -37,6 +37,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use orderflow_platform::http::Secret;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{
@@ -58,7 +59,10 @@ pub async fn run_load(config: &LoadConfig, shutdown: &CancellationToken) -> anyh
         Target::Running(endpoints) => {
             if let Some(units) = config.restock {
                 let http = driver::http_client(config.request_timeout)?;
-                restock_products_to(&http, &endpoints.inventory_url, config.mix.products.ids(), units)
+                let token = config.admin_token.as_ref().map(Secret::expose).context(
+                    "restocking a running system needs its admin token (--admin-token or ORDERFLOW_ADMIN_TOKEN)",
+                )?;
+                restock_products_to(&http, &endpoints.inventory_url, token, config.mix.products.ids(), units)
                     .await?;
             }
             run::execute(
@@ -165,6 +169,10 @@ pub struct LoadArgs {
     /// Write the report as JSON to this file.
     #[arg(long)]
     json_out: Option<PathBuf>,
+    /// The running system's admin token, for --restock (`orderflow up` keeps it in
+    /// `<data-dir>/admin-token`).
+    #[arg(long, env = "ORDERFLOW_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<Secret>,
     /// The running system's analytics service: its counts over the run must equal the
     /// generator's (only meaningful when this run is the system's only traffic). `--spawn`
     /// always checks the spawned system's.
@@ -215,6 +223,7 @@ impl LoadArgs {
         };
         config.progress = !self.quiet;
         config.analytics_url = self.analytics_url.clone().filter(|u| !u.trim().is_empty());
+        config.admin_token = self.admin_token.clone();
         config.validate()?;
         Ok(config)
     }

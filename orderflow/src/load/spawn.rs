@@ -75,7 +75,8 @@ impl SpawnedSystem {
             spawned.wait_ready(&http, Duration::from_secs(60)).await?;
             spawned.ready_after = t1.elapsed();
             if let Some(units) = restock {
-                restock_products_to(&http, &spawned.system.inventory_url, restock_products, units).await?;
+                let (url, token) = (&spawned.system.inventory_url, &spawned.system.admin_token);
+                restock_products_to(&http, url, token, restock_products, units).await?;
             }
             let inventory = spawned
                 .system
@@ -124,6 +125,7 @@ impl SpawnedSystem {
         Targets {
             databases: self.system.databases.clone(),
             gateway_url: self.system.gateway_url.clone(),
+            admin_token: self.system.admin_token.clone(),
             nats_url: self.system.nats_url.clone(),
         }
     }
@@ -149,10 +151,12 @@ impl SpawnedSystem {
     }
 }
 
-/// Sets every product of `products` that exists to `units` available, keeping its price.
+/// Sets every product of `products` that exists to `units` available, keeping its price
+/// (`PUT /inventory/{id}` with the admin token).
 pub async fn restock_products_to(
     http: &reqwest::Client,
     inventory_url: &str,
+    admin_token: &str,
     products: &[String],
     units: i64,
 ) -> anyhow::Result<usize> {
@@ -167,6 +171,7 @@ pub async fn restock_products_to(
         let p: Product = res.json().await.with_context(|| format!("GET {url}"))?;
         let res = http
             .put(&url)
+            .bearer_auth(admin_token)
             .json(&serde_json::json!({"available": units, "unit_price_cents": p.unit_price_cents}))
             .send()
             .await

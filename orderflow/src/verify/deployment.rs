@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream;
+use orderflow_platform::http::{ADMIN_TOKEN_ENV, AdminToken};
 
 use super::cluster::{self, Cluster, free_port};
 use super::procs::{Role, ServiceProc};
@@ -66,6 +67,10 @@ impl Deployment {
         let db_of = |service: &str| databases.iter().find(|d| d.service == service).cloned();
 
         let gateway_port = free_port()?;
+        // Every instance gets the run's admin token through its environment, as production would.
+        let admin_token =
+            AdminToken::generate().context("generating the run's admin token")?.expose().to_owned();
+        let token_env = || vec![(ADMIN_TOKEN_ENV.to_owned(), admin_token.clone())];
         let config_file = dir.join("verify.toml");
         write_config(&config_file, config, gateway_port, &databases)?;
         let config_arg = config_file.display().to_string();
@@ -86,7 +91,7 @@ impl Deployment {
                 "--data-dir".into(),
                 abs.join("gateway").display().to_string(),
             ],
-            vec![],
+            token_env(),
             &log_dir,
         ));
         for (role, index) in instance_plan(config.instances) {
@@ -104,7 +109,7 @@ impl Deployment {
                 "--config".into(),
                 config_arg.clone(),
             ];
-            procs.push(ServiceProc::new(&config.exe, role, index, port, args, vec![], &log_dir));
+            procs.push(ServiceProc::new(&config.exe, role, index, port, args, token_env(), &log_dir));
         }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -114,6 +119,7 @@ impl Deployment {
             cluster,
             procs,
             http,
+            admin_token,
             js,
             databases,
             database_label,
@@ -150,9 +156,9 @@ impl Deployment {
         let ids = load::ProductMix::parse(PRODUCTS)?;
         let plenty: Vec<String> =
             ids.ids().iter().filter(|id| !SCARCE.contains(&id.as_str())).cloned().collect();
-        load::restock_products_to(&self.http, &inventory, &plenty, PLENTY).await?;
+        load::restock_products_to(&self.http, &inventory, &self.admin_token, &plenty, PLENTY).await?;
         let scarce: Vec<String> = SCARCE.iter().map(|s| (*s).to_owned()).collect();
-        load::restock_products_to(&self.http, &inventory, &scarce, 20).await?;
+        load::restock_products_to(&self.http, &inventory, &self.admin_token, &scarce, 20).await?;
         let inventory_db = self.db(Role::Inventory)?;
         self.initial_stock = invariants::stock_totals(&inventory_db).await?;
         Ok(())
@@ -170,6 +176,7 @@ impl Deployment {
         Ok(Targets {
             databases: self.databases.clone(),
             gateway_url: self.url_of(Role::Gateway)?,
+            admin_token: self.admin_token.clone(),
             nats_url: self.cluster.url(),
         })
     }

@@ -174,15 +174,15 @@ impl Deployment {
     async fn gateway_fault(&self, fault: &Fault, hold: Duration) -> anyhow::Result<()> {
         let (on, off) = fault.gateway_patches().context("not a gateway fault")?;
         let url = format!("{}/admin/faults", self.url_of(Role::Gateway)?);
-        put_json(&self.http, &url, &on).await?;
+        put_json(&self.http, &url, &self.admin_token, &on).await?;
         tokio::time::sleep(hold).await;
-        put_json(&self.http, &url, &off).await
+        put_json(&self.http, &url, &self.admin_token, &off).await
     }
 
     pub(super) async fn clear_gateway_faults(&self) -> anyhow::Result<()> {
         let url = format!("{}/admin/faults", self.url_of(Role::Gateway)?);
-        put_json(&self.http, &url, &serde_json::json!({"outage": false, "error_rate": 0.0, "latency_ms": 0}))
-            .await
+        let clear = serde_json::json!({"outage": false, "error_rate": 0.0, "latency_ms": 0});
+        put_json(&self.http, &url, &self.admin_token, &clear).await
     }
 }
 
@@ -234,8 +234,20 @@ async fn storm(js: &jetstream::Context, per_stream: usize, index: usize) -> anyh
     ))
 }
 
-async fn put_json(http: &reqwest::Client, url: &str, body: &serde_json::Value) -> anyhow::Result<()> {
-    let res = http.put(url).json(body).send().await.with_context(|| format!("PUT {url}"))?;
+/// `PUT url` with the admin token and a JSON body.
+async fn put_json(
+    http: &reqwest::Client,
+    url: &str,
+    admin_token: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<()> {
+    let res = http
+        .put(url)
+        .bearer_auth(admin_token)
+        .json(body)
+        .send()
+        .await
+        .with_context(|| format!("PUT {url}"))?;
     anyhow::ensure!(res.status().is_success(), "PUT {url}: HTTP {}", res.status());
     Ok(())
 }

@@ -71,6 +71,8 @@ struct Deployment {
     cluster: Cluster,
     procs: Vec<ServiceProc>,
     http: reqwest::Client,
+    /// The run's admin token (every instance has it in `ORDERFLOW_ADMIN_TOKEN`).
+    admin_token: String,
     js: jetstream::Context,
     databases: Vec<DbTarget>,
     database_label: String,

@@ -1,9 +1,9 @@
 //! The live dashboard in a real browser: headless Chromium driven over WebDriver (Debian's
 //! `chromium` and `chromium-driver`, which `cargo xtask test` installs). While `orderflow load`
 //! drives orders through a running system the page's counters move; once it is done they and
-//! the flow equal the generator's counts; a hostile product id shows as text, not markup; and a
-//! gateway outage started with the page's own button shows as orders in flight, which confirm
-//! once the button ends it. A screenshot is saved as `target/artifacts/dashboard.png`.
+//! the flow equal the generator's counts; a hostile product id shows as text, not markup; the
+//! page's outage button is refused without the admin token, and with it starts a gateway outage
+//! that shows as orders in flight, which confirm once the button ends it. A screenshot is saved as `target/artifacts/dashboard.png`.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -88,6 +88,12 @@ impl Browser {
         let id = self.element(css).await?;
         let text = self.command(reqwest::Method::GET, &format!("/element/{id}/text"), None).await;
         text.as_str().map(str::to_owned)
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let id = self.element(css).await.unwrap_or_else(|| panic!("no {css} on the page"));
+        self.command(reqwest::Method::POST, &format!("/element/{id}/value"), Some(json!({"text": text})))
+            .await;
     }
 
     async fn click(&self, css: &str) {
@@ -194,7 +200,15 @@ async fn the_dashboard_follows_the_load_and_shows_a_gateway_outage_started_from_
     let before =
         browser.counters_when("the hostile order ended", |c| c[3] == 0 && c[0] == report.accepted + 1).await;
 
-    // The page's own button starts an outage: orders wait, in flight...
+    // Without the admin token the page's button is refused...
+    browser.click("#outage-on").await;
+    eventually(Duration::from_secs(30), "the refusal on the page", || async {
+        browser.text("#gateway-state").await?.contains("Authorization").then_some(())
+    })
+    .await
+    .unwrap();
+    // ...with it, it starts an outage: orders wait, in flight...
+    browser.type_into("#token", &spawned.system.admin_token).await;
     browser.click("#outage-on").await;
     eventually(Duration::from_secs(30), "the outage on the page", || async {
         browser.text("#gateway-state").await?.contains("OUTAGE").then_some(())

@@ -50,6 +50,7 @@ impl TestSystem {
         Targets {
             databases: self.system.databases.clone(),
             gateway_url: self.system.gateway_url.clone(),
+            admin_token: self.system.admin_token.clone(),
             nats_url: self.system.nats_url.clone(),
         }
     }
@@ -112,6 +113,7 @@ impl TestSystem {
         let res = self
             .http
             .put(format!("{}/inventory/{id}", self.system.inventory_url))
+            .bearer_auth(&self.system.admin_token)
             .json(&json!({"available": available, "unit_price_cents": unit_price_cents}))
             .send()
             .await
@@ -128,6 +130,7 @@ impl TestSystem {
         let res = self
             .http
             .put(format!("{}/admin/faults", self.system.gateway_url))
+            .bearer_auth(&self.system.admin_token)
             .json(&faults)
             .send()
             .await
@@ -139,6 +142,7 @@ impl TestSystem {
         let body: Value = self
             .http
             .get(format!("{}/admin/charges?order_id={order_id}", self.system.gateway_url))
+            .bearer_auth(&self.system.admin_token)
             .send()
             .await
             .unwrap()

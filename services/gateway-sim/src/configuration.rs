@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use orderflow_platform::http::Secret;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Faults;
@@ -34,6 +35,8 @@ pub struct Config {
     pub shutdown_timeout_secs: u64,
     /// Where the durable ledger lives: `<data_dir>/gateway-sim.db` (default `.orderflow`).
     pub data_dir: std::path::PathBuf,
+    /// The admin token `/admin/*` asks for (`Authorization: Bearer …`); none keeps them closed.
+    pub admin_token: Option<Secret>,
 }
 
 impl Default for Config {
@@ -45,6 +48,7 @@ impl Default for Config {
             seed: None,
             shutdown_timeout_secs: 30,
             data_dir: ".orderflow".into(),
+            admin_token: None,
         }
     }
 }
@@ -61,6 +65,9 @@ pub struct Overrides {
     /// `--data-dir`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<std::path::PathBuf>,
+    /// `--admin-token` (or `ORDERFLOW_ADMIN_TOKEN`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<Secret>,
 }
 
 /// Command-line flags of the `gateway-sim` binary (and of `orderflow serve gateway`).
@@ -80,6 +87,9 @@ pub struct Cli {
     /// Directory of the durable ledger, `gateway-sim.db` [default: .orderflow].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<std::path::PathBuf>,
+    /// The admin token `/admin/*` asks for (`Authorization: Bearer …`).
+    #[arg(long, env = "ORDERFLOW_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
     /// TOML configuration file (overridden by ORDERFLOW__GATEWAY__* variables and flags).
     #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
@@ -90,7 +100,12 @@ impl Cli {
     pub fn config(&self) -> Result<Config, ConfigError> {
         Config::load(
             self.config.as_deref(),
-            &Overrides { host: self.host, port: self.port, data_dir: self.data_dir.clone() },
+            &Overrides {
+                host: self.host,
+                port: self.port,
+                data_dir: self.data_dir.clone(),
+                admin_token: self.admin_token.clone(),
+            },
         )
     }
 }

@@ -5,7 +5,9 @@ use std::future::IntoFuture;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
+use orderflow_platform::http::require_admin;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
@@ -19,10 +21,13 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The simulator's routes over `state`, for tests and for mounting inside `orderflow up`.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/charges", post(charges::create))
+    let admin_routes = Router::new()
         .route("/admin/faults", get(admin::get_faults).put(admin::put_faults))
         .route("/admin/charges", get(admin::list_charges))
+        .route_layer(from_fn_with_state(state.admin().clone(), require_admin));
+    Router::new()
+        .route("/charges", post(charges::create))
+        .merge(admin_routes)
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(metrics::metrics))

@@ -4,6 +4,8 @@
 
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use anyhow::Context as _;
+use orderflow_platform::http::AdminGuard;
 use tokio_util::sync::CancellationToken;
 
 use crate::configuration::Config;
@@ -23,14 +25,26 @@ struct Inner {
     rng: Mutex<fastrand::Rng>,
     ledger: Ledger,
     shutdown: CancellationToken,
+    admin: AdminGuard,
 }
 
 impl AppState {
+    /// What the admin routes check.
+    pub fn admin(&self) -> &AdminGuard {
+        &self.inner.admin
+    }
+
     /// The configured initial faults and seed, and the ledger in `config.data_dir` (opened, or
     /// created). When `shutdown` is cancelled, readiness turns 503 and injected latency is cut
     /// short so that draining stays bounded.
     pub async fn open(config: &Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let rng = config.seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
+        let admin = AdminGuard::from_setting(config.admin_token.as_ref()).context("invalid admin_token")?;
+        if !admin.is_open_to_admins() {
+            tracing::warn!(
+                "no admin token is configured (ORDERFLOW_ADMIN_TOKEN or --admin-token): /admin/* answers 401"
+            );
+        }
         let ledger = Ledger::open(&config.data_dir).await?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -38,6 +52,7 @@ impl AppState {
                 rng: Mutex::new(rng),
                 ledger,
                 shutdown,
+                admin,
             }),
         })
     }

@@ -60,7 +60,13 @@ impl Service for InventoryService {
             .consume(EventKind::PaymentsCompleted, PaymentsCompletedHandler::new(state.clone()))
             .consume(EventKind::PaymentsFailed, PaymentsFailedHandler::new(state.clone()))
             .endpoint(stock_endpoint(db.clone()));
-        routes::router(state)
+        if !wiring.admin().is_open_to_admins() {
+            tracing::warn!(
+                "no admin token is configured (ORDERFLOW_ADMIN_TOKEN or --admin-token): PUT /inventory/{{id}} \
+                 answers 401 to everyone"
+            );
+        }
+        routes::router(state, wiring.admin().clone())
     }
 }
 

@@ -1,11 +1,13 @@
 //! HTTP conventions shared by every service.
 
+pub mod admin;
 pub mod correlation;
 pub mod health;
 pub mod json;
 pub mod metrics;
 pub mod problem;
 
+pub use admin::{ADMIN_TOKEN_ENV, AdminGuard, AdminToken, Secret, require_admin};
 pub use correlation::{CORRELATION_HEADER, RequestCorrelation, correlation_layer};
 pub use health::{Health, HealthCheck};
 pub use json::ApiJson;

@@ -17,6 +17,8 @@ pub enum ProblemType {
     InvalidParameter,
     /// 400: `X-Correlation-ID` is not 1–128 of `[A-Za-z0-9._:-]`.
     InvalidCorrelationId,
+    /// 401: an admin route without the admin token (`WWW-Authenticate: Bearer`).
+    Unauthorized,
     /// 404.
     NotFound,
     /// 413: body over 64 KiB.
@@ -45,6 +47,7 @@ impl ProblemType {
             Self::InvalidCorrelationId => {
                 ("invalid-correlation-id", "Invalid X-Correlation-ID header", S::BAD_REQUEST)
             }
+            Self::Unauthorized => ("unauthorized", "Admin token required", S::UNAUTHORIZED),
             Self::NotFound => ("not-found", "Not found", S::NOT_FOUND),
             Self::PayloadTooLarge => ("payload-too-large", "Payload too large", S::PAYLOAD_TOO_LARGE),
             Self::UnsupportedMediaType => {

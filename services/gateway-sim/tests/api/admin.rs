@@ -59,3 +59,39 @@ async fn admin_charges_filters_by_order() {
     assert_eq!(all["charges"].as_array().unwrap().len(), 3);
     assert!(app.charges_of("order-unknown").await.is_empty());
 }
+
+#[tokio::test]
+async fn the_admin_routes_need_the_admin_token_and_charges_do_not() {
+    let app = spawn_app().await;
+    let outage = json!({"outage": true});
+
+    for request in [
+        app.client.get(app.url("/admin/faults")),
+        app.client.put(app.url("/admin/faults")).json(&outage),
+        app.client.get(app.url("/admin/charges")),
+        app.client.put(app.url("/admin/faults")).bearer_auth("gateway-test-admin-token-0124").json(&outage),
+    ] {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.headers()["www-authenticate"], "Bearer realm=\"orderflow\"");
+        assert_problem(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    }
+
+    assert_eq!(app.get_json("/admin/faults").await["outage"], false, "nothing changed");
+    let charged = app.charge("k-1", &charge_body("o-1", 100)).await;
+    assert_eq!(charged.status(), StatusCode::OK, "charging is not an admin route");
+}
+
+#[tokio::test]
+async fn without_a_configured_token_the_admin_routes_stay_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = gateway_sim::Config {
+        data_dir: dir.path().to_path_buf(),
+        admin_token: Some(orderflow_platform::http::Secret::new("")),
+        ..gateway_sim::Config::default()
+    };
+    let app = crate::helpers::spawn_app_with(config).await;
+
+    let response = app.client.get(app.url("/admin/faults")).bearer_auth("").send().await.unwrap();
+    let body = assert_problem(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    assert!(body["detail"].as_str().unwrap().contains("no admin token is configured"), "{body}");
+}

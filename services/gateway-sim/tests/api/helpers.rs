@@ -5,6 +5,9 @@ use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+/// The admin token the simulator under test is given.
+pub const ADMIN_TOKEN: &str = "gateway-test-admin-token-0123";
+
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
@@ -23,6 +26,7 @@ pub async fn spawn_app_with(mut config: Config) -> TestApp {
     if let Some(dir) = &data_dir {
         config.data_dir = dir.path().to_path_buf();
     }
+    config.admin_token.get_or_insert_with(|| orderflow_platform::http::Secret::new(ADMIN_TOKEN));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
@@ -68,11 +72,11 @@ impl TestApp {
     }
 
     pub async fn put_faults(&self, patch: Value) -> Response {
-        self.client.put(self.url("/admin/faults")).json(&patch).send().await.unwrap()
+        self.client.put(self.url("/admin/faults")).bearer_auth(ADMIN_TOKEN).json(&patch).send().await.unwrap()
     }
 
     pub async fn get_json(&self, path: &str) -> Value {
-        let response = self.client.get(self.url(path)).send().await.unwrap();
+        let response = self.client.get(self.url(path)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "GET {path}");
         response.json().await.unwrap()
     }

@@ -9,7 +9,7 @@ use orderflow_events::{
     CorrelationId, CustomerId, Envelope, OrderCreated, OrderId, OrderItem, Priority, ProductId, Quantity,
 };
 use orderflow_test_support::DbBackend;
-use orderflow_test_support::service::TestService;
+use orderflow_test_support::service::{TEST_ADMIN_TOKEN, TestService};
 use serde_json::{Value, json};
 
 /// The running inventory service.
@@ -29,9 +29,15 @@ pub async fn spawn_app(backend: DbBackend) -> TestApp {
 }
 
 impl TestApp {
-    /// `PUT /inventory/{id}` with a JSON body.
+    /// `PUT /inventory/{id}` with a JSON body and the admin token.
     pub async fn put_product(&self, id: &str, body: Value) -> reqwest::Response {
-        self.http.put(self.url(&format!("/inventory/{id}"))).json(&body).send().await.unwrap()
+        self.http
+            .put(self.url(&format!("/inventory/{id}")))
+            .bearer_auth(TEST_ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Creates a USD product and asserts 200.

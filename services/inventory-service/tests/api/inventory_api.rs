@@ -1,6 +1,7 @@
 //! The HTTP API: products are created, restocked and read; every bad request is a problem+json.
 
 use orderflow_test_support::DbBackend;
+use orderflow_test_support::service::TEST_ADMIN_TOKEN;
 use serde_json::{Value, json};
 
 use crate::helpers::spawn_app;
@@ -11,6 +12,7 @@ orderflow_test_support::both_databases!(
     the_catalog_lists_every_product_sorted_by_id,
     invalid_bodies_are_rejected_with_422_problem_json,
     malformed_json_is_400_and_a_wrong_content_type_is_415,
+    changing_a_product_needs_the_admin_token,
     an_unknown_product_is_a_404_problem,
     a_product_id_over_64_characters_is_a_400_invalid_parameter,
     the_openapi_document_is_served_as_json_and_describes_every_route,
@@ -102,6 +104,7 @@ async fn malformed_json_is_400_and_a_wrong_content_type_is_415(backend: DbBacken
     let res = app
         .http
         .put(&url)
+        .bearer_auth(TEST_ADMIN_TOKEN)
         .header("content-type", "application/json")
         .body("{\"available\": ")
         .send()
@@ -109,13 +112,34 @@ async fn malformed_json_is_400_and_a_wrong_content_type_is_415(backend: DbBacken
         .unwrap();
     assert_problem(res, 400, "malformed-json").await;
 
-    let res = app.http.put(&url).header("content-type", "text/plain").body("{}").send().await.unwrap();
+    let put = || app.http.put(&url).bearer_auth(TEST_ADMIN_TOKEN);
+    let res = put().header("content-type", "text/plain").body("{}").send().await.unwrap();
     assert_problem(res, 415, "unsupported-media-type").await;
 
     let big =
         format!("{{\"available\": 1, \"unit_price_cents\": 1, \"currency\": \"{}\"}}", "x".repeat(70_000));
-    let res = app.http.put(&url).header("content-type", "application/json").body(big).send().await.unwrap();
+    let res = put().header("content-type", "application/json").body(big).send().await.unwrap();
     assert_problem(res, 413, "payload-too-large").await;
+}
+
+async fn changing_a_product_needs_the_admin_token(backend: DbBackend) {
+    let app = spawn_app(backend).await;
+    app.stock("sku-1", 10, 500).await;
+    let url = app.url("/inventory/sku-1");
+    let body = json!({"available": 0, "unit_price_cents": 1});
+
+    let without = app.http.put(&url).json(&body).send().await.unwrap();
+    assert_eq!(without.headers()["www-authenticate"], "Bearer realm=\"orderflow\"");
+    assert_problem(without, 401, "unauthorized").await;
+    let wrong =
+        app.http.put(&url).bearer_auth("test-admin-token-0123456788").json(&body).send().await.unwrap();
+    assert_problem(wrong, 401, "unauthorized").await;
+    let basic = app.http.put(&url).header("authorization", format!("Basic {TEST_ADMIN_TOKEN}")).json(&body);
+    assert_problem(basic.send().await.unwrap(), 401, "unauthorized").await;
+
+    let product: Value = app.get("/inventory/sku-1").await.json().await.unwrap();
+    assert_eq!((product["available"].as_i64(), product["unit_price_cents"].as_i64()), (Some(10), Some(500)));
+    assert_eq!(app.put_product("sku-1", body).await.status(), 200, "with the token it goes through");
 }
 
 async fn an_unknown_product_is_a_404_problem(backend: DbBackend) {

@@ -15,7 +15,7 @@ use orderflow_events::{
 };
 use orderflow_platform::{SqlError, args};
 use orderflow_resilience::{CircuitBreaker, Clock, ManualClock, SystemClock};
-use orderflow_test_support::service::TestService;
+use orderflow_test_support::service::{TEST_ADMIN_TOKEN, TestService};
 use orderflow_test_support::{DbBackend, eventually};
 use payment_service::{PaymentService, Settings};
 use serde_json::{Value, json};
@@ -75,6 +75,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         port: 0,
         data_dir: setup.dir().to_path_buf(),
         shutdown_timeout_secs: 1,
+        admin_token: Some(orderflow_platform::http::Secret::new(TEST_ADMIN_TOKEN)),
         ..gateway_sim::Config::default()
     };
     let listener = gateway_sim::bind(&gateway_config).await.expect("binding gateway-sim");
@@ -134,7 +135,8 @@ impl TestApp {
 
     /// `PUT /admin/faults` on the gateway with a partial body.
     pub async fn set_faults(&self, faults: Value) {
-        let res = self.http.put(format!("{}/admin/faults", self.gateway)).json(&faults).send().await.unwrap();
+        let url = format!("{}/admin/faults", self.gateway);
+        let res = self.http.put(url).bearer_auth(TEST_ADMIN_TOKEN).json(&faults).send().await.unwrap();
         assert_eq!(res.status(), 200, "setting faults {faults}: {}", res.text().await.unwrap_or_default());
     }
 
@@ -144,6 +146,7 @@ impl TestApp {
             .http
             // A UUID needs no percent-encoding.
             .get(format!("{}/admin/charges?order_id={order_id}", self.gateway))
+            .bearer_auth(TEST_ADMIN_TOKEN)
             .send()
             .await
             .unwrap();
