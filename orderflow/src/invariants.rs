@@ -264,13 +264,19 @@ pub async fn wait_until_quiet(targets: &Targets, timeout: std::time::Duration) -
         busy.clear();
         for spec in orderflow_messaging::Topology::orderflow(1).consumers {
             let stream = js.get_stream_no_info(&spec.stream).await?;
-            if let Ok(info) = stream.consumer_info(&spec.durable).await
-                && info.num_pending + info.num_ack_pending as u64 > 0
-            {
-                busy = format!(
-                    "{} has {} pending, {} un-acked",
-                    spec.durable, info.num_pending, info.num_ack_pending
-                );
+            // A consumer whose state cannot be read (its leader is being elected, a node is
+            // frozen) is not known to be idle: it counts as busy, never as quiet.
+            match stream.consumer_info(&spec.durable).await {
+                Ok(info) if info.num_pending + info.num_ack_pending as u64 > 0 => {
+                    busy = format!(
+                        "{} has {} pending, {} un-acked",
+                        spec.durable, info.num_pending, info.num_ack_pending
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => busy = format!("the state of {} cannot be read: {e}", spec.durable),
+            }
+            if !busy.is_empty() {
                 break;
             }
         }
