@@ -63,6 +63,9 @@ pub struct CommonSettings {
     pub stream_replicas: usize,
     /// Tuning of each of the service's consumers.
     pub consumer: ConsumerSettings,
+    /// Requests of the service's own routes handled at once; beyond it they are answered
+    /// `503` + `Retry-After: 1` at once (health and metrics are never shed).
+    pub max_concurrent_requests: usize,
     /// The admin token its admin routes ask for (`Authorization: Bearer …`); none keeps them
     /// closed. Usually from `ORDERFLOW_ADMIN_TOKEN` or `--admin-token`, shared by every service.
     pub admin_token: Option<Secret>,
@@ -103,6 +106,7 @@ impl Default for CommonSettings {
             ready_drain_delay_ms: 0,
             stream_replicas: 1,
             consumer: ConsumerSettings::default(),
+            max_concurrent_requests: 1024,
             admin_token: None,
         }
     }
@@ -155,6 +159,7 @@ impl std::fmt::Debug for CommonSettings {
             .field("ready_drain_delay_ms", &self.ready_drain_delay_ms)
             .field("stream_replicas", &self.stream_replicas)
             .field("consumer", &self.consumer)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("admin_token", &self.admin_token)
             .finish()
     }
@@ -457,6 +462,7 @@ impl<S: Service> Application<S> {
                 consumers,
                 shutdown_timeout: common.shutdown_timeout(),
                 ready_drain_delay: Duration::from_millis(common.ready_drain_delay_ms),
+                max_concurrent_requests: common.max_concurrent_requests,
                 micro_endpoints: endpoints,
             },
             shutdown,

@@ -102,6 +102,8 @@ pub struct Running {
     pub ready_drain_delay: Duration,
     /// Request-reply endpoints to register with the NATS micro service (besides `status`).
     pub micro_endpoints: Vec<MicroEndpoint>,
+    /// Requests of the service's routes at once before it sheds (`503`).
+    pub max_concurrent_requests: usize,
 }
 
 /// Serves until `shutdown`, then drains (see the module docs). Fails if the HTTP server stops on
@@ -116,6 +118,7 @@ pub async fn run(parts: Running, shutdown: CancellationToken) -> anyhow::Result<
         shutdown_timeout,
         ready_drain_delay,
         micro_endpoints,
+        max_concurrent_requests,
     } = parts;
     let service = infra.service;
     let micro_stop = CancellationToken::new();
@@ -123,8 +126,10 @@ pub async fn run(parts: Running, shutdown: CancellationToken) -> anyhow::Result<
         .await?;
     let relay_stop = CancellationToken::new();
     let relay = tokio::spawn(infra.relay.run(relay_stop.clone(), shutdown_timeout));
+    let limit = crate::http::shed::Limit::new(max_concurrent_requests, service);
     let app = crate::http::with_defaults(
         router
+            .layer(axum::middleware::from_fn_with_state(limit, crate::http::shed::shed))
             .merge(health.clone().router())
             .route("/metrics", get(|| async { crate::http::metrics::render() })),
         service,

@@ -18,7 +18,12 @@ pub fn render() -> Response {
 /// and status, and times them.
 pub async fn track(State(service): State<&'static str>, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
-    let method = req.method().as_str().to_owned();
+    // A fixed set: any other method (anyone can send `FOO /`) would be a new series each time.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS") => m,
+        _ => "other",
+    }
+    .to_owned();
     let started = std::time::Instant::now();
     let res = next.run(req).await;
     let status = res.status().as_u16().to_string();

@@ -6,6 +6,7 @@ pub mod health;
 pub mod json;
 pub mod metrics;
 pub mod problem;
+pub mod shed;
 
 pub use admin::{ADMIN_TOKEN_ENV, AdminGuard, AdminToken, Secret, require_admin};
 pub use correlation::{CORRELATION_HEADER, RequestCorrelation, correlation_layer};

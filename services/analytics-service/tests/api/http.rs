@@ -122,3 +122,50 @@ async fn the_gateway_control_answers_404_without_a_gateway() {
     let res = app.http.get(app.url("/analytics/gateway/faults")).send().await.unwrap();
     assert_eq!(res.status(), 404);
 }
+
+#[tokio::test]
+async fn beyond_max_concurrent_requests_a_request_is_shed_with_503_and_health_still_answers() {
+    // A "gateway" that accepts and never answers keeps the first request running.
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway = format!("http://{}", hang.local_addr().unwrap());
+    let (accepted, mut accepted_rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let (socket, _) = hang.accept().await.unwrap();
+        accepted.send(()).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(socket);
+    });
+    let app = spawn_with(DbBackend::Sqlite, |s| {
+        s.common.max_concurrent_requests = 1;
+        s.gateway_url = Some(gateway);
+    })
+    .await;
+    let (http, slow_url) = (app.http.clone(), app.url("/analytics/gateway/faults"));
+    let slow = tokio::spawn(async move { http.get(slow_url).send().await });
+    accepted_rx.recv().await.unwrap();
+
+    let shed = app.get("/analytics/summary").await;
+    assert_eq!(shed.status(), 503);
+    assert_eq!(shed.headers()["retry-after"], "1");
+    assert_eq!(app.get("/health/live").await.status(), 200, "health is never shed");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("orderflow_http_requests_shed_total{service=\"analytics-service\"}")),
+        "{metrics}"
+    );
+    slow.abort();
+}
+
+#[tokio::test]
+async fn an_unknown_http_method_does_not_make_a_metric_series_of_its_own() {
+    let app = spawn_app(DbBackend::Sqlite).await;
+    let method = reqwest::Method::from_bytes(b"BREW").unwrap();
+    let res = app.http.request(method, app.url("/analytics/summary")).send().await.unwrap();
+    assert_eq!(res.status(), 405);
+
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(!metrics.contains("BREW"), "{metrics}");
+    assert!(metrics.contains("method=\"other\""), "{metrics}");
+}
