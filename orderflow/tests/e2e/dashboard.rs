@@ -112,17 +112,20 @@ impl Browser {
         std::fs::write(path, bytes).unwrap();
     }
 
-    /// The page's `[accepted, confirmed, cancelled, in flight]`, once the flow's `created`
-    /// agrees with `accepted` (both come from the same summary).
+    /// The page's `[accepted, confirmed, cancelled, in flight]`, read in one script (the page
+    /// redraws between separate reads), once the flow's `created` agrees with `accepted` (both
+    /// come from the same summary).
     async fn counters(&self) -> Option<[u64; 4]> {
-        let n = |s: Option<String>| s?.replace(',', "").parse::<u64>().ok();
-        let counters = [
-            n(self.text("#k-accepted").await)?,
-            n(self.text("#k-confirmed").await)?,
-            n(self.text("#k-cancelled").await)?,
-            n(self.text("#k-inflight").await)?,
-        ];
-        (n(self.text("[data-step=created]").await)? == counters[0]).then_some(counters)
+        let read = self
+            .script(
+                "const n = (s) => { const e = document.querySelector(s); \
+                 return e ? Number(e.textContent.replaceAll(',', '')) : NaN; }; \
+                 return ['#k-accepted', '#k-confirmed', '#k-cancelled', '#k-inflight', '[data-step=created]'].map(n);",
+            )
+            .await;
+        let values: Vec<u64> = read.as_array()?.iter().map(Value::as_u64).collect::<Option<_>>()?;
+        let [accepted, confirmed, cancelled, in_flight, created] = values[..] else { return None };
+        (created == accepted).then_some([accepted, confirmed, cancelled, in_flight])
     }
 
     async fn counters_when(&self, what: &str, ok: impl Fn(&[u64; 4]) -> bool) -> [u64; 4] {
