@@ -109,7 +109,7 @@ pub struct EnvelopeHead {
 /// Decodes and fully validates an envelope of `T`.
 ///
 /// # Errors
-/// See the [module documentation](self) for the order of checks.
+/// See the documentation of the `decode` module for the order of checks.
 pub fn decode<T: Event>(payload: &[u8]) -> Result<Envelope<T>, DecodeError> {
     let value = parse_object(payload)?;
     let kind = read_kind(object(&value)?)?;

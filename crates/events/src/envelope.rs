@@ -14,10 +14,10 @@ use crate::kinds::EventKind;
 use crate::v1::Event;
 
 /// The CloudEvents version every envelope declares.
-pub const SPEC_VERSION: &str = "1.0";
+pub(crate) const SPEC_VERSION: &str = "1.0";
 
 /// The content type of `data`.
-pub const DATA_CONTENT_TYPE: &str = "application/json";
+pub(crate) const DATA_CONTENT_TYPE: &str = "application/json";
 
 /// A CloudEvents 1.0 envelope around an event payload `T`.
 ///
@@ -27,7 +27,7 @@ pub const DATA_CONTENT_TYPE: &str = "application/json";
 #[serde(deny_unknown_fields)]
 pub struct Envelope<T> {
     /// CloudEvents version, always `"1.0"`.
-    pub specversion: String,
+    pub(crate) specversion: String,
     /// Unique event id (UUIDv7); also the JetStream `Nats-Msg-Id`.
     pub id: EventId,
     /// CloudEvents type: `"orderflow."` + the base subject, e.g. `"orderflow.orders.created.v1"`.
@@ -35,7 +35,7 @@ pub struct Envelope<T> {
     pub event_type: String,
     /// The producing service, e.g. `"orderflow/order-service"`.
     #[schemars(length(min = 1))]
-    pub source: String,
+    pub(crate) source: String,
     /// When the event happened (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
     #[schemars(with = "String", extend("format" = "date-time"))]
@@ -44,7 +44,7 @@ pub struct Envelope<T> {
     #[schemars(extend("format" = "uuid"))]
     pub subject: String,
     /// Content type of `data`, always `"application/json"`.
-    pub datacontenttype: String,
+    pub(crate) datacontenttype: String,
     /// Correlation id of the request that caused this event.
     pub correlationid: CorrelationId,
     /// W3C trace context of the producing span; always present, may be null.
@@ -92,11 +92,5 @@ impl<T: Event> Envelope<T> {
     #[must_use]
     pub fn kind(&self) -> EventKind {
         T::KIND
-    }
-
-    /// The order this event is about.
-    #[must_use]
-    pub fn order_id(&self) -> crate::ids::OrderId {
-        self.data.order_id()
     }
 }

@@ -318,7 +318,7 @@ pub struct CorrelationId(String);
 
 impl CorrelationId {
     /// Maximum length of a correlation id in characters.
-    pub const MAX_LEN: usize = CORRELATION_ID_MAX;
+    pub(crate) const MAX_LEN: usize = CORRELATION_ID_MAX;
 
     /// A fresh correlation id (a hyphenated UUIDv7), for requests that arrive
     /// without one.
@@ -414,7 +414,7 @@ pub struct Quantity(u32);
 
 impl Quantity {
     /// Smallest accepted quantity.
-    pub const MIN: u32 = 1;
+    pub(crate) const MIN: u32 = 1;
     /// Largest accepted quantity.
     pub const MAX: u32 = 1_000_000;
 

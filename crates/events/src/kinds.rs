@@ -12,44 +12,41 @@ use serde::{Deserialize, Serialize};
 /// outside of an [`EventKind`] (stream configuration, consumer filters).
 pub mod subjects {
     /// `orders.created.v1`
-    pub const ORDERS_CREATED_V1: &str = "orders.created.v1";
+    pub(crate) const ORDERS_CREATED_V1: &str = "orders.created.v1";
     /// `orders.confirmed.v1`
     pub const ORDERS_CONFIRMED_V1: &str = "orders.confirmed.v1";
     /// `orders.cancelled.v1`
     pub const ORDERS_CANCELLED_V1: &str = "orders.cancelled.v1";
     /// `inventory.reserved.v1`
-    pub const INVENTORY_RESERVED_V1: &str = "inventory.reserved.v1";
+    pub(crate) const INVENTORY_RESERVED_V1: &str = "inventory.reserved.v1";
     /// `inventory.rejected.v1`
-    pub const INVENTORY_REJECTED_V1: &str = "inventory.rejected.v1";
+    pub(crate) const INVENTORY_REJECTED_V1: &str = "inventory.rejected.v1";
     /// `inventory.released.v1`
-    pub const INVENTORY_RELEASED_V1: &str = "inventory.released.v1";
+    pub(crate) const INVENTORY_RELEASED_V1: &str = "inventory.released.v1";
     /// `payments.completed.v1`
-    pub const PAYMENTS_COMPLETED_V1: &str = "payments.completed.v1";
+    pub(crate) const PAYMENTS_COMPLETED_V1: &str = "payments.completed.v1";
     /// `payments.failed.v1`
-    pub const PAYMENTS_FAILED_V1: &str = "payments.failed.v1";
+    pub(crate) const PAYMENTS_FAILED_V1: &str = "payments.failed.v1";
 
     /// Suffix appended to a base subject for the express lane.
     pub const EXPRESS_SUFFIX: &str = ".express";
 
     /// `orders.created.v1.express`
-    pub const ORDERS_CREATED_V1_EXPRESS: &str = "orders.created.v1.express";
+    pub(crate) const ORDERS_CREATED_V1_EXPRESS: &str = "orders.created.v1.express";
     /// `orders.confirmed.v1.express`
     pub const ORDERS_CONFIRMED_V1_EXPRESS: &str = "orders.confirmed.v1.express";
     /// `orders.cancelled.v1.express`
     pub const ORDERS_CANCELLED_V1_EXPRESS: &str = "orders.cancelled.v1.express";
     /// `inventory.reserved.v1.express`
-    pub const INVENTORY_RESERVED_V1_EXPRESS: &str = "inventory.reserved.v1.express";
+    pub(crate) const INVENTORY_RESERVED_V1_EXPRESS: &str = "inventory.reserved.v1.express";
     /// `inventory.rejected.v1.express`
-    pub const INVENTORY_REJECTED_V1_EXPRESS: &str = "inventory.rejected.v1.express";
+    pub(crate) const INVENTORY_REJECTED_V1_EXPRESS: &str = "inventory.rejected.v1.express";
     /// `inventory.released.v1.express`
-    pub const INVENTORY_RELEASED_V1_EXPRESS: &str = "inventory.released.v1.express";
+    pub(crate) const INVENTORY_RELEASED_V1_EXPRESS: &str = "inventory.released.v1.express";
     /// `payments.completed.v1.express`
-    pub const PAYMENTS_COMPLETED_V1_EXPRESS: &str = "payments.completed.v1.express";
+    pub(crate) const PAYMENTS_COMPLETED_V1_EXPRESS: &str = "payments.completed.v1.express";
     /// `payments.failed.v1.express`
-    pub const PAYMENTS_FAILED_V1_EXPRESS: &str = "payments.failed.v1.express";
-
-    /// Prefix of the CloudEvents `type` of every event: `type` = prefix + base subject.
-    pub const TYPE_PREFIX: &str = "orderflow.";
+    pub(crate) const PAYMENTS_FAILED_V1_EXPRESS: &str = "payments.failed.v1.express";
 
     /// Name of the stream holding `orders.>`.
     pub const STREAM_ORDERS: &str = "ORDERS";
@@ -67,14 +64,9 @@ pub mod subjects {
     pub const STREAM_DLQ: &str = "DLQ";
     /// Subject filter of [`STREAM_DLQ`].
     pub const STREAM_DLQ_SUBJECTS: &str = "dlq.>";
-    /// A dead-lettered message goes to this prefix + its original subject.
-    pub const DLQ_PREFIX: &str = "dlq.";
 }
 
-pub use subjects::{
-    STREAM_DLQ, STREAM_DLQ_SUBJECTS, STREAM_INVENTORY, STREAM_INVENTORY_SUBJECTS, STREAM_ORDERS,
-    STREAM_ORDERS_SUBJECTS, STREAM_PAYMENTS, STREAM_PAYMENTS_SUBJECTS,
-};
+pub(crate) use subjects::{STREAM_INVENTORY, STREAM_ORDERS, STREAM_PAYMENTS};
 
 /// Every event type orderflow publishes, at its current version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -142,15 +134,6 @@ impl EventKind {
         }
     }
 
-    /// The subject to publish on for an order of the given priority.
-    #[must_use]
-    pub const fn subject_for(self, priority: Priority) -> &'static str {
-        match priority {
-            Priority::Standard => self.subject(),
-            Priority::Express => self.express_subject(),
-        }
-    }
-
     /// The CloudEvents `type`, e.g. `"orderflow.orders.created.v1"`. It is the
     /// same for the standard and the express subject.
     #[must_use]
@@ -180,7 +163,7 @@ impl EventKind {
     /// The kind whose CloudEvents `type` is `type_name`; `None` for anything
     /// else, including other versions such as `orderflow.orders.created.v2`.
     #[must_use]
-    pub fn from_type(type_name: &str) -> Option<Self> {
+    pub(crate) fn from_type(type_name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.type_name() == type_name)
     }
 
@@ -247,7 +230,7 @@ mod tests {
     #[test]
     fn type_name_is_the_prefix_plus_the_base_subject() {
         for kind in EventKind::ALL {
-            assert_eq!(kind.type_name(), format!("{}{}", subjects::TYPE_PREFIX, kind.subject()));
+            assert_eq!(kind.type_name(), format!("orderflow.{}", kind.subject()));
             assert_eq!(kind.express_subject(), format!("{}{}", kind.subject(), subjects::EXPRESS_SUFFIX));
         }
     }
@@ -275,9 +258,9 @@ mod tests {
     fn each_subject_belongs_to_its_stream_filter() {
         for kind in EventKind::ALL {
             let filter = match kind.stream() {
-                STREAM_ORDERS => STREAM_ORDERS_SUBJECTS,
-                STREAM_INVENTORY => STREAM_INVENTORY_SUBJECTS,
-                STREAM_PAYMENTS => STREAM_PAYMENTS_SUBJECTS,
+                STREAM_ORDERS => subjects::STREAM_ORDERS_SUBJECTS,
+                STREAM_INVENTORY => subjects::STREAM_INVENTORY_SUBJECTS,
+                STREAM_PAYMENTS => subjects::STREAM_PAYMENTS_SUBJECTS,
                 other => panic!("unexpected stream {other}"),
             };
             let prefix = filter.trim_end_matches('>');
@@ -290,6 +273,5 @@ mod tests {
     fn priority_defaults_to_standard_and_serializes_in_snake_case() {
         assert_eq!(Priority::default(), Priority::Standard);
         assert_eq!(serde_json::to_string(&Priority::Express).ok().as_deref(), Some("\"express\""));
-        assert_eq!(EventKind::OrdersCreated.subject_for(Priority::Express), "orders.created.v1.express");
     }
 }

@@ -29,21 +29,21 @@
 //! ```
 
 mod de;
-pub mod decode;
-pub mod envelope;
-pub mod ids;
-pub mod kinds;
-pub mod schema;
+pub(crate) mod decode;
+pub(crate) mod envelope;
+pub(crate) mod ids;
+pub(crate) mod kinds;
+pub(crate) mod schema;
 pub mod v1;
 
 pub use decode::{DecodeError, DecodeErrorKind, EnvelopeHead, decode, peek};
-pub use envelope::{DATA_CONTENT_TYPE, Envelope, SPEC_VERSION};
+pub use envelope::Envelope;
 pub use ids::{
     ChargeId, CorrelationId, Currency, CustomerId, EventId, IdError, Money, OrderId, PaymentId, ProductId,
     Quantity, ReservationId,
 };
 pub use kinds::{EventKind, Priority, subjects};
-pub use schema::{check_schemas, envelope_schema, write_schemas};
+pub use schema::{check_schemas, write_schemas};
 pub use v1::{
     CancelReason, Event, InventoryRejected, InventoryReleased, InventoryReserved, OrderCancelled,
     OrderConfirmed, OrderCreated, OrderItem, PayloadError, PaymentCompleted, PaymentFailed,

@@ -23,7 +23,7 @@ use crate::v1::{
 };
 
 /// Base URI of the schemas' `$id`s.
-pub const SCHEMA_ID_BASE: &str = "https://orderflow.dev/schemas/";
+pub(crate) const SCHEMA_ID_BASE: &str = "https://orderflow.dev/schemas/";
 
 /// How many validation errors a [`crate::DecodeError::SchemaInvalid`] summary lists.
 const MAX_REPORTED_ERRORS: usize = 3;
@@ -35,20 +35,20 @@ const MAX_ERROR_CHARS: usize = 160;
 /// The `$id` of the schema for `kind`, e.g.
 /// `https://orderflow.dev/schemas/orders.created.v1.json`.
 #[must_use]
-pub fn schema_id(kind: EventKind) -> String {
+pub(crate) fn schema_id(kind: EventKind) -> String {
     format!("{SCHEMA_ID_BASE}{}", schema_file_name(kind))
 }
 
 /// The file name of the schema for `kind` inside `schemas/`, e.g. `orders.created.v1.json`.
 #[must_use]
-pub fn schema_file_name(kind: EventKind) -> String {
+pub(crate) fn schema_file_name(kind: EventKind) -> String {
     format!("{}.json", kind.subject())
 }
 
 /// The JSON Schema (draft 2020-12) of the whole envelope of `kind`, with
 /// `type` and `specversion` pinned by `const`, keys sorted.
 #[must_use]
-pub fn envelope_schema(kind: EventKind) -> Value {
+pub(crate) fn envelope_schema(kind: EventKind) -> Value {
     let generated = match kind {
         EventKind::OrdersCreated => generate::<OrderCreated>(),
         EventKind::OrdersConfirmed => generate::<OrderConfirmed>(),
@@ -65,7 +65,7 @@ pub fn envelope_schema(kind: EventKind) -> Value {
 /// The exact text of the committed schema file for `kind`: pretty-printed,
 /// sorted keys, trailing newline.
 #[must_use]
-pub fn schema_file_contents(kind: EventKind) -> String {
+pub(crate) fn schema_file_contents(kind: EventKind) -> String {
     // `Value`'s Display with `{:#}` is the pretty printer and cannot fail.
     format!("{:#}\n", envelope_schema(kind))
 }

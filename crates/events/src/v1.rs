@@ -25,22 +25,10 @@ pub enum PayloadError {
         /// How many lines there were.
         count: usize,
     },
-    /// An amount in cents is negative.
-    #[error("{field} must not be negative, got {value}")]
-    NegativeCents {
-        /// The field name, e.g. `"total_cents"`.
-        field: &'static str,
-        /// The offending value.
-        value: i64,
-    },
 }
 
 pub(crate) fn check_line_count(count: usize) -> Result<(), PayloadError> {
     if (1..=MAX_LINES).contains(&count) { Ok(()) } else { Err(PayloadError::LineCount { count }) }
-}
-
-fn check_cents(field: &'static str, value: i64) -> Result<(), PayloadError> {
-    if value < 0 { Err(PayloadError::NegativeCents { field, value }) } else { Ok(()) }
 }
 
 /// A v1 event payload: binds a Rust type to its [`EventKind`].
@@ -98,7 +86,7 @@ impl OrderCreated {
     ///
     /// # Errors
     /// [`PayloadError::LineCount`].
-    pub fn validate(&self) -> Result<(), PayloadError> {
+    pub(crate) fn validate(&self) -> Result<(), PayloadError> {
         check_line_count(self.items.len())
     }
 }
@@ -135,19 +123,6 @@ pub struct InventoryReserved {
     pub total_cents: i64,
     /// Currency of every amount in this event.
     pub currency: Currency,
-}
-
-impl InventoryReserved {
-    /// Checks the rules the field types cannot: 1 to [`MAX_LINES`] lines and
-    /// no negative amounts.
-    ///
-    /// # Errors
-    /// [`PayloadError::LineCount`] or [`PayloadError::NegativeCents`].
-    pub fn validate(&self) -> Result<(), PayloadError> {
-        check_line_count(self.lines.len())?;
-        check_cents("total_cents", self.total_cents)?;
-        self.lines.iter().try_for_each(|line| check_cents("unit_price_cents", line.unit_price_cents))
-    }
 }
 
 /// Why inventory refused to reserve an order.
@@ -395,24 +370,5 @@ mod tests {
     fn cancel_reasons_follow_the_failure_that_caused_them() {
         assert_eq!(CancelReason::from(RejectReason::UnknownProduct), CancelReason::UnknownProduct);
         assert_eq!(CancelReason::from(PaymentFailureReason::PaymentDeclined), CancelReason::PaymentDeclined);
-    }
-
-    #[test]
-    fn reservation_validate_catches_negative_prices_built_in_code() {
-        let reserved = InventoryReserved {
-            order_id: OrderId::new(),
-            reservation_id: ReservationId::new(),
-            lines: vec![ReservedLine {
-                product_id: ProductId::parse("p").unwrap(),
-                quantity: Quantity::parse(1).unwrap(),
-                unit_price_cents: -5,
-            }],
-            total_cents: 0,
-            currency: Currency::usd(),
-        };
-        assert_eq!(
-            reserved.validate(),
-            Err(PayloadError::NegativeCents { field: "unit_price_cents", value: -5 })
-        );
     }
 }

@@ -2,7 +2,7 @@
 //! reconnect, reconnecting forever, every connection event logged.
 //!
 //! Both schedules are the one [`Backoff`] of `orderflow-resilience`, shaped by
-//! [`ConnectConfig::backoff`].
+//! `ConnectConfig::backoff`.
 
 use std::time::Duration;
 
@@ -13,11 +13,11 @@ use orderflow_resilience::{Backoff, BackoffConfig, BackoffConfigError};
 #[derive(Clone, Debug)]
 pub struct ConnectConfig {
     /// Server URL(s), comma-separated (`nats://127.0.0.1:4222,nats://…`).
-    pub url: String,
+    pub(crate) url: String,
     /// Client name shown by the server (`orderflow/order-service`).
-    pub name: String,
+    pub(crate) name: String,
     /// First backoff delay.
-    pub min_backoff: Duration,
+    pub(crate) min_backoff: Duration,
     /// Backoff ceiling.
     pub max_backoff: Duration,
     /// Give up the first connect after this long; `None` retries forever.
@@ -42,7 +42,7 @@ impl ConnectConfig {
     /// The retry schedule of the first connect: doubling from `min_backoff` to `max_backoff`,
     /// up to half of each delay random so a fleet does not reconnect in lock-step, given up after
     /// `initial_timeout`. Reconnects follow the same delays without the time limit.
-    pub fn backoff(&self) -> BackoffConfig {
+    pub(crate) fn backoff(&self) -> BackoffConfig {
         BackoffConfig {
             initial: self.min_backoff,
             max: self.max_backoff,
@@ -75,7 +75,7 @@ pub enum ConnectError {
 
 /// The delay before reconnect attempt `attempt` (0-based): exponential, capped, with up to half
 /// of it random so a fleet does not reconnect in lock-step.
-pub fn reconnect_delay(attempt: usize, min: Duration, max: Duration) -> Duration {
+pub(crate) fn reconnect_delay(attempt: usize, min: Duration, max: Duration) -> Duration {
     let schedule = BackoffConfig { initial: min, max, max_elapsed: None, ..BackoffConfig::default() };
     schedule.delay(u32::try_from(attempt).unwrap_or(u32::MAX), fastrand::f64())
 }

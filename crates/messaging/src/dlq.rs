@@ -19,7 +19,7 @@ use crate::headers;
 use crate::publish::PublishError;
 
 /// The subject prefix of the DLQ stream.
-pub const DLQ_PREFIX: &str = "dlq.";
+pub(crate) const DLQ_PREFIX: &str = "dlq.";
 /// Longest `Orderflow-Dlq-Error` value kept.
 const MAX_ERROR_LEN: usize = 1024;
 
@@ -98,17 +98,17 @@ pub struct DeadLetter {
 
 impl DeadLetter {
     /// `dlq.` + the original subject.
-    pub fn subject(&self) -> String {
+    pub(crate) fn subject(&self) -> String {
         format!("{DLQ_PREFIX}{}", self.original_subject)
     }
 
     /// The DLQ message id: one per (consumer, stream, sequence).
-    pub fn message_id(&self) -> String {
+    pub(crate) fn message_id(&self) -> String {
         format!("{}:{}:{}", self.consumer, self.stream, self.stream_seq)
     }
 
     /// The headers of the dead letter.
-    pub fn dlq_headers(&self) -> HeaderMap {
+    pub(crate) fn dlq_headers(&self) -> HeaderMap {
         let mut h = HeaderMap::new();
         if let Some(orig) = &self.headers {
             for (name, values) in orig.iter() {

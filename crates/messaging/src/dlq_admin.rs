@@ -57,7 +57,7 @@ use crate::dlq::{DLQ_PREFIX, DlqReason};
 use crate::{BoxError, headers};
 
 /// Prefix of the `Nats-Msg-Id` of a replayed message.
-pub const REPLAY_ID_PREFIX: &str = "replay:";
+pub(crate) const REPLAY_ID_PREFIX: &str = "replay:";
 
 /// Headers a direct get adds to the stored message; they are not part of the dead letter.
 const DIRECT_GET_HEADERS: [&str; 6] = [
@@ -171,7 +171,7 @@ impl Filter {
     }
 
     /// The subject filter on the DLQ stream.
-    pub fn dlq_subject(&self) -> Result<String, DlqAdminError> {
+    pub(crate) fn dlq_subject(&self) -> Result<String, DlqAdminError> {
         let Some(subject) = self.subject.as_deref() else { return Ok(format!("{DLQ_PREFIX}>")) };
         let subject = subject.trim();
         // A `dlq.` prefix is tolerated: no original subject can start with it.
@@ -231,7 +231,7 @@ pub struct DeadLetterRecord {
     /// The durable consumer that gave up (`Orderflow-Consumer`).
     pub consumer: Option<String>,
     /// Why (`Orderflow-Dlq-Reason`); `None` when missing or not a known reason (the raw value
-    /// stays in [`headers`](Self::headers)).
+    /// stays in `headers`).
     pub reason: Option<DlqReason>,
     /// The error that dead-lettered it (`Orderflow-Dlq-Error`).
     pub error: Option<String>,
@@ -248,7 +248,7 @@ pub struct DeadLetterRecord {
     /// The envelope's `correlationid`, else the `X-Correlation-ID` header.
     pub correlation_id: Option<String>,
     /// Every header of the dead letter.
-    pub headers: HeaderMap,
+    pub(crate) headers: HeaderMap,
     /// The original payload, unchanged.
     pub payload: Bytes,
 }
@@ -256,7 +256,7 @@ pub struct DeadLetterRecord {
 impl DeadLetterRecord {
     /// Decodes a message read from the DLQ stream. Never fails: whatever is missing or
     /// undecodable is `None`.
-    pub fn from_stream_message(msg: StreamMessage) -> Self {
+    pub(crate) fn from_stream_message(msg: StreamMessage) -> Self {
         let mut headers = HeaderMap::new();
         for (name, values) in msg.headers.iter() {
             let name: &str = name.as_ref();
@@ -311,7 +311,7 @@ impl DeadLetterRecord {
     /// The `Nats-Msg-Id` of its replay: `replay:<dlq seq>:<original msg id>` (or
     /// `replay:<dlq seq>` without an original id). Deterministic, so a retried replay is
     /// de-duplicated by the target stream.
-    pub fn replay_message_id(&self) -> String {
+    pub(crate) fn replay_message_id(&self) -> String {
         match &self.original_msg_id {
             Some(id) => format!("{REPLAY_ID_PREFIX}{}:{id}", self.seq),
             None => format!("{REPLAY_ID_PREFIX}{}", self.seq),

@@ -7,11 +7,11 @@ pub const NATS_MSG_ID: &str = "Nats-Msg-Id";
 /// Correlation id of the request that caused the event (same name as over HTTP).
 pub const CORRELATION_ID: &str = "X-Correlation-ID";
 /// W3C trace context.
-pub const TRACEPARENT: &str = "traceparent";
+pub(crate) const TRACEPARENT: &str = "traceparent";
 /// CloudEvents structured mode content type.
-pub const CONTENT_TYPE: &str = "Content-Type";
+pub(crate) const CONTENT_TYPE: &str = "Content-Type";
 /// The value of [`CONTENT_TYPE`] for every orderflow event.
-pub const CLOUDEVENTS_JSON: &str = "application/cloudevents+json; charset=utf-8";
+pub(crate) const CLOUDEVENTS_JSON: &str = "application/cloudevents+json; charset=utf-8";
 
 /// Why the message was dead-lettered (`schema_invalid`, `malformed`, …).
 pub const DLQ_REASON: &str = "Orderflow-Dlq-Reason";

@@ -6,7 +6,7 @@
 //!   (drifted configuration is updated, matching configuration is left alone).
 //! - [`publish`]: publishing with `Nats-Msg-Id` = event id, correlation and trace headers,
 //!   pipelined so that many messages share the wait for their PubAcks, every ack awaited.
-//! - [`consumer`]: the consumer runtime. Handlers return `Ok`, a transient or a permanent error;
+//! - `consumer`: the consumer runtime. Handlers return `Ok`, a transient or a permanent error;
 //!   the runtime alone acks, naks with the scheduled delay, or dead-letters and terms. Handlers
 //!   never touch acks.
 //! - [`dlq`]: the dead-letter format (original payload and headers plus the `Orderflow-Dlq-*`
@@ -17,7 +17,7 @@
 //! messages at MaxDeliver.
 
 pub mod connect;
-pub mod consumer;
+pub(crate) mod consumer;
 pub mod dlq;
 pub mod dlq_admin;
 pub mod headers;
@@ -35,4 +35,4 @@ pub use schedule::RedeliverySchedule;
 pub use topology::{ConsumerSpec, StreamSpec, Topology};
 
 /// A boxed error that handlers and callbacks may return.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -1,7 +1,7 @@
 //! Publishing events to JetStream: message id, headers, pipelining and error classification.
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, context::PublishErrorKind, publish::PublishAck};
+use async_nats::jetstream::{self, publish::PublishAck};
 use bytes::Bytes;
 use orderflow_events::{CorrelationId, Envelope, Event};
 
@@ -17,7 +17,7 @@ pub fn originate<T: Event>(source: &str, correlation: CorrelationId, data: T) ->
 /// An event caused by `cause`: the same correlation id, and the trace context of a
 /// `"{subject} publish"` span under the current (process) span — or the cause's own context when
 /// spans are not recorded, so the trace is never broken.
-pub fn follow_up<C, T: Event>(source: &str, cause: &Envelope<C>, data: T) -> Envelope<T> {
+pub(crate) fn follow_up<C, T: Event>(source: &str, cause: &Envelope<C>, data: T) -> Envelope<T> {
     let traceparent =
         orderflow_telemetry::trace::publish_traceparent(T::KIND.subject(), cause.traceparent.clone());
     Envelope::new(source, cause.correlationid.clone(), data).with_traceparent(traceparent)
@@ -25,7 +25,7 @@ pub fn follow_up<C, T: Event>(source: &str, cause: &Envelope<C>, data: T) -> Env
 
 /// How many publishes are in flight before the publisher waits for their PubAcks (async-nats
 /// blocks silently past its own `max_ack_inflight` of 5000).
-pub const PIPELINE_WINDOW: usize = 1024;
+pub(crate) const PIPELINE_WINDOW: usize = 1024;
 
 /// A message ready to publish: what an outbox row stores.
 #[derive(Clone, Debug, PartialEq)]
@@ -68,7 +68,7 @@ impl OutgoingMessage {
     }
 
     /// The NATS headers orderflow puts on every event.
-    pub fn headers(&self) -> HeaderMap {
+    pub(crate) fn headers(&self) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(headers::NATS_MSG_ID, self.message_id.as_str());
         h.insert(headers::CONTENT_TYPE, headers::CLOUDEVENTS_JSON);
@@ -82,7 +82,7 @@ impl OutgoingMessage {
     }
 }
 
-/// Why a publish failed, and whether trying again can help.
+/// Why a publish failed.
 #[derive(Debug, thiserror::Error)]
 #[error("publishing to {subject}: {source}")]
 pub struct PublishError {
@@ -90,7 +90,7 @@ pub struct PublishError {
     pub subject: String,
     /// The client's error.
     #[source]
-    pub source: jetstream::context::PublishError,
+    pub(crate) source: jetstream::context::PublishError,
 }
 
 impl PublishError {
@@ -101,17 +101,6 @@ impl PublishError {
         std::error::Error::source(&self.source)
             .and_then(|e| e.downcast_ref::<async_nats::jetstream::Error>())
             .is_some_and(|e| e.error_code() == async_nats::jetstream::ErrorCode(10158))
-    }
-
-    /// Timeouts, lost connections and a stream that is briefly unavailable heal by themselves;
-    /// an oversized payload or a failed expectation never will.
-    pub fn is_retryable(&self) -> bool {
-        !matches!(
-            self.source.kind(),
-            PublishErrorKind::MaxPayloadExceeded
-                | PublishErrorKind::WrongLastMessageId
-                | PublishErrorKind::WrongLastSequence
-        )
     }
 }
 
@@ -138,7 +127,7 @@ impl Publisher {
             .map_err(err)
     }
 
-    /// Publishes many messages pipelined: up to [`PIPELINE_WINDOW`] are sent before their
+    /// Publishes many messages pipelined: up to `PIPELINE_WINDOW` are sent before their
     /// PubAcks are awaited, in order. Returns one result per message, so a caller (the outbox
     /// relay) can mark exactly the acknowledged ones as sent.
     pub async fn publish_all(&self, msgs: &[OutgoingMessage]) -> Vec<Result<PublishAck, PublishError>> {

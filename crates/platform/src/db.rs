@@ -36,7 +36,7 @@ use crate::writer::{self, CommittedOutbox, Mode, Unit, WriteError};
 
 /// Which database is behind a [`Db`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DbKind {
+pub(crate) enum DbKind {
     /// A SQLite file.
     Sqlite,
     /// A PostgreSQL schema.
@@ -112,7 +112,6 @@ const PLATFORM_MIGRATION: Migration = Migration {
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
-    kind: DbKind,
     engine: Arc<Engine>,
     committed: CommittedOutbox,
 }
@@ -234,7 +233,7 @@ impl Db {
                 (pool, Engine::Postgres { writer, pool: native })
             }
         };
-        Ok(Self { pool, kind, engine: Arc::new(engine), committed })
+        Ok(Self { pool, engine: Arc::new(engine), committed })
     }
 
     async fn migrate(&self, schema: &str, migrations: &[Migration]) -> Result<(), DbError> {
@@ -258,7 +257,7 @@ impl Db {
         &self.pool
     }
 
-    /// Runs `unit` in the database's next group commit (see [`crate::writer`]): one transaction
+    /// Runs `unit` in the database's next group commit (see `crate::writer`): one transaction
     /// and one commit for every unit queued meanwhile, each unit in its own savepoint. Returns
     /// once the unit's work is durable (or rolled back, with its error).
     ///
@@ -358,11 +357,6 @@ impl Db {
         queue.max_capacity() - queue.capacity()
     }
 
-    /// SQLite or PostgreSQL.
-    pub fn kind(&self) -> DbKind {
-        self.kind
-    }
-
     /// `SELECT 1` through the read path, for readiness.
     pub async fn ping(&self) -> Result<(), SqlError> {
         self.read(|tx| Box::pin(async move { tx.query_one("SELECT 1", &[]).await.map(|_| ()) })).await
@@ -459,7 +453,7 @@ pub fn redact(url: &str) -> String {
 }
 
 /// Is this error worth retrying (lock contention, serialization failure, lost connection)?
-pub fn is_transient(e: &sqlx::Error) -> bool {
+pub(crate) fn is_transient(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut

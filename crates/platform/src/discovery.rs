@@ -44,12 +44,12 @@ impl MicroEndpoint {
 }
 
 /// The subject of an endpoint: `orderflow.<service without -service>.<endpoint>`.
-pub fn subject(service: &str, endpoint: &str) -> String {
+pub(crate) fn subject(service: &str, endpoint: &str) -> String {
     format!("orderflow.{}.{endpoint}", service.trim_end_matches("-service"))
 }
 
 /// Registers `service` with a `status` endpoint and `endpoints`; answers until `shutdown`.
-pub async fn register(
+pub(crate) async fn register(
     client: &async_nats::Client,
     service: &'static str,
     health: Health,

@@ -31,7 +31,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{SetOnce, watch};
 use tokio_util::sync::CancellationToken;
 
-pub use crate::config::ServiceFlags;
+use crate::config::ServiceFlags;
 use crate::discovery::MicroEndpoint;
 use crate::http::{AdminGuard, HealthCheck, Secret};
 use crate::service::{Infra, InfraConfig, Running};
@@ -57,10 +57,10 @@ pub struct CommonSettings {
     pub shutdown_timeout_secs: u64,
     /// How long readiness answers 503 before the listener closes on shutdown, so that a load
     /// balancer stops routing first. 0 closes at once; set it to the balancer's probe period.
-    pub ready_drain_delay_ms: u64,
+    pub(crate) ready_drain_delay_ms: u64,
     /// JetStream stream replicas this service provisions (1 locally, 3 in a cluster); every
     /// service of one deployment must agree, or provisioning flips the replica count.
-    pub stream_replicas: usize,
+    pub(crate) stream_replicas: usize,
     /// Tuning of each of the service's consumers.
     pub consumer: ConsumerSettings,
     /// Requests of the service's own routes handled at once; beyond it they are answered
@@ -136,7 +136,7 @@ impl CommonSettings {
     }
 
     /// The consumer runtimes' tuning.
-    pub fn runtime_config(&self) -> RuntimeConfig {
+    pub(crate) fn runtime_config(&self) -> RuntimeConfig {
         RuntimeConfig {
             concurrency: self.consumer.concurrency.max(1),
             fetch_batch: self.consumer.fetch_batch.max(1),
@@ -195,11 +195,11 @@ pub struct Flags<F: clap::Args> {
     /// The flags every service takes.
     #[command(flatten)]
     #[serde(flatten)]
-    pub common: ServiceFlags,
+    pub(crate) common: ServiceFlags,
     /// The service's own.
     #[command(flatten)]
     #[serde(flatten)]
-    pub own: F,
+    pub(crate) own: F,
 }
 
 /// For a service with no flags of its own.
@@ -281,11 +281,6 @@ pub struct ConsumerId {
 pub struct WiredConsumers(Arc<SetOnce<Vec<ConsumerId>>>);
 
 impl WiredConsumers {
-    /// The consumers, or `None` while the service is not wired yet.
-    pub fn get(&self) -> Option<&[ConsumerId]> {
-        self.0.get().map(Vec::as_slice)
-    }
-
     /// Waits until the service is wired, then returns its consumers.
     pub async fn wait(&self) -> &[ConsumerId] {
         self.0.wait().await
@@ -412,11 +407,6 @@ impl<S: Service> Application<S> {
         &self.infra.db
     }
 
-    /// The service value (what it holds: clients, breakers).
-    pub fn service(&self) -> &S {
-        &self.service
-    }
-
     /// The settings it was built with.
     pub fn settings(&self) -> &S::Settings {
         &self.settings
@@ -506,7 +496,7 @@ pub fn load_settings<S: Service>(
 const RENAMED: &[(&str, &str)] = &[("consumer_concurrency", "consumer.concurrency")];
 
 /// The flags of `S`'s binary, parsed from the command line (exits with usage on bad ones).
-pub fn parse_flags<S: Service>(about: &'static str) -> Flags<S::Flags> {
+pub(crate) fn parse_flags<S: Service>(about: &'static str) -> Flags<S::Flags> {
     // `augment_args` sets the struct's doc comment as the about text: ours goes on after it.
     let command = Flags::<S::Flags>::augment_args(clap::Command::new(S::NAME));
     let matches = command.about(about).version(env!("CARGO_PKG_VERSION")).get_matches();

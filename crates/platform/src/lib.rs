@@ -9,7 +9,7 @@
 //! - [`outbox`]: the transactional outbox — events are written in the same transaction as the
 //!   state change, and a relay publishes them to JetStream as the writer hands them over after the
 //!   commit, marks them sent, and sweeps the table for what a crash left (a re-send is harmless: `Nats-Msg-Id` de-duplicates).
-//! - [`writer`]: group commit — concurrent units of work share one transaction and one commit,
+//! - `writer`: group commit — concurrent units of work share one transaction and one commit,
 //!   each in its own savepoint, and learn of their success only after the commit.
 //! - [`inbox`]: the record of processed event ids that makes every handler idempotent.
 //! - [`http`]: RFC 9457 problem+json, the JSON extractor that maps every bad input to one,
@@ -30,11 +30,11 @@ pub mod outbox;
 pub(crate) mod service;
 pub mod shutdown;
 pub mod sql;
-pub mod writer;
+pub(crate) mod writer;
 
-pub use db::{Db, DbError, DbKind, Migration};
+pub use db::{Db, DbError, Migration};
 pub use outbox::OutboxRelay;
-pub use sql::{Param, Row, SqlError, Tx};
+pub use sql::{SqlError, Tx};
 pub use writer::WriteError;
 
 /// The current UTC time as RFC 3339 with millisecond precision (fixed width, so it sorts).

@@ -2,7 +2,7 @@
 //!
 //! [`enqueue`] writes an outgoing event inside the caller's transaction. Once the writer has
 //! committed that transaction it hands the event to the [`OutboxRelay`] in memory
-//! ([`crate::writer`]): the relay publishes it at once (pipelined, every PubAck awaited) without
+//! (`crate::writer`): the relay publishes it at once (pipelined, every PubAck awaited) without
 //! reading it back, and marks what JetStream acknowledged as sent a little later, many rows in
 //! one statement that joins the writer's next group commit (no transaction of its own).
 //!
@@ -25,17 +25,17 @@ use crate::sql::{Param, SqlError, Tx};
 use crate::{Db, args};
 
 /// Largest batch the relay publishes at once.
-pub const BATCH: i64 = 512;
+pub(crate) const BATCH: i64 = 512;
 /// Sent rows are deleted after this long.
-pub const KEEP_SENT: Duration = Duration::from_secs(3600);
+pub(crate) const KEEP_SENT: Duration = Duration::from_secs(3600);
 /// The sweep publishes rows still unsent this long after they were written: far longer than
 /// the in-memory path takes to publish and mark a row, far shorter than JetStream's duplicate
 /// window (2 min), so a row the sweep sends again is still de-duplicated.
 pub const SWEEP_AFTER: Duration = Duration::from_secs(5);
 /// How often the sweep looks.
-pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// How long published rows wait to be marked sent, so that many share one statement.
-pub const MARK_EVERY: Duration = Duration::from_millis(100);
+pub(crate) const MARK_EVERY: Duration = Duration::from_millis(100);
 
 /// Writes `msg` to the outbox in the caller's transaction.
 pub async fn enqueue(tx: &mut Tx, msg: &OutgoingMessage) -> Result<(), SqlError> {
@@ -101,7 +101,7 @@ pub struct Backlog {
     /// Unsent rows.
     pub unsent: i64,
     /// `created_at` of the oldest unsent row.
-    pub oldest: Option<String>,
+    pub(crate) oldest: Option<String>,
 }
 
 /// Which unsent rows a sweep reads.

@@ -26,38 +26,38 @@ use crate::{Db, Migration};
 
 /// A service's connections.
 #[derive(Debug)]
-pub struct Infra {
+pub(crate) struct Infra {
     /// The service name (`order-service`): the `service` label of its metrics.
-    pub service: &'static str,
+    pub(crate) service: &'static str,
     /// The NATS client.
-    pub client: async_nats::Client,
+    pub(crate) client: async_nats::Client,
     /// JetStream on it.
-    pub js: jetstream::Context,
+    pub(crate) js: jetstream::Context,
     /// The service's database.
-    pub db: Db,
+    pub(crate) db: Db,
     relay: OutboxRelay,
 }
 
 /// Where a service connects.
 #[derive(Clone, Debug)]
-pub struct InfraConfig<'a> {
+pub(crate) struct InfraConfig<'a> {
     /// `order-service`, `inventory-service`, …; the NATS client is named `orderflow/<service>`.
-    pub service: &'static str,
+    pub(crate) service: &'static str,
     /// NATS URL(s).
-    pub nats_url: &'a str,
+    pub(crate) nats_url: &'a str,
     /// Database URL.
-    pub database_url: &'a str,
+    pub(crate) database_url: &'a str,
     /// PostgreSQL schema.
-    pub db_schema: &'a str,
+    pub(crate) db_schema: &'a str,
     /// The service's migrations.
-    pub migrations: &'a [Migration],
+    pub(crate) migrations: &'a [Migration],
     /// JetStream stream replicas (1 locally, 3 in a cluster).
-    pub stream_replicas: usize,
+    pub(crate) stream_replicas: usize,
 }
 
 impl Infra {
     /// Opens and migrates the database, connects NATS, provisions JetStream.
-    pub async fn connect(cfg: InfraConfig<'_>) -> anyhow::Result<Self> {
+    pub(crate) async fn connect(cfg: InfraConfig<'_>) -> anyhow::Result<Self> {
         let service = cfg.service;
         orderflow_telemetry::metrics::install();
         let db = Db::connect(cfg.database_url, cfg.db_schema, cfg.migrations)
@@ -76,7 +76,7 @@ impl Infra {
     }
 
     /// Readiness checks for NATS and the database.
-    pub fn health(&self) -> Health {
+    pub(crate) fn health(&self) -> Health {
         Health::new()
             .with(HealthCheck::nats(self.client.clone()))
             .with(HealthCheck::database(self.db.clone()))
@@ -85,30 +85,30 @@ impl Infra {
 
 /// What [`run`] drives.
 #[derive(Debug)]
-pub struct Running {
+pub(crate) struct Running {
     /// Connections.
-    pub infra: Infra,
+    pub(crate) infra: Infra,
     /// The bound listener.
-    pub listener: TcpListener,
+    pub(crate) listener: TcpListener,
     /// The service's routes (health and metrics routes are added here).
-    pub router: Router,
+    pub(crate) router: Router,
     /// Readiness (checks for consumers already added).
-    pub health: Health,
+    pub(crate) health: Health,
     /// Consumer runtimes, started with `shutdown` (or a child of it).
-    pub consumers: Vec<ConsumerHandle>,
+    pub(crate) consumers: Vec<ConsumerHandle>,
     /// Bound on the whole drain.
-    pub shutdown_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
     /// How long readiness answers 503 before the listener closes (0: close at once).
-    pub ready_drain_delay: Duration,
+    pub(crate) ready_drain_delay: Duration,
     /// Request-reply endpoints to register with the NATS micro service (besides `status`).
-    pub micro_endpoints: Vec<MicroEndpoint>,
+    pub(crate) micro_endpoints: Vec<MicroEndpoint>,
     /// Requests of the service's routes at once before it sheds (`503`).
-    pub max_concurrent_requests: usize,
+    pub(crate) max_concurrent_requests: usize,
 }
 
 /// Serves until `shutdown`, then drains (see the module docs). Fails if the HTTP server stops on
 /// its own or the drain misses its deadline.
-pub async fn run(parts: Running, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub(crate) async fn run(parts: Running, shutdown: CancellationToken) -> anyhow::Result<()> {
     let Running {
         infra,
         listener,

@@ -13,7 +13,7 @@
 //! What a unit of work must never do follows from the first point: await anything that is not
 //! a [`Tx`] method (a timer, a channel, the network). On SQLite such a unit cannot finish on the
 //! writer thread; it is rolled back with its batch and its caller gets
-//! [`WriteError::Aborted`](crate::WriteError::Aborted) (see [`crate::writer`]).
+//! [`WriteError::Aborted`](crate::WriteError::Aborted) (see `crate::writer`).
 //!
 //! Values cross the boundary as [`Param`] (in) and [`Row`] (out): integers (`BIGINT`), text and
 //! typed NULLs, which is all the portable schema uses.
@@ -88,7 +88,7 @@ macro_rules! args {
 
 /// A column value read back.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Value {
+pub(crate) enum Value {
     /// NULL.
     Null,
     /// An integer.

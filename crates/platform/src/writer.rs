@@ -40,9 +40,9 @@ use crate::sql::Tx;
 pub(crate) type CommittedOutbox = Arc<OnceLock<mpsc::UnboundedSender<Vec<OutgoingMessage>>>>;
 
 /// Most units in one transaction.
-pub const MAX_BATCH: usize = 256;
+pub(crate) const MAX_BATCH: usize = 256;
 /// Units that may wait for the writer; senders wait beyond that (back-pressure).
-pub const QUEUE: usize = 4096;
+pub(crate) const QUEUE: usize = 4096;
 
 /// Why a unit of work did not commit.
 #[derive(Debug, thiserror::Error)]

@@ -125,21 +125,11 @@ impl BackoffConfig {
     }
 }
 
-/// Where jitter comes from.
-#[derive(Clone, Debug)]
-enum Randomness {
-    /// The thread-local generator: every copy of a [`Backoff`] draws independently.
-    Thread,
-    /// A seeded generator, for reproducible schedules.
-    Seeded(fastrand::Rng),
-}
-
 /// A running retry schedule: hands out the delay before each retry and says when to give up.
 ///
 /// Build one per operation being retried (or clone a prototype and [`reset`](Self::reset) it);
 /// call [`next_delay`](Self::next_delay) after each failure and [`reset`](Self::reset) after a
-/// success. Time comes from the injected [`Clock`]; jitter from the thread-local generator, or a
-/// seeded one ([`with_seed`](Self::with_seed)).
+/// success. Time comes from the injected [`Clock`]; jitter from the thread-local generator.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -166,7 +156,6 @@ enum Randomness {
 pub struct Backoff {
     config: BackoffConfig,
     clock: Arc<dyn Clock>,
-    randomness: Randomness,
     /// Delays handed out since the last reset.
     attempt: u32,
     /// When the schedule started or was last reset; `max_elapsed` counts from here.
@@ -192,7 +181,7 @@ impl Backoff {
     fn unchecked(config: BackoffConfig) -> Self {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let started = clock.now();
-        Self { config, clock, randomness: Randomness::Thread, attempt: 0, started, give_up_at: None }
+        Self { config, clock, attempt: 0, started, give_up_at: None }
     }
 
     /// The same schedule on `clock` (tests pass a [`ManualClock`](crate::ManualClock)); it
@@ -201,14 +190,6 @@ impl Backoff {
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self.reset();
-        self
-    }
-
-    /// Draws jitter from a generator seeded with `seed`, so the delays are reproducible. Clones
-    /// then repeat the same sequence.
-    #[must_use]
-    pub fn with_seed(mut self, seed: u64) -> Self {
-        self.randomness = Randomness::Seeded(fastrand::Rng::with_seed(seed));
         self
     }
 
@@ -221,23 +202,8 @@ impl Backoff {
         self
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &BackoffConfig {
-        &self.config
-    }
-
-    /// The clock this schedule reads; sleep on it for the delays it hands out.
-    pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.clock
-    }
-
-    /// Delays handed out since the schedule started or was reset.
-    pub fn attempts(&self) -> u32 {
-        self.attempt
-    }
-
     /// When the schedule gives up, if it ever does.
-    pub fn deadline(&self) -> Option<Instant> {
+    pub(crate) fn deadline(&self) -> Option<Instant> {
         let elapsed_limit = self.config.max_elapsed.and_then(|limit| self.started.checked_add(limit));
         match (elapsed_limit, self.give_up_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -250,11 +216,6 @@ impl Backoff {
         self.deadline().map(|deadline| deadline.saturating_duration_since(self.clock.now()))
     }
 
-    /// Whether the time budget is spent.
-    pub fn is_exhausted(&self) -> bool {
-        self.remaining().is_some_and(|left| left.is_zero())
-    }
-
     /// The wait before the next retry, or `None` once the time budget is spent. The last delay
     /// is cut short so that it ends at the deadline: one more attempt is made right then.
     pub fn next_delay(&mut self) -> Option<Duration> {
@@ -262,14 +223,7 @@ impl Backoff {
         if remaining.is_some_and(|left| left.is_zero()) {
             return None;
         }
-        let sample = if self.config.jitter > 0.0 {
-            match &mut self.randomness {
-                Randomness::Thread => fastrand::f64(),
-                Randomness::Seeded(rng) => rng.f64(),
-            }
-        } else {
-            0.0
-        };
+        let sample = if self.config.jitter > 0.0 { fastrand::f64() } else { 0.0 };
         let delay = self.config.delay(self.attempt, sample);
         self.attempt = self.attempt.saturating_add(1);
         Some(remaining.map_or(delay, |left| delay.min(left)))
@@ -418,22 +372,12 @@ mod tests {
     }
 
     #[test]
-    fn the_same_seed_gives_the_same_delays() {
-        let a = Backoff::new(BackoffConfig::default()).unwrap().with_seed(7);
-        let b = Backoff::new(BackoffConfig::default()).unwrap().with_seed(7);
-
-        assert_eq!(a.take(10).collect::<Vec<_>>(), b.take(10).collect::<Vec<_>>());
-    }
-
-    #[test]
     fn reset_starts_the_schedule_over() {
         let mut backoff = Backoff::new(deterministic()).unwrap();
-        backoff.by_ref().take(5).for_each(drop);
-        assert_eq!(backoff.attempts(), 5);
+        assert_eq!(backoff.by_ref().take(5).collect::<Vec<_>>(), [100, 200, 400, 800, 1600].map(ms));
 
         backoff.reset();
 
-        assert_eq!(backoff.attempts(), 0);
         assert_eq!(backoff.next_delay(), Some(ms(100)));
     }
 
@@ -453,7 +397,6 @@ mod tests {
         clock.advance(Duration::from_secs(365 * 24 * 3600));
 
         assert_eq!(backoff.remaining(), None);
-        assert!(!backoff.is_exhausted());
         assert_eq!(backoff.next_delay(), Some(ms(100)));
     }
 
@@ -471,7 +414,6 @@ mod tests {
         }
 
         assert_eq!(slept, [100, 200, 400, 300].map(ms));
-        assert!(backoff.is_exhausted());
         assert_eq!(backoff.remaining(), Some(Duration::ZERO));
     }
 
@@ -529,8 +471,7 @@ mod tests {
 
         let mut backoff = Backoff::default().with_clock(clock).give_up_at(deadline);
 
-        assert!(backoff.is_exhausted());
+        assert_eq!(backoff.remaining(), Some(Duration::ZERO));
         assert_eq!(backoff.next_delay(), None);
-        assert_eq!(backoff.attempts(), 0);
     }
 }

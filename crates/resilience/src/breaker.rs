@@ -2,7 +2,7 @@
 //!
 //! Every decision happens inside a short critical section that never awaits; time comes from the
 //! injected [`Clock`], and the open → half-open step is taken lazily whenever the breaker is
-//! asked (`try_acquire`, `state`, `retry_after`, …) or by [`CircuitBreaker::wait_until_probe`].
+//! asked (`try_acquire`, `state`, `snapshot`, …) or by [`CircuitBreaker::wait_until_probe`].
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -67,16 +67,6 @@ pub enum Rejected {
     ProbesBusy,
 }
 
-impl Rejected {
-    /// How long to wait before asking again, when known.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Self::Open { retry_after } => Some(*retry_after),
-            Self::ProbesBusy => None,
-        }
-    }
-}
-
 /// A point-in-time view of the breaker, for metrics and health output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BreakerSnapshot {
@@ -84,12 +74,8 @@ pub struct BreakerSnapshot {
     pub state: BreakerState,
     /// Outcomes in the rolling window (only counted while closed).
     pub window: WindowCounts,
-    /// State changes since the breaker was built.
-    pub transitions: u64,
-    /// How many of those changes opened the breaker.
+    /// How many times the breaker has opened since it was built.
     pub times_opened: u64,
-    /// Time left until a probe is allowed, while open.
-    pub retry_after: Option<Duration>,
 }
 
 /// A thread-safe circuit breaker.
@@ -142,7 +128,6 @@ struct Core {
     opened_at: Instant,
     probes_in_flight: u32,
     probe_successes: u32,
-    transitions: u64,
     times_opened: u64,
 }
 
@@ -163,18 +148,12 @@ impl CircuitBreaker {
             opened_at: now,
             probes_in_flight: 0,
             probe_successes: 0,
-            transitions: 0,
             times_opened: 0,
         };
         let (state_tx, _) = watch::channel(BreakerState::Closed);
         Ok(Self {
             shared: Arc::new(Shared { config, clock: Arc::new(clock), core: Mutex::new(core), state_tx }),
         })
-    }
-
-    /// The configuration this breaker was built with.
-    pub fn config(&self) -> &BreakerConfig {
-        &self.shared.config
     }
 
     /// Asks to make one call. Closed: always granted. Open: rejected with the time left.
@@ -205,14 +184,8 @@ impl CircuitBreaker {
         core.state
     }
 
-    /// Time left until a probe is allowed; `None` unless the breaker is open.
-    pub fn retry_after(&self) -> Option<Duration> {
-        let now = self.shared.clock.now();
-        self.next_probe_at().map(|at| at.saturating_duration_since(now))
-    }
-
     /// The instant the breaker turns half-open; `None` unless it is open.
-    pub fn next_probe_at(&self) -> Option<Instant> {
+    pub(crate) fn next_probe_at(&self) -> Option<Instant> {
         let now = self.shared.clock.now();
         let mut core = self.shared.lock();
         self.shared.refresh(&mut core, now);
@@ -240,24 +213,15 @@ impl CircuitBreaker {
         }
     }
 
-    /// State changes since the breaker was built (a monotonic counter for metrics).
-    pub fn transitions(&self) -> u64 {
-        self.shared.lock().transitions
-    }
-
     /// State, window counts and counters, read under one lock.
     pub fn snapshot(&self) -> BreakerSnapshot {
         let now = self.shared.clock.now();
         let mut core = self.shared.lock();
         self.shared.refresh(&mut core, now);
-        let retry_after = (core.state == BreakerState::Open)
-            .then(|| self.shared.probe_at(&core).saturating_duration_since(now));
         BreakerSnapshot {
             state: core.state,
             window: core.window.counts(now),
-            transitions: core.transitions,
             times_opened: core.times_opened,
-            retry_after,
         }
     }
 
@@ -287,7 +251,6 @@ impl Shared {
     fn transition(&self, core: &mut Core, to: BreakerState, now: Instant) {
         core.state = to;
         core.epoch += 1;
-        core.transitions += 1;
         core.probes_in_flight = 0;
         core.probe_successes = 0;
         match to {
@@ -371,11 +334,6 @@ impl Permit {
         self.settle(Some(false));
     }
 
-    /// Whether this permit is a half-open probe.
-    pub fn is_probe(&self) -> bool {
-        self.probe
-    }
-
     fn settle(&mut self, outcome: Option<bool>) {
         if !self.settled {
             self.settled = true;
@@ -430,8 +388,14 @@ mod tests {
         }
     }
 
+    /// Time left until a probe is allowed; `None` unless the breaker is open.
+    fn retry_after(breaker: &CircuitBreaker) -> Option<Duration> {
+        let now = breaker.shared.clock.now();
+        breaker.next_probe_at().map(|at| at.saturating_duration_since(now))
+    }
+
     fn open(breaker: &CircuitBreaker) {
-        fail(breaker, breaker.config().min_calls as usize);
+        fail(breaker, breaker.shared.config.min_calls as usize);
         assert_eq!(breaker.state(), BreakerState::Open);
     }
 
@@ -440,8 +404,8 @@ mod tests {
         let (breaker, _) = breaker(config());
 
         assert_eq!(breaker.state(), BreakerState::Closed);
-        assert!(!breaker.try_acquire().unwrap().is_probe());
-        assert_eq!(breaker.retry_after(), None);
+        assert!(!breaker.try_acquire().unwrap().probe);
+        assert_eq!(retry_after(&breaker), None);
     }
 
     #[test]
@@ -455,7 +419,7 @@ mod tests {
 
         assert_eq!(breaker.state(), BreakerState::Open, "2 of 4 failed = 50 %");
         assert_eq!(breaker.try_acquire().unwrap_err(), Rejected::Open { retry_after: OPEN_FOR });
-        assert_eq!(breaker.retry_after(), Some(OPEN_FOR));
+        assert_eq!(retry_after(&breaker), Some(OPEN_FOR));
     }
 
     #[test]
@@ -511,11 +475,11 @@ mod tests {
 
         clock.advance(OPEN_FOR - Duration::from_millis(1));
         assert_eq!(breaker.state(), BreakerState::Open);
-        assert_eq!(breaker.retry_after(), Some(Duration::from_millis(1)));
+        assert_eq!(retry_after(&breaker), Some(Duration::from_millis(1)));
 
         clock.advance(Duration::from_millis(1));
         assert_eq!(breaker.state(), BreakerState::HalfOpen);
-        assert_eq!(breaker.retry_after(), None);
+        assert_eq!(retry_after(&breaker), None);
         assert_eq!(breaker.next_probe_at(), None);
     }
 
@@ -526,7 +490,7 @@ mod tests {
         clock.advance(OPEN_FOR);
 
         let probe = breaker.try_acquire().unwrap();
-        assert!(probe.is_probe());
+        assert!(probe.probe);
         probe.success();
 
         assert_eq!(breaker.state(), BreakerState::Closed);
@@ -542,7 +506,7 @@ mod tests {
         breaker.try_acquire().unwrap().failure();
 
         assert_eq!(breaker.state(), BreakerState::Open);
-        assert_eq!(breaker.retry_after(), Some(OPEN_FOR));
+        assert_eq!(retry_after(&breaker), Some(OPEN_FOR));
         assert_eq!(breaker.snapshot().times_opened, 2);
     }
 
@@ -673,8 +637,6 @@ mod tests {
         clock.advance(OPEN_FOR);
         breaker.try_acquire().unwrap().success();
         assert_eq!(*rx.borrow_and_update(), BreakerState::Closed);
-
-        assert_eq!(breaker.transitions(), 5);
         assert!(!rx.has_changed().unwrap());
     }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// A boxed, `Send` future, as returned by [`Clock::sleep_until`].
-pub type BoxSleep<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+pub(crate) type BoxSleep<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// A source of monotonic time.
 pub trait Clock: Send + Sync + fmt::Debug + 'static {

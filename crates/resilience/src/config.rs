@@ -62,7 +62,7 @@ impl BreakerConfig {
     /// Checks that the configuration describes a breaker that can work.
     ///
     /// A `failure_rate` of 0 is rejected because it would open a perfectly healthy circuit.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.window.is_zero() {
             return Err(ConfigError::ZeroWindow);
         }

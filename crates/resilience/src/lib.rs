@@ -32,6 +32,6 @@ mod window;
 
 pub use backoff::{Backoff, BackoffConfig, BackoffConfigError};
 pub use breaker::{BreakerSnapshot, BreakerState, CircuitBreaker, Permit, Rejected};
-pub use clock::{BoxSleep, Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{BreakerConfig, ConfigError};
 pub use window::WindowCounts;

@@ -15,14 +15,14 @@ struct Bucket {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WindowCounts {
     /// Calls that succeeded.
-    pub successes: u64,
+    pub(crate) successes: u64,
     /// Calls that failed.
     pub failures: u64,
 }
 
 impl WindowCounts {
     /// All calls counted.
-    pub fn calls(&self) -> u64 {
+    pub(crate) fn calls(&self) -> u64 {
         self.successes + self.failures
     }
 }

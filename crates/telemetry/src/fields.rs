@@ -21,7 +21,7 @@ fn printed(name: &str) -> bool {
 
 /// JSON span fields for the JSON log format, minus the trace-only attributes.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct LeanJsonFields;
+pub(crate) struct LeanJsonFields;
 
 impl<'w> FormatFields<'w> for LeanJsonFields {
     fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {

@@ -32,7 +32,7 @@ pub enum LogFormat {
 
 impl LogFormat {
     /// `LOG_FORMAT` (`json` | `pretty`), else JSON unless stdout is a terminal.
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         match std::env::var("LOG_FORMAT").ok().as_deref() {
             Some("json") => Self::Json,
             Some("pretty" | "text") => Self::Pretty,
@@ -49,11 +49,11 @@ pub fn init(default_directive: &str) -> bool {
 }
 
 /// Like [`init`] with an explicit format.
-pub fn init_with(format: LogFormat, default_directive: &str) -> bool {
+pub(crate) fn init_with(format: LogFormat, default_directive: &str) -> bool {
     init_writing_to(format, default_directive, std::io::stdout)
 }
 
-/// Like [`init_with`], writing the log lines to `writer` instead of stdout (a file, or
+/// Like `init_with`, writing the log lines to `writer` instead of stdout (a file, or
 /// `std::io::sink` for a test that needs the production subscriber but not its output).
 pub fn init_writing_to<W>(format: LogFormat, default_directive: &str, writer: W) -> bool
 where

@@ -20,7 +20,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 pub const TRACEPARENT: &str = "traceparent";
 
 /// The W3C `traceparent` of `span`, when it has a valid OpenTelemetry context.
-pub fn traceparent(span: &Span) -> Option<String> {
+pub(crate) fn traceparent(span: &Span) -> Option<String> {
     let cx = span.context();
     if !cx.span().span_context().is_valid() {
         return None;

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::Faults;
 
 /// Prefix of the environment variables read by [`Config::load`].
-pub const ENV_PREFIX: &str = "ORDERFLOW__GATEWAY__";
+pub(crate) const ENV_PREFIX: &str = "ORDERFLOW__GATEWAY__";
 
 /// Everything the simulator needs to start.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -80,19 +80,19 @@ pub struct Overrides {
 pub struct Cli {
     /// Address to bind [default: 127.0.0.1].
     #[arg(long)]
-    pub host: Option<IpAddr>,
+    pub(crate) host: Option<IpAddr>,
     /// Port to bind [default: 8090].
     #[arg(long)]
-    pub port: Option<u16>,
+    pub(crate) port: Option<u16>,
     /// Directory of the durable ledger, `gateway-sim.db` [default: .orderflow].
     #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<std::path::PathBuf>,
+    pub(crate) data_dir: Option<std::path::PathBuf>,
     /// The admin token `/admin/*` asks for (`Authorization: Bearer …`).
     #[arg(long, env = "ORDERFLOW_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<Secret>,
+    pub(crate) admin_token: Option<Secret>,
     /// TOML configuration file (overridden by ORDERFLOW__GATEWAY__* variables and flags).
     #[arg(long, value_name = "FILE")]
-    pub config: Option<std::path::PathBuf>,
+    pub(crate) config: Option<std::path::PathBuf>,
 }
 
 impl Cli {
@@ -136,12 +136,12 @@ impl Config {
     }
 
     /// The address to bind.
-    pub fn address(&self) -> SocketAddr {
+    pub(crate) fn address(&self) -> SocketAddr {
         SocketAddr::new(self.host, self.port)
     }
 
     /// The drain deadline.
-    pub fn shutdown_timeout(&self) -> Duration {
+    pub(crate) fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
     }
 }

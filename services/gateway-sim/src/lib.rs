@@ -8,16 +8,16 @@
 //! charge for a known key, and never answer 500 except for the injected `error_rate`.
 //!
 //! The binary is a thin shell around [`startup::run`]; tests and `orderflow up` build the same
-//! [`startup::router`] in-process.
+//! `startup::router` in-process.
 
-pub mod configuration;
+pub(crate) mod configuration;
 pub mod domain;
 pub mod problem;
 pub mod routes;
 pub mod startup;
-pub mod state;
-pub mod storage;
+pub(crate) mod state;
+pub(crate) mod storage;
 
 pub use configuration::{Cli, Config, ConfigError, Overrides};
-pub use startup::{bind, router, run};
+pub use startup::{bind, run};
 pub use state::AppState;

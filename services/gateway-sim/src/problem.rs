@@ -1,7 +1,7 @@
 //! Errors as RFC 9457 `application/problem+json`, one stable `type` per error class, and the
 //! JSON extractor whose rejections become those problems.
 //!
-//! | status | `type` (after [`TYPE_BASE`]) | when |
+//! | status | `type` (after `TYPE_BASE`) | when |
 //! |---|---|---|
 //! | 400 | `malformed-json` | the body is not JSON, or the query string does not parse |
 //! | 404 | `not-found` | no such route |
@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// Prefix of every problem `type`.
-pub const TYPE_BASE: &str = "https://orderflow.dev/problems/";
+pub(crate) const TYPE_BASE: &str = "https://orderflow.dev/problems/";
 
 /// An error a route answers with.
 #[derive(Debug, thiserror::Error)]
@@ -64,13 +64,13 @@ pub enum ApiError {
 
 impl ApiError {
     /// A failure of the ledger's database, logged here.
-    pub fn storage(e: orderflow_platform::SqlError) -> Self {
+    pub(crate) fn storage(e: orderflow_platform::SqlError) -> Self {
         tracing::error!(error = %e, "the ledger's database failed");
         Self::Unavailable(e.to_string())
     }
 
     /// The HTTP status.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
@@ -86,7 +86,7 @@ impl ApiError {
     }
 
     /// The stable last segment of the problem `type`.
-    pub fn slug(&self) -> &'static str {
+    pub(crate) fn slug(&self) -> &'static str {
         match self {
             Self::Malformed(_) => "malformed-json",
             Self::NotFound(_) => "not-found",

@@ -17,10 +17,10 @@ use crate::routes::{admin, charges, health, metrics, openapi};
 use crate::state::AppState;
 
 /// Largest accepted request body (SPEC: 64 KiB; larger is a 413).
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The simulator's routes over `state`, for tests and for mounting inside `orderflow up`.
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     let admin_routes = Router::new()
         .route("/admin/faults", get(admin::get_faults).put(admin::put_faults))
         .route("/admin/charges", get(admin::list_charges))

@@ -30,7 +30,7 @@ struct Inner {
 
 impl AppState {
     /// What the admin routes check.
-    pub fn admin(&self) -> &AdminGuard {
+    pub(crate) fn admin(&self) -> &AdminGuard {
         &self.inner.admin
     }
 
@@ -58,24 +58,24 @@ impl AppState {
     }
 
     /// The durable ledger.
-    pub fn ledger(&self) -> &Ledger {
+    pub(crate) fn ledger(&self) -> &Ledger {
         &self.inner.ledger
     }
 
     /// The faults in force.
-    pub fn faults(&self) -> Faults {
+    pub(crate) fn faults(&self) -> Faults {
         *self.inner.faults.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Applies a partial update and returns the faults now in force.
-    pub fn update_faults(&self, patch: FaultsPatch) -> Faults {
+    pub(crate) fn update_faults(&self, patch: FaultsPatch) -> Faults {
         let mut faults = self.inner.faults.write().unwrap_or_else(PoisonError::into_inner);
         *faults = faults.merge(patch);
         *faults
     }
 
     /// Decides a charge request against the ledger and the faults in force.
-    pub async fn charge(
+    pub(crate) async fn charge(
         &self,
         key: IdempotencyKey,
         request: ChargeRequest,
@@ -92,7 +92,7 @@ impl AppState {
     }
 
     /// Sleeps for the injected latency, or until shutdown starts.
-    pub async fn inject_latency(&self) {
+    pub(crate) async fn inject_latency(&self) {
         let latency = self.faults().latency_ms.duration();
         if latency.is_zero() {
             return;
@@ -104,7 +104,7 @@ impl AppState {
     }
 
     /// Whether shutdown has started.
-    pub fn is_shutting_down(&self) -> bool {
+    pub(crate) fn is_shutting_down(&self) -> bool {
         self.inner.shutdown.is_cancelled()
     }
 }

@@ -22,7 +22,7 @@ use crate::domain::{
 
 /// How long an idempotency key is honoured (real gateways keep them 24–48 h). The charge itself
 /// stays in the ledger.
-pub const KEY_RETENTION: Duration = Duration::from_secs(48 * 3600);
+pub(crate) const KEY_RETENTION: Duration = Duration::from_secs(48 * 3600);
 
 const MIGRATION: Migration = Migration {
     version: 100,
@@ -50,20 +50,20 @@ const COLUMNS: &str =
 
 /// The ledger's handle; clones share the database.
 #[derive(Clone, Debug)]
-pub struct Ledger {
+pub(crate) struct Ledger {
     db: Db,
 }
 
 impl Ledger {
     /// Opens (or creates) `<data_dir>/gateway-sim.db`.
-    pub async fn open(data_dir: &Path) -> Result<Self, DbError> {
+    pub(crate) async fn open(data_dir: &Path) -> Result<Self, DbError> {
         let url = format!("sqlite://{}", data_dir.join("gateway-sim.db").display());
         Ok(Self { db: Db::connect(&url, "gateway", &[MIGRATION]).await? })
     }
 
     /// Decides a charge request against the recorded charge of its key and records a new one;
     /// answers once it is durable.
-    pub async fn charge(
+    pub(crate) async fn charge(
         &self,
         key: IdempotencyKey,
         request: ChargeRequest,
@@ -99,7 +99,7 @@ impl Ledger {
     }
 
     /// Charges for one order, or all of them, oldest first.
-    pub async fn charges(&self, order_id: Option<String>) -> Result<Vec<Charge>, SqlError> {
+    pub(crate) async fn charges(&self, order_id: Option<String>) -> Result<Vec<Charge>, SqlError> {
         self.db
             .read(move |tx| {
                 Box::pin(async move {
@@ -125,7 +125,7 @@ impl Ledger {
     }
 
     /// `(succeeded, declined)` charge counts.
-    pub async fn count_by_status(&self) -> Result<(u64, u64), SqlError> {
+    pub(crate) async fn count_by_status(&self) -> Result<(u64, u64), SqlError> {
         self.db
             .read(|tx| {
                 Box::pin(async move {
@@ -147,7 +147,7 @@ impl Ledger {
     }
 
     /// Forgets the idempotency keys older than [`KEY_RETENTION`]; returns how many.
-    pub async fn expire_keys(&self) -> Result<u64, SqlError> {
+    pub(crate) async fn expire_keys(&self) -> Result<u64, SqlError> {
         let cutoff = orderflow_platform::format_rfc3339(OffsetDateTime::now_utc() - KEY_RETENTION);
         self.db
             .write(move |tx| {
@@ -160,7 +160,7 @@ impl Ledger {
     }
 
     /// Whether the database answers (readiness).
-    pub async fn ping(&self) -> Result<(), SqlError> {
+    pub(crate) async fn ping(&self) -> Result<(), SqlError> {
         self.db.ping().await
     }
 }

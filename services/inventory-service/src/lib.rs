@@ -3,7 +3,7 @@
 //! with nothing reserved), on `payments.completed` it commits the reservation, on
 //! `payments.failed` it releases it; its HTTP API lets operators read and restock the catalog.
 //!
-//! Layout: [`configuration`] (layered settings), [`startup`] (build and run, graceful drain),
+//! Layout: `configuration` (layered settings), `startup` (build and run, graceful drain),
 //! [`domain`] (stock and reservation rules, no I/O), `handlers` (one per consumed event),
 //! `routes` (one per HTTP resource), [`storage`] (queries, the same SQL for SQLite and
 //! PostgreSQL).
@@ -25,11 +25,11 @@
 //! ```
 
 pub mod audit;
-pub mod configuration;
+pub(crate) mod configuration;
 pub mod domain;
 pub(crate) mod handlers;
 pub(crate) mod routes;
-pub mod startup;
+pub(crate) mod startup;
 pub mod storage;
 
 pub use configuration::Settings;
@@ -62,7 +62,7 @@ pub async fn upsert_product(
     .map_err(WriteError::into_unit_error)
 }
 
-/// Seeds the demo catalog ([`domain::demo_catalog`]: `sku-001` … `sku-040`). Products that
+/// Seeds the demo catalog (`domain::demo_catalog`: `sku-001` … `sku-040`). Products that
 /// already exist are left as they are, so a restart does not reset stock. Returns how many were
 /// created.
 ///

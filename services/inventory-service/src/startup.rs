@@ -13,7 +13,7 @@ use crate::handlers::{OrdersCreatedHandler, PaymentsCompletedHandler, PaymentsFa
 use crate::routes;
 
 /// The service's own migrations (the platform adds its outbox and inbox).
-pub const MIGRATIONS: [Migration; 1] = [Migration {
+pub(crate) const MIGRATIONS: [Migration; 1] = [Migration {
     version: 100,
     description: "inventory products and reservations",
     sql: include_str!("../migrations/0100_inventory.sql"),
@@ -21,9 +21,9 @@ pub const MIGRATIONS: [Migration; 1] = [Migration {
 
 /// What routes and handlers share.
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub(crate) struct AppState {
     /// The service's database.
-    pub db: Db,
+    pub(crate) db: Db,
 }
 
 /// The inventory service, as the kernel runs it.

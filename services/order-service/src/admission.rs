@@ -17,22 +17,26 @@ use orderflow_messaging::ConsumerSpec;
 use tokio_util::sync::CancellationToken;
 
 /// How often the saga's backlog is read from JetStream.
-pub const POLL: Duration = Duration::from_millis(200);
+pub(crate) const POLL: Duration = Duration::from_millis(200);
 
 /// The saga's backlog as last read (orders not yet taken up by inventory); cheap to clone.
 #[derive(Clone, Debug, Default)]
-pub struct SagaBacklog(Arc<AtomicU64>);
+pub(crate) struct SagaBacklog(Arc<AtomicU64>);
 
 impl SagaBacklog {
     /// The last reading.
-    pub fn get(&self) -> u64 {
+    pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
 }
 
 /// Reads the backlog of inventory's `orders.created` consumers every [`POLL`] until `shutdown`.
 /// A consumer that does not exist yet counts as empty; a failed read keeps the last value.
-pub async fn watch_saga_backlog(js: jetstream::Context, backlog: SagaBacklog, shutdown: CancellationToken) {
+pub(crate) async fn watch_saga_backlog(
+    js: jetstream::Context,
+    backlog: SagaBacklog,
+    shutdown: CancellationToken,
+) {
     let specs =
         [false, true].map(|express| ConsumerSpec::for_lane("inventory", EventKind::OrdersCreated, express));
     let mut tick = tokio::time::interval(POLL);

@@ -12,7 +12,7 @@ pub struct Settings {
     pub common: CommonSettings,
     /// `POST /orders` answers 503 while more orders than this wait for inventory's
     /// `orders.created` consumers (pending + unacknowledged; 0: no limit).
-    pub max_saga_backlog: u64,
+    pub(crate) max_saga_backlog: u64,
 }
 
 orderflow_platform::common_settings!(Settings);

@@ -6,19 +6,19 @@
 //! inbox row in one transaction. It never talks to the other services directly and never knows
 //! products or prices: an unknown product is accepted here and cancelled by the saga.
 
-pub mod admission;
+pub(crate) mod admission;
 pub mod audit;
-pub mod configuration;
+pub(crate) mod configuration;
 pub mod domain;
-pub mod handlers;
-pub mod routes;
-pub mod startup;
+pub(crate) mod handlers;
+pub(crate) mod routes;
+pub(crate) mod startup;
 pub mod storage;
 
 pub use configuration::Settings;
 pub use startup::{Application, OrderService};
 
 /// CloudEvents `source` of this service's events.
-pub const SOURCE: &str = "orderflow/order-service";
+pub(crate) const SOURCE: &str = "orderflow/order-service";
 /// The consumer-name prefix of this service.
-pub const SERVICE: &str = "order";
+pub(crate) const SERVICE: &str = "order";

@@ -15,18 +15,18 @@ use crate::configuration::Settings;
 use crate::{handlers, routes};
 
 /// The service's migrations.
-pub const MIGRATIONS: &[Migration] =
+pub(crate) const MIGRATIONS: &[Migration] =
     &[Migration { version: 100, description: "orders", sql: include_str!("../migrations/0100_orders.sql") }];
 
 /// What routes and handlers share.
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub(crate) struct AppState {
     /// The database.
-    pub db: Db,
+    pub(crate) db: Db,
     /// Orders waiting for inventory, for admission control.
-    pub saga_backlog: SagaBacklog,
+    pub(crate) saga_backlog: SagaBacklog,
     /// Admission bound on [`Self::saga_backlog`] (0: none).
-    pub max_saga_backlog: u64,
+    pub(crate) max_saga_backlog: u64,
 }
 
 /// The order service, as the kernel runs it.

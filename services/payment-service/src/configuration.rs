@@ -22,7 +22,7 @@ pub struct Settings {
     /// (SPEC: 5 minutes), in seconds.
     pub max_wait_secs: u64,
     /// Breaker: rolling window in milliseconds.
-    pub breaker_window_ms: u64,
+    pub(crate) breaker_window_ms: u64,
     /// Breaker: fewest calls before it may open.
     pub breaker_min_calls: u32,
     /// Breaker: failure share that opens it.
@@ -55,7 +55,7 @@ fn duration_ms(d: Duration) -> u64 {
 
 impl Settings {
     /// The breaker configuration these settings describe.
-    pub fn breaker(&self) -> BreakerConfig {
+    pub(crate) fn breaker(&self) -> BreakerConfig {
         BreakerConfig {
             window: Duration::from_millis(self.breaker_window_ms),
             min_calls: self.breaker_min_calls,
@@ -72,5 +72,5 @@ pub struct PaymentFlags {
     /// Payment gateway base URL.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub gateway_url: Option<String>,
+    pub(crate) gateway_url: Option<String>,
 }

@@ -9,16 +9,16 @@
 //! stock or order state.
 
 pub mod configuration;
-pub mod domain;
-pub mod gateway;
-pub mod handlers;
-pub mod startup;
-pub mod storage;
+pub(crate) mod domain;
+pub(crate) mod gateway;
+pub(crate) mod handlers;
+pub(crate) mod startup;
+pub(crate) mod storage;
 
 pub use configuration::Settings;
 pub use startup::{Application, PaymentService};
 
 /// CloudEvents `source` of this service's events.
-pub const SOURCE: &str = "orderflow/payment-service";
+pub(crate) const SOURCE: &str = "orderflow/payment-service";
 /// The consumer-name prefix of this service.
-pub const SERVICE: &str = "payment";
+pub(crate) const SERVICE: &str = "payment";

@@ -20,7 +20,7 @@ use crate::gateway::GatewayClient;
 use crate::handlers;
 
 /// The service's migrations.
-pub const MIGRATIONS: &[Migration] = &[Migration {
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
     version: 100,
     description: "payments",
     sql: include_str!("../migrations/0100_payments.sql"),
@@ -28,21 +28,21 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 
 /// What handlers share.
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub(crate) struct AppState {
     /// The database.
-    pub db: Db,
+    pub(crate) db: Db,
     /// The gateway client.
-    pub gateway: GatewayClient,
+    pub(crate) gateway: GatewayClient,
     /// The breaker around it.
-    pub breaker: CircuitBreaker,
+    pub(crate) breaker: CircuitBreaker,
     /// The schedule of gateway retries; each charge takes a fresh copy.
-    pub retry: Backoff,
+    pub(crate) retry: Backoff,
     /// The time the breaker, the retries and the `max_wait` budget follow.
-    pub clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     /// How long an order may wait for its payment.
-    pub max_wait: Duration,
+    pub(crate) max_wait: Duration,
     /// Cancelled when the service shuts down.
-    pub shutdown: CancellationToken,
+    pub(crate) shutdown: CancellationToken,
 }
 
 /// The payment service, as the kernel runs it: the gateway client, and the breaker and retry

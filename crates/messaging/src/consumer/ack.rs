@@ -71,13 +71,8 @@ impl<H> Shared<H> {
                 let parent = headers::get(msg.headers.as_ref(), headers::TRACEPARENT)
                     .or(envelope.traceparent.as_deref());
                 orderflow_telemetry::trace::set_parent(&span, parent);
-                let delivery = Delivery {
-                    envelope,
-                    subject: subject.clone(),
-                    headers: msg.headers.clone(),
-                    stream_seq,
-                    delivered,
-                };
+                let delivery =
+                    Delivery { envelope, subject: subject.clone(), headers: msg.headers.clone(), delivered };
                 self.run_handler(&msg, delivery).instrument(span).await
             }
         };

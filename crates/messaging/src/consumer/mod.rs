@@ -32,8 +32,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::BoxError;
 use crate::topology::{ConsumerSpec, ProvisionReport, ensure_consumer};
-use crate::{BoxError, headers};
 
 mod ack;
 mod advisories;
@@ -72,21 +72,14 @@ pub struct Delivery<T> {
     /// The validated event.
     pub envelope: Envelope<T>,
     /// The subject it arrived on (base or express lane).
-    pub subject: String,
+    pub(crate) subject: String,
     /// The NATS headers.
     pub headers: Option<HeaderMap>,
-    /// Its sequence in the stream.
-    pub stream_seq: u64,
     /// 1 on first delivery.
     pub delivered: i64,
 }
 
 impl<T> Delivery<T> {
-    /// The `traceparent` header, if any.
-    pub fn traceparent(&self) -> Option<&str> {
-        headers::get(self.headers.as_ref(), headers::TRACEPARENT)
-    }
-
     /// Whether it arrived on the express lane.
     pub fn is_express(&self) -> bool {
         orderflow_events::EventKind::is_express_subject(&self.subject)

@@ -20,7 +20,7 @@ use super::problem::{Problem, ProblemType};
 pub const ADMIN_TOKEN_ENV: &str = "ORDERFLOW_ADMIN_TOKEN";
 
 /// Shortest token accepted: a guessable token is no protection.
-pub const MIN_LEN: usize = 16;
+pub(crate) const MIN_LEN: usize = 16;
 
 /// A secret setting (a token, a password): serialized as the plain string it is, shown as
 /// `<redacted>` by `Debug`, so settings can be logged whole.
@@ -61,7 +61,7 @@ pub struct AdminToken(Arc<str>);
 /// Why a configured token was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AdminTokenError {
-    /// Fewer than [`MIN_LEN`] characters.
+    /// Fewer than `MIN_LEN` characters.
     #[error("the admin token must have at least {MIN_LEN} characters")]
     TooShort,
     /// Whitespace or a control character (it travels in an HTTP header).
@@ -101,7 +101,7 @@ impl AdminToken {
     }
 
     /// Whether `presented` is the token, in time that does not depend on where they differ.
-    pub fn matches(&self, presented: &str) -> bool {
+    pub(crate) fn matches(&self, presented: &str) -> bool {
         self.0.as_bytes().ct_eq(presented.as_bytes()).into()
     }
 }
@@ -119,11 +119,6 @@ pub struct AdminGuard {
 }
 
 impl AdminGuard {
-    /// A guard for `token`.
-    pub fn new(token: Option<AdminToken>) -> Self {
-        Self { token }
-    }
-
     /// The guard of a configured token string (`None` or empty: closed).
     ///
     /// # Errors

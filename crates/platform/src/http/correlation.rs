@@ -12,7 +12,7 @@ use tracing::Instrument;
 use super::problem::{Problem, ProblemType};
 
 /// The header name (same on HTTP and NATS).
-pub const CORRELATION_HEADER: &str = "x-correlation-id";
+pub(crate) const CORRELATION_HEADER: &str = "x-correlation-id";
 
 /// The request's correlation id.
 #[derive(Clone, Debug)]
@@ -21,7 +21,7 @@ pub struct RequestCorrelation(pub CorrelationId);
 /// Middleware: validate or generate, then echo. It also opens the request's span (a child of the
 /// caller's `traceparent`, when given), which carries `service` and `correlation_id` into every
 /// log line of the request.
-pub async fn correlation_layer(
+pub(crate) async fn correlation_layer(
     State(service): State<&'static str>,
     mut req: Request,
     next: Next,

@@ -22,7 +22,7 @@ type CheckFn = dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Sen
 
 /// One named readiness check.
 #[derive(Clone)]
-pub struct HealthCheck {
+pub(crate) struct HealthCheck {
     name: String,
     check: Arc<CheckFn>,
 }
@@ -35,7 +35,7 @@ impl std::fmt::Debug for HealthCheck {
 
 impl HealthCheck {
     /// A check from an async closure returning `Err(reason)` when down.
-    pub fn new<F, Fut>(name: impl Into<String>, f: F) -> Self
+    pub(crate) fn new<F, Fut>(name: impl Into<String>, f: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
@@ -44,7 +44,7 @@ impl HealthCheck {
     }
 
     /// NATS connected.
-    pub fn nats(client: async_nats::Client) -> Self {
+    pub(crate) fn nats(client: async_nats::Client) -> Self {
         Self::new("nats", move || {
             let state = client.connection_state();
             async move {
@@ -57,7 +57,7 @@ impl HealthCheck {
     }
 
     /// Database answers `SELECT 1`.
-    pub fn database(db: crate::Db) -> Self {
+    pub(crate) fn database(db: crate::Db) -> Self {
         Self::new("database", move || {
             let db = db.clone();
             async move { db.ping().await.map_err(|e| e.to_string()) }
@@ -65,7 +65,7 @@ impl HealthCheck {
     }
 
     /// Every consumer runtime healthy (running, or deliberately paused).
-    pub fn consumers(
+    pub(crate) fn consumers(
         states: Vec<(String, tokio::sync::watch::Receiver<orderflow_messaging::ConsumerState>)>,
     ) -> Self {
         Self::new("consumers", move || {
@@ -83,30 +83,30 @@ impl HealthCheck {
 
 /// The health state of one service.
 #[derive(Clone, Debug, Default)]
-pub struct Health {
+pub(crate) struct Health {
     checks: Vec<HealthCheck>,
     draining: Arc<AtomicBool>,
 }
 
 impl Health {
     /// No checks yet.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Adds a check.
-    pub fn with(mut self, check: HealthCheck) -> Self {
+    pub(crate) fn with(mut self, check: HealthCheck) -> Self {
         self.checks.push(check);
         self
     }
 
     /// From now on readiness answers 503 (shutdown has begun).
-    pub fn start_draining(&self) {
+    pub(crate) fn start_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
     }
 
     /// Runs every check (each bounded to 2 s).
-    pub async fn report(&self) -> (bool, BTreeMap<String, String>) {
+    pub(crate) async fn report(&self) -> (bool, BTreeMap<String, String>) {
         let runs = self.checks.iter().map(|c| async move {
             let r = tokio::time::timeout(Duration::from_secs(2), (c.check)()).await;
             let r = r.unwrap_or_else(|_| Err("check timed out".to_owned()));
@@ -131,7 +131,7 @@ impl Health {
     }
 
     /// `/health/live` and `/health/ready`.
-    pub fn router(self) -> Router {
+    pub(crate) fn router(self) -> Router {
         Router::new()
             .route("/health/live", get(|| async { Json(json!({"status": "live"})) }))
             .route("/health/ready", get(ready))

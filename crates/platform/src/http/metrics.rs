@@ -7,7 +7,7 @@ use http::{HeaderValue, header};
 use orderflow_telemetry::metrics::names;
 
 /// `GET /metrics`: the whole process in Prometheus text format.
-pub fn render() -> Response {
+pub(crate) fn render() -> Response {
     let mut res = orderflow_telemetry::metrics::render().into_response();
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
@@ -16,7 +16,7 @@ pub fn render() -> Response {
 
 /// Middleware: counts requests by route template (not raw path: ids would explode the label set)
 /// and status, and times them.
-pub async fn track(State(service): State<&'static str>, req: Request, next: Next) -> Response {
+pub(crate) async fn track(State(service): State<&'static str>, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
     // A fixed set: any other method (anyone can send `FOO /`) would be a new series each time.
     let method = match req.method().as_str() {

@@ -1,16 +1,17 @@
 //! HTTP conventions shared by every service.
 
 pub mod admin;
-pub mod correlation;
-pub mod health;
-pub mod json;
-pub mod metrics;
+pub(crate) mod correlation;
+pub(crate) mod health;
+pub(crate) mod json;
+pub(crate) mod metrics;
 pub mod problem;
-pub mod shed;
+pub(crate) mod shed;
 
 pub use admin::{ADMIN_TOKEN_ENV, AdminGuard, AdminToken, Secret, require_admin};
-pub use correlation::{CORRELATION_HEADER, RequestCorrelation, correlation_layer};
-pub use health::{Health, HealthCheck};
+pub use correlation::RequestCorrelation;
+pub(crate) use correlation::correlation_layer;
+pub(crate) use health::{Health, HealthCheck};
 pub use json::ApiJson;
 pub use problem::{Problem, ProblemType};
 
@@ -22,12 +23,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Largest request body accepted (SPEC: 413 above 64 KiB).
-pub const BODY_LIMIT: usize = 64 * 1024;
+pub(crate) const BODY_LIMIT: usize = 64 * 1024;
 
 /// The layers every service's router gets: body limit, correlation ids, HTTP metrics labelled
 /// with `service`, a request timeout, panics turned into problem+json 500s, and a fallback 404
 /// problem.
-pub fn with_defaults(router: Router, service: &'static str) -> Router {
+pub(crate) fn with_defaults(router: Router, service: &'static str) -> Router {
     router
         .fallback(|| async { Problem::new(ProblemType::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -46,7 +47,7 @@ pub fn with_defaults(router: Router, service: &'static str) -> Router {
 }
 
 /// Binds `host:port`, with a clear error when the port is taken.
-pub async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> {
+pub(crate) async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind((host, port)).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
             anyhow::anyhow!(
@@ -59,7 +60,7 @@ pub async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListen
 }
 
 /// Serves `router` until `shutdown`, then stops accepting and finishes in-flight requests.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,

@@ -6,7 +6,7 @@ use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 
 /// The base of every problem `type` URI.
-pub const TYPE_BASE: &str = "https://orderflow.dev/problems/";
+pub(crate) const TYPE_BASE: &str = "https://orderflow.dev/problems/";
 
 /// The stable error classes; their `type` URIs are listed in `docs/API.md`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,13 +70,8 @@ impl ProblemType {
     }
 
     /// The `type` URI.
-    pub fn uri(self) -> String {
+    pub(crate) fn uri(self) -> String {
         format!("{TYPE_BASE}{}", self.parts().0)
-    }
-
-    /// The HTTP status.
-    pub fn status(self) -> StatusCode {
-        self.parts().2
     }
 }
 
@@ -85,25 +80,25 @@ impl ProblemType {
 pub struct Problem {
     /// URI of the error class.
     #[serde(rename = "type")]
-    pub type_uri: String,
+    pub(crate) type_uri: String,
     /// Short summary of the class.
-    pub title: &'static str,
+    pub(crate) title: &'static str,
     /// HTTP status.
-    pub status: u16,
+    pub(crate) status: u16,
     /// What was wrong with this request.
-    pub detail: String,
+    pub(crate) detail: String,
     /// Offending fields, for validation errors.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<FieldError>,
+    pub(crate) errors: Vec<FieldError>,
 }
 
 /// One invalid field.
 #[derive(Clone, Debug, Serialize)]
-pub struct FieldError {
+pub(crate) struct FieldError {
     /// JSON pointer or dotted path.
-    pub field: String,
+    pub(crate) field: String,
     /// Why.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl Problem {

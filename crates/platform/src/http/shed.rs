@@ -15,20 +15,20 @@ use super::problem::{Problem, ProblemType};
 
 /// How many requests may run at once.
 #[derive(Clone, Debug)]
-pub struct Limit {
+pub(crate) struct Limit {
     permits: Arc<Semaphore>,
     service: &'static str,
 }
 
 impl Limit {
     /// A limit of `n` requests at once (at least 1) for `service`'s routes.
-    pub fn new(n: usize, service: &'static str) -> Self {
+    pub(crate) fn new(n: usize, service: &'static str) -> Self {
         Self { permits: Arc::new(Semaphore::new(n.max(1))), service }
     }
 }
 
 /// Middleware: runs the request within the limit, or sheds it.
-pub async fn shed(State(limit): State<Limit>, request: Request, next: Next) -> Response {
+pub(crate) async fn shed(State(limit): State<Limit>, request: Request, next: Next) -> Response {
     let Ok(_permit) = limit.permits.clone().try_acquire_owned() else {
         metrics::counter!(orderflow_telemetry::metrics::names::HTTP_SHED, "service" => limit.service)
             .increment(1);

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 /// Why a value was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ValueError {
+pub(crate) enum ValueError {
     /// An order reference that is empty, over 64 characters, or has control characters.
     #[error("order_id must be 1 to 64 characters without control characters")]
     OrderRef,
@@ -25,14 +25,14 @@ pub enum ValueError {
 /// The merchant's order this charge is for: 1 to 64 characters, no control characters.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct OrderRef(String);
+pub(crate) struct OrderRef(String);
 
 impl OrderRef {
     /// Longest accepted reference.
-    pub const MAX_LEN: usize = 64;
+    pub(crate) const MAX_LEN: usize = 64;
 
     /// Parses an order reference.
-    pub fn parse(value: impl Into<String>) -> Result<Self, ValueError> {
+    pub(crate) fn parse(value: impl Into<String>) -> Result<Self, ValueError> {
         let value = value.into();
         let len = value.chars().count();
         if len == 0 || len > Self::MAX_LEN || value.chars().any(char::is_control) {
@@ -42,7 +42,7 @@ impl OrderRef {
     }
 
     /// The reference as text.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -64,11 +64,11 @@ impl From<OrderRef> for String {
 /// 64-bit column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "u64", into = "u64")]
-pub struct AmountCents(u64);
+pub(crate) struct AmountCents(u64);
 
 impl AmountCents {
     /// Parses an amount.
-    pub fn parse(cents: u64) -> Result<Self, ValueError> {
+    pub(crate) fn parse(cents: u64) -> Result<Self, ValueError> {
         if i64::try_from(cents).is_err() {
             return Err(ValueError::Amount);
         }
@@ -76,7 +76,7 @@ impl AmountCents {
     }
 
     /// The amount in cents.
-    pub fn cents(self) -> u64 {
+    pub(crate) fn cents(self) -> u64 {
         self.0
     }
 }
@@ -97,11 +97,11 @@ impl From<AmountCents> for u64 {
 /// An ISO-4217-shaped currency code: exactly three ASCII uppercase letters.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Currency(String);
+pub(crate) struct Currency(String);
 
 impl Currency {
     /// Parses a currency code.
-    pub fn parse(value: impl Into<String>) -> Result<Self, ValueError> {
+    pub(crate) fn parse(value: impl Into<String>) -> Result<Self, ValueError> {
         let value = value.into();
         if value.len() != 3 || !value.bytes().all(|b| b.is_ascii_uppercase()) {
             return Err(ValueError::Currency(value));
@@ -110,7 +110,7 @@ impl Currency {
     }
 
     /// The code as text.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -131,14 +131,14 @@ impl From<Currency> for String {
 /// The client's `Idempotency-Key`: 1 to 255 visible ASCII characters (`!` to `~`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(into = "String")]
-pub struct IdempotencyKey(String);
+pub(crate) struct IdempotencyKey(String);
 
 impl IdempotencyKey {
     /// Longest accepted key.
-    pub const MAX_LEN: usize = 255;
+    pub(crate) const MAX_LEN: usize = 255;
 
     /// Parses a key.
-    pub fn parse(value: impl Into<String>) -> Result<Self, ValueError> {
+    pub(crate) fn parse(value: impl Into<String>) -> Result<Self, ValueError> {
         let value = value.into();
         if value.is_empty() || value.len() > Self::MAX_LEN || !value.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(ValueError::IdempotencyKey);
@@ -147,7 +147,7 @@ impl IdempotencyKey {
     }
 
     /// The key as text.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -170,17 +170,17 @@ impl fmt::Display for IdempotencyKey {
 #[serde(deny_unknown_fields)]
 pub struct ChargeRequest {
     /// The order being paid.
-    pub order_id: OrderRef,
+    pub(crate) order_id: OrderRef,
     /// How much, in cents.
-    pub amount_cents: AmountCents,
+    pub(crate) amount_cents: AmountCents,
     /// In which currency.
-    pub currency: Currency,
+    pub(crate) currency: Currency,
 }
 
 /// The gateway's verdict on a charge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ChargeStatus {
+pub(crate) enum ChargeStatus {
     /// The money was taken.
     Succeeded,
     /// The card was declined; no money was taken.
@@ -189,7 +189,7 @@ pub enum ChargeStatus {
 
 impl ChargeStatus {
     /// `succeeded` or `declined`.
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Self::Succeeded => "succeeded",
             Self::Declined => "declined",
@@ -201,25 +201,25 @@ impl ChargeStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Charge {
     /// The gateway's id: `ch_` and a UUIDv7 without hyphens.
-    pub charge_id: String,
+    pub(crate) charge_id: String,
     /// The order it pays.
-    pub order_id: OrderRef,
+    pub(crate) order_id: OrderRef,
     /// The amount in cents.
-    pub amount_cents: AmountCents,
+    pub(crate) amount_cents: AmountCents,
     /// The currency.
-    pub currency: Currency,
+    pub(crate) currency: Currency,
     /// Succeeded or declined.
-    pub status: ChargeStatus,
+    pub(crate) status: ChargeStatus,
     /// The key it was created with.
-    pub idempotency_key: IdempotencyKey,
+    pub(crate) idempotency_key: IdempotencyKey,
     /// When it was created (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
+    pub(crate) created_at: OffsetDateTime,
 }
 
 impl Charge {
     /// Whether `request` asks for exactly this charge (the idempotency check).
-    pub fn matches(&self, request: &ChargeRequest) -> bool {
+    pub(crate) fn matches(&self, request: &ChargeRequest) -> bool {
         self.order_id == request.order_id
             && self.amount_cents == request.amount_cents
             && self.currency == request.currency

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Why a fault setting was refused.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
-pub enum FaultError {
+pub(crate) enum FaultError {
     /// A rate outside `0..=1`.
     #[error("a rate must be a number from 0.0 to 1.0, got {0}")]
     Rate(f64),
@@ -18,26 +18,21 @@ pub enum FaultError {
 /// A probability in `0.0..=1.0`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, PartialOrd, Serialize, Deserialize)]
 #[serde(try_from = "f64", into = "f64")]
-pub struct Rate(f64);
+pub(crate) struct Rate(f64);
 
 impl Rate {
-    /// Never.
-    pub const NEVER: Self = Self(0.0);
-    /// Always.
-    pub const ALWAYS: Self = Self(1.0);
-
     /// Parses a rate.
-    pub fn parse(value: f64) -> Result<Self, FaultError> {
+    pub(crate) fn parse(value: f64) -> Result<Self, FaultError> {
         if (0.0..=1.0).contains(&value) { Ok(Self(value)) } else { Err(FaultError::Rate(value)) }
     }
 
     /// The probability.
-    pub fn get(self) -> f64 {
+    pub(crate) fn get(self) -> f64 {
         self.0
     }
 
     /// Whether a uniform roll in `0.0..1.0` lands inside this rate (never for 0, always for 1).
-    pub fn hit(self, roll: f64) -> bool {
+    pub(crate) fn hit(self, roll: f64) -> bool {
         roll < self.0
     }
 }
@@ -59,24 +54,24 @@ impl From<Rate> for f64 {
 /// days.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "u64", into = "u64")]
-pub struct Latency(u64);
+pub(crate) struct Latency(u64);
 
 impl Latency {
     /// Longest accepted latency.
-    pub const MAX_MS: u64 = 600_000;
+    pub(crate) const MAX_MS: u64 = 600_000;
 
     /// Parses a latency in milliseconds.
-    pub fn from_millis(ms: u64) -> Result<Self, FaultError> {
+    pub(crate) fn from_millis(ms: u64) -> Result<Self, FaultError> {
         if ms > Self::MAX_MS { Err(FaultError::Latency(ms)) } else { Ok(Self(ms)) }
     }
 
     /// As a duration.
-    pub fn duration(self) -> Duration {
+    pub(crate) fn duration(self) -> Duration {
         Duration::from_millis(self.0)
     }
 
     /// In milliseconds.
-    pub fn millis(self) -> u64 {
+    pub(crate) fn millis(self) -> u64 {
         self.0
     }
 }
@@ -99,32 +94,32 @@ impl From<Latency> for u64 {
 #[serde(deny_unknown_fields, default)]
 pub struct Faults {
     /// Delay before every charge answer, replays included.
-    pub latency_ms: Latency,
+    pub(crate) latency_ms: Latency,
     /// Share of new charges recorded as declined.
-    pub decline_rate: Rate,
+    pub(crate) decline_rate: Rate,
     /// Share of new charges answered `500` without recording anything.
-    pub error_rate: Rate,
+    pub(crate) error_rate: Rate,
     /// Answer every new charge `503`.
-    pub outage: bool,
+    pub(crate) outage: bool,
 }
 
 /// A partial update of [`Faults`]: absent fields keep their value.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FaultsPatch {
+pub(crate) struct FaultsPatch {
     /// New latency, if given.
-    pub latency_ms: Option<Latency>,
+    pub(crate) latency_ms: Option<Latency>,
     /// New decline rate, if given.
-    pub decline_rate: Option<Rate>,
+    pub(crate) decline_rate: Option<Rate>,
     /// New error rate, if given.
-    pub error_rate: Option<Rate>,
+    pub(crate) error_rate: Option<Rate>,
     /// New outage switch, if given.
-    pub outage: Option<bool>,
+    pub(crate) outage: Option<bool>,
 }
 
 impl Faults {
     /// These faults with `patch` applied.
-    pub fn merge(self, patch: FaultsPatch) -> Self {
+    pub(crate) fn merge(self, patch: FaultsPatch) -> Self {
         Self {
             latency_ms: patch.latency_ms.unwrap_or(self.latency_ms),
             decline_rate: patch.decline_rate.unwrap_or(self.decline_rate),
@@ -152,8 +147,8 @@ mod tests {
     #[test]
     fn a_rate_of_zero_never_hits_and_a_rate_of_one_always_hits() {
         for roll in [0.0, 0.5, 0.999_999] {
-            assert!(!Rate::NEVER.hit(roll));
-            assert!(Rate::ALWAYS.hit(roll));
+            assert!(!Rate(0.0).hit(roll));
+            assert!(Rate(1.0).hit(roll));
         }
     }
 

@@ -10,7 +10,7 @@ use super::faults::Faults;
 
 /// What a charge request gets.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ChargeOutcome {
+pub(crate) enum ChargeOutcome {
     /// A new charge was recorded (succeeded or declined).
     Created(Charge),
     /// The key was seen before with the same request: the original charge, nothing new.
@@ -26,16 +26,16 @@ pub enum ChargeOutcome {
 /// The dice for one request, drawn before the decision (from the seeded generator, so a seed
 /// gives reproducible verdicts) and used only when the request would create a charge.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Rolls {
+pub(crate) struct Rolls {
     /// Against `error_rate`.
-    pub error: f64,
+    pub(crate) error: f64,
     /// Against `decline_rate`.
-    pub decline: f64,
+    pub(crate) decline: f64,
 }
 
 impl Rolls {
     /// Two draws from `rng`.
-    pub fn draw(rng: &mut fastrand::Rng) -> Self {
+    pub(crate) fn draw(rng: &mut fastrand::Rng) -> Self {
         Self { error: rng.f64(), decline: rng.f64() }
     }
 }
@@ -43,7 +43,7 @@ impl Rolls {
 /// Decides a charge request, given the charge already recorded under its key (if any). A known
 /// key is answered from the record whatever the faults; only a request that would create a new
 /// charge meets them, in this order: outage, error rate, decline rate.
-pub fn decide(
+pub(crate) fn decide(
     existing: Option<Charge>,
     key: IdempotencyKey,
     request: ChargeRequest,
@@ -82,7 +82,8 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use crate::domain::{AmountCents, Currency, OrderRef, Rate};
+    use crate::domain::faults::Rate;
+    use crate::domain::{AmountCents, Currency, OrderRef};
 
     fn request(order: &str, cents: u64) -> ChargeRequest {
         ChargeRequest {
@@ -109,7 +110,7 @@ mod tests {
     fn a_known_key_is_replayed_even_during_an_outage() {
         let now = OffsetDateTime::now_utc();
         let first = created(decide(None, key("k"), request("o-1", 100), &Faults::default(), CLEAN, now));
-        let outage = Faults { outage: true, error_rate: Rate::ALWAYS, ..Faults::default() };
+        let outage = Faults { outage: true, error_rate: Rate::parse(1.0).unwrap(), ..Faults::default() };
 
         let again = decide(Some(first.clone()), key("k"), request("o-1", 100), &outage, CLEAN, now);
 
@@ -128,7 +129,7 @@ mod tests {
 
     #[test]
     fn an_outage_wins_over_the_error_rate() {
-        let faults = Faults { outage: true, error_rate: Rate::ALWAYS, ..Faults::default() };
+        let faults = Faults { outage: true, error_rate: Rate::parse(1.0).unwrap(), ..Faults::default() };
 
         let outcome = decide(None, key("k"), request("o-1", 1), &faults, CLEAN, OffsetDateTime::now_utc());
 
@@ -137,7 +138,7 @@ mod tests {
 
     #[test]
     fn a_decline_is_a_charge_with_the_declined_status() {
-        let faults = Faults { decline_rate: Rate::ALWAYS, ..Faults::default() };
+        let faults = Faults { decline_rate: Rate::parse(1.0).unwrap(), ..Faults::default() };
 
         let charge =
             created(decide(None, key("k"), request("o-1", 1), &faults, CLEAN, OffsetDateTime::now_utc()));

@@ -4,8 +4,8 @@ mod charge;
 mod faults;
 mod ledger;
 
-pub use charge::{
-    AmountCents, Charge, ChargeRequest, ChargeStatus, Currency, IdempotencyKey, OrderRef, ValueError,
-};
-pub use faults::{FaultError, Faults, FaultsPatch, Latency, Rate};
-pub use ledger::{ChargeOutcome, Rolls, decide};
+pub(crate) use charge::{AmountCents, ChargeStatus, Currency, IdempotencyKey, OrderRef, ValueError};
+pub use charge::{Charge, ChargeRequest};
+pub use faults::Faults;
+pub(crate) use faults::FaultsPatch;
+pub(crate) use ledger::{ChargeOutcome, Rolls, decide};

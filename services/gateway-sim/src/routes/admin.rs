@@ -10,12 +10,15 @@ use crate::problem::{ApiError, ApiJson};
 use crate::state::AppState;
 
 /// `GET /admin/faults`.
-pub async fn get_faults(State(state): State<AppState>) -> Json<Faults> {
+pub(crate) async fn get_faults(State(state): State<AppState>) -> Json<Faults> {
     Json(state.faults())
 }
 
 /// `PUT /admin/faults`: merges a partial body; rates outside `0..=1` are a 422.
-pub async fn put_faults(State(state): State<AppState>, ApiJson(patch): ApiJson<FaultsPatch>) -> Json<Faults> {
+pub(crate) async fn put_faults(
+    State(state): State<AppState>,
+    ApiJson(patch): ApiJson<FaultsPatch>,
+) -> Json<Faults> {
     let faults = state.update_faults(patch);
     tracing::info!(?faults, "faults updated");
     Json(faults)
@@ -23,20 +26,20 @@ pub async fn put_faults(State(state): State<AppState>, ApiJson(patch): ApiJson<F
 
 /// Query of `GET /admin/charges`.
 #[derive(Debug, Deserialize)]
-pub struct ChargesFilter {
+pub(crate) struct ChargesFilter {
     /// Only charges for this order.
-    pub order_id: Option<String>,
+    pub(crate) order_id: Option<String>,
 }
 
 /// Body of `GET /admin/charges`.
 #[derive(Debug, Serialize)]
-pub struct ChargeList {
+pub(crate) struct ChargeList {
     /// Oldest first.
-    pub charges: Vec<Charge>,
+    pub(crate) charges: Vec<Charge>,
 }
 
 /// `GET /admin/charges?order_id=…`.
-pub async fn list_charges(
+pub(crate) async fn list_charges(
     State(state): State<AppState>,
     filter: Result<Query<ChargesFilter>, QueryRejection>,
 ) -> Result<Json<ChargeList>, ApiError> {

@@ -11,17 +11,17 @@ use crate::problem::{ApiError, ApiJson};
 use crate::state::AppState;
 
 /// The request header carrying the client's idempotency key.
-pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 /// Set to `true` on a response that replays an earlier charge.
-pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+pub(crate) const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
 /// The answer to a charge.
 #[derive(Debug, Serialize)]
-pub struct ChargeResponse {
+pub(crate) struct ChargeResponse {
     /// The gateway's id for the charge.
-    pub charge_id: String,
+    pub(crate) charge_id: String,
     /// Succeeded or declined.
-    pub status: ChargeStatus,
+    pub(crate) status: ChargeStatus,
 }
 
 impl From<Charge> for ChargeResponse {

@@ -8,12 +8,12 @@ use serde_json::{Value, json};
 use crate::state::AppState;
 
 /// The process is up.
-pub async fn live() -> Json<Value> {
+pub(crate) async fn live() -> Json<Value> {
     Json(json!({"status": "live"}))
 }
 
 /// Ready unless shutting down or the ledger's database does not answer.
-pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     if state.is_shutting_down() {
         (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not_ready", "down": ["shutting_down"]})))
     } else if state.ledger().ping().await.is_err() {

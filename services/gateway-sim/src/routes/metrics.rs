@@ -12,7 +12,7 @@ use crate::state::AppState;
 const SERVICE: &str = "gateway-sim";
 
 /// Charges by status, the faults in force, and everything else the process records.
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let handle = orderflow_telemetry::metrics::install();
     // A ledger that cannot be read leaves the counters at their last values.
     if let Ok((succeeded, declined)) = state.ledger().count_by_status().await {

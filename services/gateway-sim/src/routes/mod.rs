@@ -1,11 +1,11 @@
 //! HTTP routes, one file per resource. Handlers parse at the edge, call [`AppState`](crate::state::AppState)
 //! and map outcomes to responses; they hold no lock across an `.await`.
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod charges;
-pub mod health;
-pub mod metrics;
-pub mod openapi;
+pub(crate) mod health;
+pub(crate) mod metrics;
+pub(crate) mod openapi;
 
 use axum::http::Uri;
 

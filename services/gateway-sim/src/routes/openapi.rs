@@ -4,10 +4,10 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 /// The document, embedded at build time.
-pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
+pub(crate) const OPENAPI_JSON: &str = include_str!("../openapi.json");
 
 /// Serves [`OPENAPI_JSON`].
-pub async fn openapi() -> Response {
+pub(crate) async fn openapi() -> Response {
     let mut response = OPENAPI_JSON.into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response

@@ -6,19 +6,19 @@ use orderflow_events::{Currency, IdError, ProductId};
 use super::product::{StockLevel, UnitPrice};
 
 /// Number of products in the demo catalog.
-pub const DEMO_PRODUCTS: u32 = 40;
+pub(crate) const DEMO_PRODUCTS: u32 = 40;
 
 /// One product of the demo catalog.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DemoProduct {
+pub(crate) struct DemoProduct {
     /// `sku-001` …
-    pub product_id: ProductId,
+    pub(crate) product_id: ProductId,
     /// Initial stock.
-    pub available: StockLevel,
+    pub(crate) available: StockLevel,
     /// Unit price.
-    pub unit_price: UnitPrice,
+    pub(crate) unit_price: UnitPrice,
     /// Always USD.
-    pub currency: Currency,
+    pub(crate) currency: Currency,
 }
 
 /// The demo catalog: `sku-001` … `sku-040` in USD. Stock varies from 100 to 10,000 units (every
@@ -28,7 +28,7 @@ pub struct DemoProduct {
 /// # Errors
 /// Never in practice: the ids and values are valid by construction; the `Result` only avoids a
 /// panic path.
-pub fn demo_catalog() -> Result<Vec<DemoProduct>, DemoCatalogError> {
+pub(crate) fn demo_catalog() -> Result<Vec<DemoProduct>, DemoCatalogError> {
     (1..=DEMO_PRODUCTS)
         .map(|n| {
             let n64 = i64::from(n);
@@ -47,7 +47,7 @@ pub fn demo_catalog() -> Result<Vec<DemoProduct>, DemoCatalogError> {
 /// The demo catalog could not be built (a bug in its constants).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("the demo catalog's constants are invalid")]
-pub struct DemoCatalogError;
+pub(crate) struct DemoCatalogError;
 
 impl From<IdError> for DemoCatalogError {
     fn from(_: IdError) -> Self {

@@ -4,13 +4,13 @@
 //! Pure data and functions: nothing here performs I/O, so every rule is unit-tested without a
 //! database or a broker.
 
-pub mod catalog;
-pub mod product;
+pub(crate) mod catalog;
+pub(crate) mod product;
 pub mod reservation;
 
-pub use catalog::{DemoProduct, demo_catalog};
+pub(crate) use catalog::demo_catalog;
 pub use product::{Product, StockLevel, UnitPrice, ValueError};
-pub use reservation::{
-    PlannedLine, Priced, PricedLine, PricingError, Reservation, ReservationStatus, Step, TransitionError,
-    plan_lines, price_lines, stock_moves,
+pub use reservation::ReservationStatus;
+pub(crate) use reservation::{
+    PlannedLine, Priced, PricedLine, PricingError, Reservation, Step, plan_lines, price_lines, stock_moves,
 };

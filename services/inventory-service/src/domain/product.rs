@@ -40,19 +40,19 @@ pub struct StockLevel(i64);
 
 impl StockLevel {
     /// The largest stock level accepted.
-    pub const MAX: i64 = 1_000_000_000_000;
+    pub(crate) const MAX: i64 = 1_000_000_000_000;
 
     /// Parses a stock level.
     ///
     /// # Errors
-    /// [`ValueError`] when `value` is negative or above [`Self::MAX`].
+    /// [`ValueError`] when `value` is negative or above `Self::MAX`.
     pub fn parse(value: i64) -> Result<Self, ValueError> {
         check(value, Self::MAX).map(Self)
     }
 
     /// The number of units.
     #[must_use]
-    pub const fn get(self) -> i64 {
+    pub(crate) const fn get(self) -> i64 {
         self.0
     }
 }
@@ -87,19 +87,19 @@ pub struct UnitPrice(i64);
 
 impl UnitPrice {
     /// The largest unit price accepted, in cents.
-    pub const MAX_CENTS: i64 = 10_000_000_000;
+    pub(crate) const MAX_CENTS: i64 = 10_000_000_000;
 
     /// Parses a unit price in cents.
     ///
     /// # Errors
-    /// [`ValueError`] when `cents` is negative or above [`Self::MAX_CENTS`].
+    /// [`ValueError`] when `cents` is negative or above `Self::MAX_CENTS`.
     pub fn parse(cents: i64) -> Result<Self, ValueError> {
         check(cents, Self::MAX_CENTS).map(Self)
     }
 
     /// The price in cents.
     #[must_use]
-    pub const fn cents(self) -> i64 {
+    pub(crate) const fn cents(self) -> i64 {
         self.0
     }
 }
@@ -122,26 +122,17 @@ impl From<UnitPrice> for i64 {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Product {
     /// The SKU.
-    pub product_id: ProductId,
+    pub(crate) product_id: ProductId,
     /// Units free to reserve.
     pub available: i64,
     /// Units held by reservations whose payment is pending.
-    pub reserved: i64,
+    pub(crate) reserved: i64,
     /// Units sold (payment completed); they never come back.
-    pub committed: i64,
+    pub(crate) committed: i64,
     /// Price of one unit, in cents of `currency`.
     pub unit_price_cents: i64,
     /// Currency of the price.
-    pub currency: Currency,
-}
-
-impl Product {
-    /// Every unit this product has ever been stocked with and not removed by an operator:
-    /// the quantity that stock conservation keeps constant.
-    #[must_use]
-    pub const fn total_units(&self) -> i64 {
-        self.available + self.reserved + self.committed
-    }
+    pub(crate) currency: Currency,
 }
 
 #[cfg(test)]

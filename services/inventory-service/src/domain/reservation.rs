@@ -46,7 +46,7 @@ impl ReservationStatus {
     /// # Errors
     /// [`TransitionError`] for a released reservation: a payment completed after the stock was
     /// given back is business-impossible and needs a human.
-    pub fn commit(self) -> Result<Step, TransitionError> {
+    pub(crate) fn commit(self) -> Result<Step, TransitionError> {
         match self {
             Self::Reserved => Ok(Step::Apply),
             Self::Committed => Ok(Step::AlreadyDone),
@@ -58,7 +58,7 @@ impl ReservationStatus {
     ///
     /// # Errors
     /// [`TransitionError`] for a committed reservation: a payment cannot both complete and fail.
-    pub fn release(self) -> Result<Step, TransitionError> {
+    pub(crate) fn release(self) -> Result<Step, TransitionError> {
         match self {
             Self::Reserved => Ok(Step::Apply),
             Self::Released => Ok(Step::AlreadyDone),
@@ -91,7 +91,7 @@ impl FromStr for ReservationStatus {
 
 /// The outcome of asking for a transition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// Move the stock and change the status.
     Apply,
     /// The reservation is already there (a replayed event): nothing to do.
@@ -101,20 +101,20 @@ pub enum Step {
 /// A transition the saga can never ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("a {from} reservation cannot become {to}")]
-pub struct TransitionError {
+pub(crate) struct TransitionError {
     /// The current status.
-    pub from: ReservationStatus,
+    pub(crate) from: ReservationStatus,
     /// The requested one.
-    pub to: ReservationStatus,
+    pub(crate) to: ReservationStatus,
 }
 
 /// Units of one product to move, after merging lines: always positive.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PlannedLine {
+pub(crate) struct PlannedLine {
     /// The product.
-    pub product_id: ProductId,
+    pub(crate) product_id: ProductId,
     /// Total units over all lines naming it.
-    pub quantity: i64,
+    pub(crate) quantity: i64,
 }
 
 fn merge(lines: impl IntoIterator<Item = (ProductId, i64)>) -> Vec<PlannedLine> {
@@ -127,33 +127,33 @@ fn merge(lines: impl IntoIterator<Item = (ProductId, i64)>) -> Vec<PlannedLine> 
 
 /// The stock moves an order asks for: one per product, sorted by product id.
 #[must_use]
-pub fn plan_lines(items: &[OrderItem]) -> Vec<PlannedLine> {
+pub(crate) fn plan_lines(items: &[OrderItem]) -> Vec<PlannedLine> {
     merge(items.iter().map(|i| (i.product_id.clone(), i64::from(i.quantity.get()))))
 }
 
 /// The stock moves that commit or release a reservation: one per product, sorted by product id.
 #[must_use]
-pub fn stock_moves(lines: &[ReservedLine]) -> Vec<PlannedLine> {
+pub(crate) fn stock_moves(lines: &[ReservedLine]) -> Vec<PlannedLine> {
     merge(lines.iter().map(|l| (l.product_id.clone(), i64::from(l.quantity.get()))))
 }
 
 /// A reserved product with the price and currency it had when it was reserved.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PricedLine {
+pub(crate) struct PricedLine {
     /// The product.
-    pub product_id: ProductId,
+    pub(crate) product_id: ProductId,
     /// Units reserved (merged over the order's lines).
-    pub quantity: i64,
+    pub(crate) quantity: i64,
     /// Unit price in cents at reservation time.
-    pub unit_price_cents: i64,
+    pub(crate) unit_price_cents: i64,
     /// The price's currency.
-    pub currency: Currency,
+    pub(crate) currency: Currency,
 }
 
 /// Why reserved lines cannot be priced. Every variant is permanent: the same data gives the same
 /// answer on every delivery.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum PricingError {
+pub(crate) enum PricingError {
     /// No lines (an order always has at least one).
     #[error("a reservation needs at least one line")]
     Empty,
@@ -174,20 +174,20 @@ fn join(currencies: &[Currency]) -> String {
 
 /// Lines, total and currency of a priced reservation.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Priced {
+pub(crate) struct Priced {
     /// One line per product (split when above [`Quantity::MAX`]), sorted by product id.
-    pub lines: Vec<ReservedLine>,
+    pub(crate) lines: Vec<ReservedLine>,
     /// Σ `unit_price_cents × quantity`.
-    pub total_cents: i64,
+    pub(crate) total_cents: i64,
     /// The one currency of every line.
-    pub currency: Currency,
+    pub(crate) currency: Currency,
 }
 
 /// Prices reserved lines: one currency for all, `total_cents = Σ unit_price_cents × quantity`.
 ///
 /// # Errors
 /// [`PricingError`].
-pub fn price_lines(mut lines: Vec<PricedLine>) -> Result<Priced, PricingError> {
+pub(crate) fn price_lines(mut lines: Vec<PricedLine>) -> Result<Priced, PricingError> {
     lines.sort_by(|a, b| a.product_id.cmp(&b.product_id));
     let currency = lines.first().map(|l| l.currency.clone()).ok_or(PricingError::Empty)?;
     let mut currencies: Vec<Currency> = lines.iter().map(|l| l.currency.clone()).collect();
@@ -225,27 +225,27 @@ pub fn price_lines(mut lines: Vec<PricedLine>) -> Result<Priced, PricingError> {
 
 /// A reservation: the stock held for one order.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reservation {
+pub(crate) struct Reservation {
     /// The order (one reservation per order).
-    pub order_id: OrderId,
+    pub(crate) order_id: OrderId,
     /// Its own id, sent in `inventory.reserved.v1` and `inventory.released.v1`.
-    pub reservation_id: ReservationId,
+    pub(crate) reservation_id: ReservationId,
     /// Where it is.
-    pub status: ReservationStatus,
+    pub(crate) status: ReservationStatus,
     /// The reserved lines with their prices.
-    pub lines: Vec<ReservedLine>,
+    pub(crate) lines: Vec<ReservedLine>,
     /// Amount to charge.
-    pub total_cents: i64,
+    pub(crate) total_cents: i64,
     /// Currency of the amounts.
-    pub currency: Currency,
+    pub(crate) currency: Currency,
     /// Whether the order travels on the express lane.
-    pub express: bool,
+    pub(crate) express: bool,
 }
 
 impl Reservation {
     /// A new reservation in status `reserved`.
     #[must_use]
-    pub fn new(order_id: OrderId, priced: Priced, express: bool) -> Self {
+    pub(crate) fn new(order_id: OrderId, priced: Priced, express: bool) -> Self {
         Self {
             order_id,
             reservation_id: ReservationId::new(),
@@ -259,7 +259,7 @@ impl Reservation {
 
     /// The `inventory.reserved.v1` payload announcing it.
     #[must_use]
-    pub fn reserved_event(&self) -> InventoryReserved {
+    pub(crate) fn reserved_event(&self) -> InventoryReserved {
         InventoryReserved {
             order_id: self.order_id,
             reservation_id: self.reservation_id,
@@ -271,7 +271,7 @@ impl Reservation {
 
     /// The `inventory.released.v1` payload announcing its release.
     #[must_use]
-    pub fn released_event(&self) -> InventoryReleased {
+    pub(crate) fn released_event(&self) -> InventoryReleased {
         InventoryReleased { order_id: self.order_id, reservation_id: self.reservation_id }
     }
 }

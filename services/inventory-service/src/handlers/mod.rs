@@ -6,23 +6,23 @@
 //! nothing. Handlers never ack: they return `Ok`, a transient error (database trouble: redeliver
 //! later) or a permanent one (business-impossible: dead-letter), and the consumer runtime acts.
 
-pub mod orders_created;
-pub mod payments_completed;
-pub mod payments_failed;
+pub(crate) mod orders_created;
+pub(crate) mod payments_completed;
+pub(crate) mod payments_failed;
 
 use orderflow_messaging::HandlerError;
 
 use crate::storage::StorageError;
 
-pub use orders_created::OrdersCreatedHandler;
-pub use payments_completed::PaymentsCompletedHandler;
-pub use payments_failed::PaymentsFailedHandler;
+pub(crate) use orders_created::OrdersCreatedHandler;
+pub(crate) use payments_completed::PaymentsCompletedHandler;
+pub(crate) use payments_failed::PaymentsFailedHandler;
 
 /// The `source` of every event this service emits.
-pub const SOURCE: &str = "orderflow/inventory-service";
+pub(crate) const SOURCE: &str = "orderflow/inventory-service";
 
 /// The service name in consumer names (`inventory-orders-created`).
-pub const SERVICE: &str = "inventory";
+pub(crate) const SERVICE: &str = "inventory";
 
 /// Storage failures are transient (they are redelivered, and dead-lettered as `max_deliveries`
 /// if they persist), except corrupt rows, which no retry can fix.

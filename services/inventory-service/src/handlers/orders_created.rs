@@ -27,13 +27,13 @@ use crate::startup::AppState;
 use crate::storage::{products, reservations};
 
 /// Inbox key of this handler (event ids).
-pub const INBOX_KEY: &str = "inventory-orders-created";
+pub(crate) const INBOX_KEY: &str = "inventory-orders-created";
 /// Inbox key under which order ids are claimed (one decision per order).
-pub const ORDER_CLAIM: &str = "inventory-orders-created:order";
+pub(crate) const ORDER_CLAIM: &str = "inventory-orders-created:order";
 
 /// Handles `orders.created.v1` on both lanes.
 #[derive(Clone, Debug)]
-pub struct OrdersCreatedHandler {
+pub(crate) struct OrdersCreatedHandler {
     state: AppState,
 }
 
@@ -57,7 +57,7 @@ enum Claim {
 impl OrdersCreatedHandler {
     /// A handler on the service's state.
     #[must_use]
-    pub fn new(state: AppState) -> Self {
+    pub(crate) fn new(state: AppState) -> Self {
         Self { state }
     }
 

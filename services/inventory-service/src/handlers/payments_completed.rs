@@ -16,18 +16,18 @@ use crate::startup::AppState;
 use crate::storage::{products, reservations};
 
 /// Inbox key of this handler.
-pub const INBOX_KEY: &str = "inventory-payments-completed";
+pub(crate) const INBOX_KEY: &str = "inventory-payments-completed";
 
 /// Handles `payments.completed.v1` on both lanes.
 #[derive(Clone, Debug)]
-pub struct PaymentsCompletedHandler {
+pub(crate) struct PaymentsCompletedHandler {
     state: AppState,
 }
 
 impl PaymentsCompletedHandler {
     /// A handler on the service's state.
     #[must_use]
-    pub fn new(state: AppState) -> Self {
+    pub(crate) fn new(state: AppState) -> Self {
         Self { state }
     }
 

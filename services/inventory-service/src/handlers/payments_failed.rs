@@ -14,18 +14,18 @@ use crate::startup::AppState;
 use crate::storage::{products, reservations};
 
 /// Inbox key of this handler.
-pub const INBOX_KEY: &str = "inventory-payments-failed";
+pub(crate) const INBOX_KEY: &str = "inventory-payments-failed";
 
 /// Handles `payments.failed.v1` on both lanes.
 #[derive(Clone, Debug)]
-pub struct PaymentsFailedHandler {
+pub(crate) struct PaymentsFailedHandler {
     state: AppState,
 }
 
 impl PaymentsFailedHandler {
     /// A handler on the service's state.
     #[must_use]
-    pub fn new(state: AppState) -> Self {
+    pub(crate) fn new(state: AppState) -> Self {
         Self { state }
     }
 

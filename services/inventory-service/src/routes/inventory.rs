@@ -17,22 +17,22 @@ use crate::storage::{StorageError, products};
 
 /// `GET /inventory`.
 #[derive(Debug, Serialize)]
-pub struct ProductList {
+pub(crate) struct ProductList {
     /// Every product, sorted by product id.
-    pub products: Vec<Product>,
+    pub(crate) products: Vec<Product>,
 }
 
 /// `PUT /inventory/{product_id}` body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PutProduct {
+pub(crate) struct PutProduct {
     /// The new stock level (reserved and committed units are kept).
-    pub available: StockLevel,
+    pub(crate) available: StockLevel,
     /// The new unit price in cents.
-    pub unit_price_cents: UnitPrice,
+    pub(crate) unit_price_cents: UnitPrice,
     /// Currency of the price; absent keeps an existing product's currency, USD for a new one.
     #[serde(default)]
-    pub currency: Option<Currency>,
+    pub(crate) currency: Option<Currency>,
 }
 
 fn product_id(path: Result<Path<String>, PathRejection>) -> Result<ProductId, Problem> {
@@ -51,7 +51,7 @@ fn storage_problem(e: StorageError) -> Problem {
 }
 
 /// `GET /inventory` → `{"products": [...]}` sorted by product id.
-pub async fn list(State(state): State<AppState>) -> Result<Json<ProductList>, Problem> {
+pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<ProductList>, Problem> {
     let products = state
         .db
         .read(|tx| Box::pin(async move { products::list(tx).await }))
@@ -61,7 +61,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<ProductList>, Pr
 }
 
 /// `GET /inventory/{product_id}` → the product, or 404.
-pub async fn get_one(
+pub(crate) async fn get_one(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Product>, Problem> {
@@ -75,7 +75,7 @@ pub async fn get_one(
 }
 
 /// `PUT /inventory/{product_id}` → creates or updates the product; 200 with it.
-pub async fn put_one(
+pub(crate) async fn put_one(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     ApiJson(body): ApiJson<PutProduct>,

@@ -2,8 +2,8 @@
 //! adds the defaults (problem+json errors, correlation ids, metrics, body limit, timeout), the
 //! health routes and `/metrics`.
 
-pub mod inventory;
-pub mod openapi;
+pub(crate) mod inventory;
+pub(crate) mod openapi;
 
 use crate::startup::AppState;
 use axum::Router;
@@ -13,7 +13,7 @@ use axum::routing::get;
 use orderflow_platform::http::{AdminGuard, require_admin};
 
 /// The service's routes: `/inventory…` (`PUT` only with the admin token) and `/openapi.json`.
-pub fn router(state: AppState, admin: AdminGuard) -> Router {
+pub(crate) fn router(state: AppState, admin: AdminGuard) -> Router {
     let put_one = inventory::put_one.layer(from_fn_with_state(admin, require_admin));
     Router::new()
         .route("/inventory", get(inventory::list))

@@ -5,9 +5,9 @@ use axum::response::IntoResponse;
 use http::{HeaderValue, header};
 
 /// The document.
-pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
+pub(crate) const OPENAPI_JSON: &str = include_str!("../openapi.json");
 
 /// Serves [`OPENAPI_JSON`] as `application/json`.
-pub async fn document() -> impl IntoResponse {
+pub(crate) async fn document() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], OPENAPI_JSON)
 }

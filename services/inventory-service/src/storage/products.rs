@@ -26,7 +26,7 @@ fn product(row: &Row) -> Result<Product, StorageError> {
 }
 
 /// One product.
-pub async fn find(tx: &mut Tx, id: &ProductId) -> Result<Option<Product>, StorageError> {
+pub(crate) async fn find(tx: &mut Tx, id: &ProductId) -> Result<Option<Product>, StorageError> {
     let row = tx
         .query_opt(concat!("SELECT ", columns!(), " FROM products WHERE product_id = $1"), args![id.as_str()])
         .await?;
@@ -35,7 +35,7 @@ pub async fn find(tx: &mut Tx, id: &ProductId) -> Result<Option<Product>, Storag
 
 /// Every product, sorted by product id (byte order, the same on both databases whatever
 /// PostgreSQL's collation).
-pub async fn list(tx: &mut Tx) -> Result<Vec<Product>, StorageError> {
+pub(crate) async fn list(tx: &mut Tx) -> Result<Vec<Product>, StorageError> {
     let rows = tx.query_all(concat!("SELECT ", columns!(), " FROM products"), &[]).await?;
     let mut products = rows.iter().map(product).collect::<Result<Vec<_>, _>>()?;
     products.sort_by(|a, b| a.product_id.as_str().cmp(b.product_id.as_str()));
@@ -43,14 +43,14 @@ pub async fn list(tx: &mut Tx) -> Result<Vec<Product>, StorageError> {
 }
 
 /// Whether the product exists.
-pub async fn exists(tx: &mut Tx, id: &ProductId) -> Result<bool, StorageError> {
+pub(crate) async fn exists(tx: &mut Tx, id: &ProductId) -> Result<bool, StorageError> {
     let row = tx.query_opt("SELECT 1 FROM products WHERE product_id = $1", args![id.as_str()]).await?;
     Ok(row.is_some())
 }
 
 /// Creates the product, or sets its stock level and price (reserved and committed units are
 /// kept). `currency: None` keeps an existing product's currency and gives a new one USD.
-pub async fn upsert(
+pub(crate) async fn upsert(
     tx: &mut Tx,
     id: &ProductId,
     available: StockLevel,
@@ -79,7 +79,7 @@ pub async fn upsert(
 }
 
 /// Creates the product unless it exists (an existing one is left untouched); `true` if created.
-pub async fn insert_if_absent(
+pub(crate) async fn insert_if_absent(
     tx: &mut Tx,
     id: &ProductId,
     available: StockLevel,
@@ -99,16 +99,16 @@ pub async fn insert_if_absent(
 
 /// The price of a product at the moment its units were reserved.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReservedPrice {
+pub(crate) struct ReservedPrice {
     /// Unit price in cents.
-    pub unit_price_cents: i64,
+    pub(crate) unit_price_cents: i64,
     /// Its currency.
-    pub currency: Currency,
+    pub(crate) currency: Currency,
 }
 
 /// Moves `quantity` units from `available` to `reserved` if that many are available, returning
 /// the price read under the same row lock; `None` if there are not enough units (or no product).
-pub async fn reserve(
+pub(crate) async fn reserve(
     tx: &mut Tx,
     id: &ProductId,
     quantity: i64,
@@ -129,7 +129,7 @@ pub async fn reserve(
 }
 
 /// Moves `quantity` reserved units to `committed`; `false` if fewer are reserved.
-pub async fn commit(tx: &mut Tx, id: &ProductId, quantity: i64) -> Result<bool, StorageError> {
+pub(crate) async fn commit(tx: &mut Tx, id: &ProductId, quantity: i64) -> Result<bool, StorageError> {
     let now = orderflow_platform::now_rfc3339();
     let moved = tx
         .execute(
@@ -142,7 +142,7 @@ pub async fn commit(tx: &mut Tx, id: &ProductId, quantity: i64) -> Result<bool, 
 }
 
 /// Moves `quantity` reserved units back to `available`; `false` if fewer are reserved.
-pub async fn release(tx: &mut Tx, id: &ProductId, quantity: i64) -> Result<bool, StorageError> {
+pub(crate) async fn release(tx: &mut Tx, id: &ProductId, quantity: i64) -> Result<bool, StorageError> {
     let now = orderflow_platform::now_rfc3339();
     let moved = tx
         .execute(

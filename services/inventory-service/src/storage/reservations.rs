@@ -8,7 +8,7 @@ use super::StorageError;
 use crate::domain::{Reservation, ReservationStatus};
 
 /// Inserts a new reservation.
-pub async fn insert(tx: &mut Tx, r: &Reservation) -> Result<(), StorageError> {
+pub(crate) async fn insert(tx: &mut Tx, r: &Reservation) -> Result<(), StorageError> {
     let lines = serde_json::to_string(&r.lines).map_err(StorageError::corrupt)?;
     let now = orderflow_platform::now_rfc3339();
     let (order_id, reservation_id) = (r.order_id.to_string(), r.reservation_id.to_string());
@@ -31,7 +31,7 @@ pub async fn insert(tx: &mut Tx, r: &Reservation) -> Result<(), StorageError> {
 }
 
 /// The reservation of an order.
-pub async fn find(tx: &mut Tx, order_id: OrderId) -> Result<Option<Reservation>, StorageError> {
+pub(crate) async fn find(tx: &mut Tx, order_id: OrderId) -> Result<Option<Reservation>, StorageError> {
     let id = order_id.to_string();
     let row = tx
         .query_opt(
@@ -54,7 +54,7 @@ pub async fn find(tx: &mut Tx, order_id: OrderId) -> Result<Option<Reservation>,
 
 /// Changes the status from `from` to `to`; `false` if it was not `from` (someone else moved it).
 /// On PostgreSQL the row lock taken here serializes concurrent outcomes for the same order.
-pub async fn transition(
+pub(crate) async fn transition(
     tx: &mut Tx,
     order_id: OrderId,
     from: ReservationStatus,

@@ -16,7 +16,7 @@ pub enum OrderStatus {
 
 impl OrderStatus {
     /// The stored and serialized form.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Confirmed => "confirmed",
@@ -25,14 +25,14 @@ impl OrderStatus {
     }
 
     /// Parses the stored form.
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         [Self::Pending, Self::Confirmed, Self::Cancelled].into_iter().find(|v| v.as_str() == s)
     }
 }
 
 /// What to do when an event wants to move an order to `to`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transition {
+pub(crate) enum Transition {
     /// Apply it.
     Apply,
     /// Already there (a replay of a different event id): nothing to do.
@@ -42,7 +42,7 @@ pub enum Transition {
 }
 
 /// The only legal moves are pending → confirmed and pending → cancelled.
-pub fn transition(from: OrderStatus, to: OrderStatus) -> Transition {
+pub(crate) fn transition(from: OrderStatus, to: OrderStatus) -> Transition {
     match (from, to) {
         (OrderStatus::Pending, OrderStatus::Confirmed | OrderStatus::Cancelled) => Transition::Apply,
         (a, b) if a == b => Transition::AlreadyDone,

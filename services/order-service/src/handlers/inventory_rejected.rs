@@ -7,10 +7,10 @@ use super::{Outcome, finish};
 use crate::startup::AppState;
 
 /// Inbox key of this handler.
-pub const HANDLER: &str = "order:inventory.rejected.v1";
+pub(crate) const HANDLER: &str = "order:inventory.rejected.v1";
 
 /// Handles one delivery.
-pub async fn handle(state: AppState, d: Delivery<InventoryRejected>) -> Result<(), HandlerError> {
+pub(crate) async fn handle(state: AppState, d: Delivery<InventoryRejected>) -> Result<(), HandlerError> {
     let (order_id, outcome) = (d.envelope.data.order_id, Outcome::Cancelled(d.envelope.data.reason.into()));
     finish(&state, HANDLER, &d, order_id, outcome).await
 }

@@ -1,8 +1,8 @@
 //! One handler per consumed event; the shared step that moves an order lives here.
 
-pub mod inventory_rejected;
-pub mod payments_completed;
-pub mod payments_failed;
+pub(crate) mod inventory_rejected;
+pub(crate) mod payments_completed;
+pub(crate) mod payments_failed;
 
 use orderflow_events::{CancelReason, Event, Money, OrderCancelled, OrderConfirmed, OrderId, Priority};
 use orderflow_messaging::{Delivery, HandlerError, OutgoingMessage};
@@ -42,7 +42,7 @@ impl From<StorageError> for HandlerError {
 
 /// How an event ends an order.
 #[derive(Debug)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Paid: confirmed with the charged total.
     Confirmed(Money),
     /// Rejected or compensated.
@@ -61,7 +61,7 @@ impl Outcome {
 
 /// In one transaction (a unit of the database's group commit): inbox row, the order's move,
 /// and its `orders.confirmed` / `orders.cancelled` event in the outbox, on the order's lane.
-pub async fn finish<T: Event>(
+pub(crate) async fn finish<T: Event>(
     state: &AppState,
     handler: &'static str,
     cause: &Delivery<T>,

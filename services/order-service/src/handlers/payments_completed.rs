@@ -7,10 +7,10 @@ use super::{Outcome, finish};
 use crate::startup::AppState;
 
 /// Inbox key of this handler.
-pub const HANDLER: &str = "order:payments.completed.v1";
+pub(crate) const HANDLER: &str = "order:payments.completed.v1";
 
 /// Handles one delivery.
-pub async fn handle(state: AppState, d: Delivery<PaymentCompleted>) -> Result<(), HandlerError> {
+pub(crate) async fn handle(state: AppState, d: Delivery<PaymentCompleted>) -> Result<(), HandlerError> {
     let data = &d.envelope.data;
     // The decoder already refused a negative amount; one here would break the event's contract.
     let total = Money::new(data.amount_cents, data.currency.clone())

@@ -1,4 +1,4 @@
 //! HTTP routes, one file per resource.
 
-pub mod openapi;
-pub mod orders;
+pub(crate) mod openapi;
+pub(crate) mod orders;

@@ -6,7 +6,7 @@ use http::{HeaderValue, header};
 const SPEC: &str = include_str!("../openapi.json");
 
 /// Serves the document.
-pub async fn openapi() -> Response {
+pub(crate) async fn openapi() -> Response {
     let mut res = SPEC.into_response();
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     res

@@ -22,7 +22,7 @@ use crate::storage::{self, NewOrder, OrderRow, StatusChange, StorageError, Store
 /// `Retry-After` (admission control). The writer commits up to 256 units at a time, so this is
 /// a couple of group commits of backlog — ~100 ms here — not a queue that grows without bound
 /// while the handlers that finish orders wait behind it.
-pub const MAX_QUEUED_WRITES: usize = 512;
+pub(crate) const MAX_QUEUED_WRITES: usize = 512;
 
 /// Longest accepted `Idempotency-Key`.
 const MAX_KEY_LEN: usize = 255;
@@ -30,24 +30,24 @@ const MAX_KEY_LEN: usize = 255;
 /// The body of `POST /orders`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CreateOrder {
+pub(crate) struct CreateOrder {
     /// Who orders.
-    pub customer_id: CustomerId,
+    pub(crate) customer_id: CustomerId,
     /// 1–100 lines.
-    pub items: Vec<Item>,
+    pub(crate) items: Vec<Item>,
     /// `standard` (default) or `express`.
     #[serde(default)]
-    pub priority: Priority,
+    pub(crate) priority: Priority,
 }
 
 /// One line of an order.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Item {
+pub(crate) struct Item {
     /// Product id, 1–64 characters.
-    pub product_id: ProductId,
+    pub(crate) product_id: ProductId,
     /// 1 ..= 1,000,000.
-    pub quantity: Quantity,
+    pub(crate) quantity: Quantity,
 }
 
 #[derive(Serialize)]
@@ -58,7 +58,7 @@ struct Accepted<'a> {
 
 /// The order as `GET /orders/{id}` shows it.
 #[derive(Debug, Serialize)]
-pub struct OrderView {
+pub(crate) struct OrderView {
     order_id: OrderId,
     customer_id: CustomerId,
     items: Vec<OrderItem>,
@@ -124,7 +124,7 @@ fn stored_into_response(s: &StoredResponse) -> Response {
 
 /// `POST /orders`: validates, then writes the order, its `orders.created.v1` event and the
 /// idempotency record in one transaction.
-pub async fn create_order(
+pub(crate) async fn create_order(
     State(state): State<AppState>,
     RequestCorrelation(correlation): RequestCorrelation,
     headers: HeaderMap,
@@ -262,7 +262,7 @@ fn unavailable(e: &dyn std::fmt::Display) -> Problem {
 }
 
 /// `GET /orders/{id}`.
-pub async fn get_order(
+pub(crate) async fn get_order(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<OrderView>, Problem> {

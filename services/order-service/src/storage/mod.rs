@@ -65,57 +65,61 @@ impl StorageError {
 
 /// A stored order.
 #[derive(Clone, Debug)]
-pub struct OrderRow {
+pub(crate) struct OrderRow {
     /// The order.
-    pub order_id: OrderId,
+    pub(crate) order_id: OrderId,
     /// Who ordered.
-    pub customer_id: CustomerId,
+    pub(crate) customer_id: CustomerId,
     /// Its lines, as ordered.
-    pub items: Vec<OrderItem>,
+    pub(crate) items: Vec<OrderItem>,
     /// Its lane.
-    pub priority: Priority,
+    pub(crate) priority: Priority,
     /// Where it is.
-    pub status: OrderStatus,
+    pub(crate) status: OrderStatus,
     /// Why it was cancelled.
-    pub reason: Option<CancelReason>,
+    pub(crate) reason: Option<CancelReason>,
     /// What was charged, once confirmed.
-    pub total: Option<Money>,
+    pub(crate) total: Option<Money>,
     /// The correlation id of the request that created it.
-    pub correlation_id: CorrelationId,
+    #[allow(
+        dead_code,
+        reason = "read back so that a corrupt value fails the read like every other column; only tests look at it"
+    )]
+    pub(crate) correlation_id: CorrelationId,
     /// RFC 3339.
-    pub created_at: String,
+    pub(crate) created_at: String,
     /// RFC 3339.
-    pub updated_at: String,
+    pub(crate) updated_at: String,
 }
 
 /// A new order.
 #[derive(Debug)]
-pub struct NewOrder<'a> {
+pub(crate) struct NewOrder<'a> {
     /// The order.
-    pub order_id: OrderId,
+    pub(crate) order_id: OrderId,
     /// Who orders.
-    pub customer_id: &'a CustomerId,
+    pub(crate) customer_id: &'a CustomerId,
     /// Its lines.
-    pub items: &'a [OrderItem],
+    pub(crate) items: &'a [OrderItem],
     /// Its lane.
-    pub priority: Priority,
+    pub(crate) priority: Priority,
     /// The correlation id of the request.
-    pub correlation_id: &'a CorrelationId,
+    pub(crate) correlation_id: &'a CorrelationId,
     /// RFC 3339.
-    pub now: &'a str,
+    pub(crate) now: &'a str,
 }
 
 /// One entry of an order's history.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StatusChange {
+pub(crate) struct StatusChange {
     /// The status the order reached.
-    pub status: OrderStatus,
+    pub(crate) status: OrderStatus,
     /// When (RFC 3339).
-    pub at: String,
+    pub(crate) at: String,
 }
 
 /// Inserts a pending order and its first history entry.
-pub async fn insert_order(tx: &mut Tx, o: &NewOrder<'_>) -> Result<(), StorageError> {
+pub(crate) async fn insert_order(tx: &mut Tx, o: &NewOrder<'_>) -> Result<(), StorageError> {
     let order_id = o.order_id.to_string();
     let items = serde_json::to_string(o.items).map_err(|source| StorageError::Encode {
         table: "orders",
@@ -204,7 +208,7 @@ fn order_from_row(order_id: OrderId, row: &Row) -> Result<OrderRow, StorageError
 }
 
 /// The order, if it exists.
-pub async fn find_order(tx: &mut Tx, order_id: OrderId) -> Result<Option<OrderRow>, StorageError> {
+pub(crate) async fn find_order(tx: &mut Tx, order_id: OrderId) -> Result<Option<OrderRow>, StorageError> {
     let id = order_id.to_string();
     let row = tx
         .query_opt(
@@ -217,7 +221,7 @@ pub async fn find_order(tx: &mut Tx, order_id: OrderId) -> Result<Option<OrderRo
 }
 
 /// The order's history, oldest first.
-pub async fn history(tx: &mut Tx, order_id: OrderId) -> Result<Vec<StatusChange>, StorageError> {
+pub(crate) async fn history(tx: &mut Tx, order_id: OrderId) -> Result<Vec<StatusChange>, StorageError> {
     let id = order_id.to_string();
     let rows = tx
         .query_all("SELECT status, at FROM order_history WHERE order_id = $1 ORDER BY seq", args![&id])
@@ -231,7 +235,7 @@ pub async fn history(tx: &mut Tx, order_id: OrderId) -> Result<Vec<StatusChange>
 
 /// How a pending order ends.
 #[derive(Clone, Copy, Debug)]
-pub enum Finish<'a> {
+pub(crate) enum Finish<'a> {
     /// Confirmed, with the total charged.
     Confirmed(&'a Money),
     /// Cancelled, and why.
@@ -240,7 +244,7 @@ pub enum Finish<'a> {
 
 impl Finish<'_> {
     /// The status it moves the order to.
-    pub fn status(self) -> OrderStatus {
+    pub(crate) fn status(self) -> OrderStatus {
         match self {
             Self::Confirmed(_) => OrderStatus::Confirmed,
             Self::Cancelled(_) => OrderStatus::Cancelled,
@@ -251,7 +255,7 @@ impl Finish<'_> {
 /// Moves a pending order to a terminal status (guarded: only if still pending). Returns whether
 /// it moved. A pending order has exactly one history entry, so the terminal one is always the
 /// second: no `MAX(seq)` lookup.
-pub async fn finish_order(
+pub(crate) async fn finish_order(
     tx: &mut Tx,
     order_id: OrderId,
     finish: Finish<'_>,
@@ -291,19 +295,19 @@ pub async fn finish_order(
 
 /// A stored idempotent response.
 #[derive(Clone, Debug)]
-pub struct StoredResponse {
+pub(crate) struct StoredResponse {
     /// The canonical request body it answered.
-    pub request_body: String,
+    pub(crate) request_body: String,
     /// HTTP status.
-    pub status_code: StatusCode,
+    pub(crate) status_code: StatusCode,
     /// JSON body.
-    pub response_body: String,
+    pub(crate) response_body: String,
     /// `Location` header.
-    pub location: Option<String>,
+    pub(crate) location: Option<String>,
 }
 
 /// Claims `key` for this request; `None` when claimed now, `Some(previous)` when it was used.
-pub async fn claim_idempotency_key(
+pub(crate) async fn claim_idempotency_key(
     tx: &mut Tx,
     key: &str,
     response: &StoredResponse,
@@ -351,7 +355,7 @@ pub async fn claim_idempotency_key(
 }
 
 /// Deletes idempotency records older than `cutoff` (RFC 3339).
-pub async fn purge_idempotency_keys(tx: &mut Tx, cutoff: &str) -> Result<u64, StorageError> {
+pub(crate) async fn purge_idempotency_keys(tx: &mut Tx, cutoff: &str) -> Result<u64, StorageError> {
     Ok(tx.execute("DELETE FROM idempotency_keys WHERE created_at < $1", args![cutoff]).await?)
 }
 

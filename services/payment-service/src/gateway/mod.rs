@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a charge attempt came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ChargeOutcome {
+pub(crate) enum ChargeOutcome {
     /// Money taken.
     Succeeded {
         /// The gateway's charge id.
@@ -21,7 +21,7 @@ pub enum ChargeOutcome {
 
 /// Why a charge attempt failed.
 #[derive(Debug, thiserror::Error)]
-pub enum GatewayError {
+pub(crate) enum GatewayError {
     /// Timeout, connection failure, 5xx or 429: try again later.
     #[error("gateway unavailable: {0}")]
     Unavailable(String),
@@ -45,14 +45,14 @@ struct ChargeResponse {
 
 /// A gateway client.
 #[derive(Clone, Debug)]
-pub struct GatewayClient {
+pub(crate) struct GatewayClient {
     http: reqwest::Client,
     base: String,
 }
 
 impl GatewayClient {
     /// A client for `base` (`http://127.0.0.1:8090`) with a per-call `timeout`.
-    pub fn new(base: &str, timeout: Duration) -> anyhow::Result<Self> {
+    pub(crate) fn new(base: &str, timeout: Duration) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(2)))
@@ -63,7 +63,7 @@ impl GatewayClient {
 
     /// One charge attempt; the order id is the idempotency key, so any number of attempts
     /// creates at most one charge.
-    pub async fn charge(
+    pub(crate) async fn charge(
         &self,
         order_id: &str,
         amount_cents: i64,

@@ -22,7 +22,7 @@ use crate::startup::AppState;
 use crate::storage::{self, PaymentRecord, StorageError};
 
 /// Inbox key of this handler.
-pub const HANDLER: &str = "payment:inventory.reserved.v1";
+pub(crate) const HANDLER: &str = "payment:inventory.reserved.v1";
 
 /// The decision about one order's payment.
 enum Decision {
@@ -32,7 +32,7 @@ enum Decision {
 }
 
 /// Handles one delivery.
-pub async fn handle(state: AppState, d: Delivery<InventoryReserved>) -> Result<(), HandlerError> {
+pub(crate) async fn handle(state: AppState, d: Delivery<InventoryReserved>) -> Result<(), HandlerError> {
     let env = &d.envelope;
     let order_id = env.data.order_id.to_string();
     let id = env.data.order_id;
@@ -46,7 +46,7 @@ pub async fn handle(state: AppState, d: Delivery<InventoryReserved>) -> Result<(
 
 /// The schedule of gateway retries: 100 ms doubling to 5 s, up to half of each delay random, no
 /// time limit of its own (the order's `max_wait` is the limit).
-pub const GATEWAY_RETRY: BackoffConfig = BackoffConfig {
+pub(crate) const GATEWAY_RETRY: BackoffConfig = BackoffConfig {
     initial: Duration::from_millis(100),
     max: Duration::from_secs(5),
     multiplier: 2.0,

@@ -1,6 +1,6 @@
 //! One handler per consumed event.
 
-pub mod inventory_reserved;
+pub(crate) mod inventory_reserved;
 
 use orderflow_messaging::HandlerError;
 

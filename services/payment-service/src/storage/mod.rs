@@ -16,7 +16,7 @@ use crate::domain::PaymentStatus;
 /// no stored value, only whether a row exists ([`exists`]), so no row is ever decoded. A query
 /// that reads a payment back adds its decode failure here, as a variant of its own.
 #[derive(Debug, thiserror::Error)]
-pub enum StorageError {
+pub(crate) enum StorageError {
     /// The database failed (connection, lock, constraint…).
     #[error("database: {0}")]
     Database(#[from] SqlError),
@@ -24,33 +24,33 @@ pub enum StorageError {
 
 /// A decided payment, typed up to this edge: the strings exist only in the SQL below.
 #[derive(Debug)]
-pub struct PaymentRecord {
+pub(crate) struct PaymentRecord {
     /// The order paid for.
-    pub order_id: OrderId,
+    pub(crate) order_id: OrderId,
     /// Our payment id.
-    pub payment_id: PaymentId,
+    pub(crate) payment_id: PaymentId,
     /// Completed or failed.
-    pub status: PaymentStatus,
+    pub(crate) status: PaymentStatus,
     /// Gateway charge id, when a charge exists (a declined charge has one too).
-    pub charge_id: Option<ChargeId>,
+    pub(crate) charge_id: Option<ChargeId>,
     /// What was asked for.
-    pub amount: Money,
+    pub(crate) amount: Money,
     /// Why it failed.
-    pub reason: Option<PaymentFailureReason>,
+    pub(crate) reason: Option<PaymentFailureReason>,
     /// What the gateway said, when it said nothing usable.
-    pub detail: Option<String>,
+    pub(crate) detail: Option<String>,
     /// Gateway calls made.
-    pub attempts: i64,
+    pub(crate) attempts: i64,
 }
 
 /// Whether a payment for the order was already decided.
-pub async fn exists(tx: &mut Tx, order_id: OrderId) -> Result<bool, StorageError> {
+pub(crate) async fn exists(tx: &mut Tx, order_id: OrderId) -> Result<bool, StorageError> {
     let id = order_id.to_string();
     Ok(tx.query_opt("SELECT 1 FROM payments WHERE order_id = $1", args![&id]).await?.is_some())
 }
 
 /// Records the decision; `false` when one was already recorded.
-pub async fn insert(tx: &mut Tx, p: &PaymentRecord) -> Result<bool, StorageError> {
+pub(crate) async fn insert(tx: &mut Tx, p: &PaymentRecord) -> Result<bool, StorageError> {
     let now = orderflow_platform::now_rfc3339();
     let (order_id, payment_id) = (p.order_id.to_string(), p.payment_id.to_string());
     let inserted = tx
