@@ -44,11 +44,6 @@ impl Percentiles {
         Self { histogram }
     }
 
-    /// How many latencies.
-    pub fn count(&self) -> u64 {
-        self.histogram.as_ref().map_or(0, Histogram::len)
-    }
-
     /// The latency at `quantile` (0.5 for the median), `None` without any.
     pub fn at(&self, quantile: f64) -> Option<u64> {
         let h = self.histogram.as_ref().filter(|h| !h.is_empty())?;
@@ -75,7 +70,6 @@ mod tests {
     fn percentiles_come_back_from_counts() {
         let counts = (1..=100).map(|ms| (bucket(ms), 1));
         let p = Percentiles::from_counts(counts);
-        assert_eq!(p.count(), 100);
         assert_eq!(p.at(0.5), Some(50));
         assert_eq!(p.at(0.99), Some(99));
         assert_eq!(Percentiles::from_counts([]).at(0.5), None);

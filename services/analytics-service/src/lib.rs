@@ -7,8 +7,8 @@
 //! the count of every saga step. The state is nothing but that fold: [`rebuild::replay`] folds
 //! the streams from their first message into a fresh store and gets the same tables.
 //!
-//! Layout: [`fold`] (what each event changes, shared by the handlers and the rebuild),
-//! [`summary`] (the JSON read model), [`live`] (the once-a-second summary for the stream),
+//! Layout: `fold` (what each event changes, shared by the handlers and the rebuild),
+//! [`summary`] (the JSON read model), `live` (the once-a-second summary for the stream),
 //! `routes` (`/`, `/analytics/summary`, `/analytics/stream`), [`rebuild`], [`audit`] (dumps for
 //! checks).
 //!
@@ -18,10 +18,10 @@
 
 pub mod audit;
 pub mod configuration;
-pub mod fold;
+pub(crate) mod fold;
 pub(crate) mod handlers;
-pub mod latency;
-pub mod live;
+pub(crate) mod latency;
+pub(crate) mod live;
 pub mod rebuild;
 pub(crate) mod routes;
 pub mod startup;

@@ -1,5 +1,5 @@
 //! Rebuilding the read model from the streams: every event stored in ORDERS, INVENTORY and
-//! PAYMENTS, from the first, folded through the same [`fold::apply`] as the live handlers and
+//! PAYMENTS, from the first, folded through the same `fold::apply` as the live handlers and
 //! with the same inbox keys. Into a fresh store it gives the state the live service has once
 //! it is quiet; into the live store it changes nothing (every event is already in the inbox),
 //! so it is safe to run twice.
