@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use anyhow::Context as _;
+use futures_util::StreamExt as _;
 use inventory_service::domain::ReservationStatus;
 use order_service::domain::OrderStatus;
 use orderflow_messaging::connect::server_list;
@@ -247,9 +248,12 @@ pub async fn check(
     Ok(report)
 }
 
-/// Waits until the system is quiet: every durable consumer has nothing pending or un-acked and
-/// every outbox is empty, twice in a row (events still in flight would make a correct system look
-/// broken). Fails after `timeout`.
+/// The streams whose consumers [`wait_until_quiet`] watches.
+const EVENT_STREAMS: [&str; 3] = ["ORDERS", "INVENTORY", "PAYMENTS"];
+
+/// Waits until the system is quiet: every durable consumer on the event streams (any service's)
+/// has nothing pending or un-acked and every outbox is empty, twice in a row (events still in
+/// flight would make a correct system look broken). Fails after `timeout`.
 pub async fn wait_until_quiet(targets: &Targets, timeout: std::time::Duration) -> anyhow::Result<()> {
     let client = async_nats::connect(server_list(&targets.nats_url).as_slice()).await?;
     let js = async_nats::jetstream::new(client);
@@ -262,22 +266,27 @@ pub async fn wait_until_quiet(targets: &Targets, timeout: std::time::Duration) -
     let mut busy = String::new();
     while tokio::time::Instant::now() < deadline {
         busy.clear();
-        for spec in orderflow_messaging::Topology::orderflow(1).consumers {
-            let stream = js.get_stream_no_info(&spec.stream).await?;
-            // A consumer whose state cannot be read (its leader is being elected, a node is
-            // frozen) is not known to be idle: it counts as busy, never as quiet.
-            match stream.consumer_info(&spec.durable).await {
-                Ok(info) if info.num_pending + info.num_ack_pending as u64 > 0 => {
-                    busy = format!(
-                        "{} has {} pending, {} un-acked",
-                        spec.durable, info.num_pending, info.num_ack_pending
-                    );
+        // Every durable consumer on the event streams, whoever owns it (the analytics service's
+        // too), not only the saga's.
+        'streams: for name in EVENT_STREAMS {
+            let stream = js.get_stream_no_info(name).await?;
+            let mut consumers = stream.consumers();
+            while let Some(info) = consumers.next().await {
+                // A consumer whose state cannot be read (its leader is being elected, a node is
+                // frozen) is not known to be idle: it counts as busy, never as quiet.
+                match info {
+                    Ok(info) if info.num_pending + info.num_ack_pending as u64 > 0 => {
+                        busy = format!(
+                            "{} has {} pending, {} un-acked",
+                            info.name, info.num_pending, info.num_ack_pending
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => busy = format!("the consumers of {name} cannot be read: {e}"),
                 }
-                Ok(_) => {}
-                Err(e) => busy = format!("the state of {} cannot be read: {e}", spec.durable),
-            }
-            if !busy.is_empty() {
-                break;
+                if !busy.is_empty() {
+                    break 'streams;
+                }
             }
         }
         if busy.is_empty() {

@@ -15,6 +15,7 @@
 use std::alloc::System;
 use std::time::Duration;
 
+use orderflow::invariants;
 use orderflow::load::{
     LoadConfig, OrderMix, SPAWN_RESTOCK, Schedule, Share, SpawnedSystem, Target, Until, proc_status_bytes,
     run_load,
@@ -93,9 +94,14 @@ async fn further_orders_leave_the_heap_where_the_ones_before_left_it() {
     // working size.
     batch(&system, true).await;
     batch(&system, false).await;
+    // Terminal orders are not a quiet system: the analytics service may still be folding.
+    let targets = system.targets();
+    let quiet = || invariants::wait_until_quiet(&targets, Duration::from_secs(120));
 
+    quiet().await.unwrap();
     let (heap_1, rss_1) = (settled_heap_bytes().await, rss_mb());
     let accepted = batch(&system, false).await + batch(&system, false).await;
+    quiet().await.unwrap();
     let (heap_2, rss_2) = (settled_heap_bytes().await, rss_mb());
     system.stop().await.unwrap();
 
