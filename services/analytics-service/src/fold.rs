@@ -1,17 +1,17 @@
 //! The fold: how one event changes the read model. The live handlers and the rebuild both go
-//! through [`apply`], so a store rebuilt from the streams is the store the handlers built.
+//! through [`fold_event`], so a store rebuilt from the streams is the store the handlers built.
 //!
 //! Every change is commutative (counters that only add, and a latency recorded by whichever end
 //! of an order arrives second), so the result does not depend on the order the events arrive
 //! in: the streams are consumed in parallel live and one after the other by the rebuild.
 
 use orderflow_events::{
-    EventKind, InventoryRejected, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed,
-    OrderCreated, PaymentCompleted, PaymentFailed,
+    Envelope, Event, EventKind, InventoryRejected, InventoryReleased, InventoryReserved, OrderCancelled,
+    OrderConfirmed, OrderCreated, PaymentCompleted, PaymentFailed,
 };
 use orderflow_messaging::ConsumerSpec;
 use orderflow_platform::sql::{SqlError, Tx};
-use orderflow_platform::{args, inbox};
+use orderflow_platform::{Db, WriteError, args, inbox};
 use time::OffsetDateTime;
 
 use crate::latency;
@@ -165,11 +165,21 @@ pub fn minute_of(at: OffsetDateTime) -> i64 {
     at.unix_timestamp().div_euclid(60) * 60
 }
 
-/// Folds one event, once: `false` when its id was folded before (nothing changes then).
+/// Folds `envelope` into `db`, once, in one unit of the writer's group commit: `false` when its
+/// id was folded before (nothing changes then). The live handlers and the rebuild both fold
+/// through here.
 ///
 /// # Errors
 /// The database failed.
-pub async fn apply(
+pub async fn fold_event<T: Foldable>(db: &Db, envelope: &Envelope<T>) -> Result<bool, SqlError> {
+    let (id, at, fact) = (envelope.id.to_string(), envelope.time, envelope.data.fact());
+    db.write(move |tx| Box::pin(async move { apply(tx, <T as Event>::KIND, T::STEP, &id, at, &fact).await }))
+        .await
+        .map_err(WriteError::into_unit_error)
+}
+
+/// Folds one event inside `tx`, once: `false` when its id was folded before.
+async fn apply(
     tx: &mut Tx,
     kind: EventKind,
     step: Step,

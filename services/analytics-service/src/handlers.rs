@@ -22,19 +22,7 @@ impl FoldHandler {
 
 impl<T: Foldable> Handler<T> for FoldHandler {
     async fn handle(&self, delivery: Delivery<T>) -> Result<(), HandlerError> {
-        let envelope = &delivery.envelope;
-        let (id, at, fact) = (envelope.id.to_string(), envelope.time, envelope.data.fact());
-        let folded = self
-            .db
-            .write(move |tx| {
-                Box::pin(async move {
-                    Ok::<_, HandlerError>(
-                        fold::apply(tx, <T as orderflow_events::Event>::KIND, T::STEP, &id, at, &fact)
-                            .await?,
-                    )
-                })
-            })
-            .await?;
+        let folded = fold::fold_event(&self.db, &delivery.envelope).await?;
         if !folded {
             tracing::debug!("event folded before; skipped");
         }

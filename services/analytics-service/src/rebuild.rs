@@ -1,5 +1,5 @@
 //! Rebuilding the read model from the streams: every event stored in ORDERS, INVENTORY and
-//! PAYMENTS, from the first, folded through the same `fold::apply` as the live handlers and
+//! PAYMENTS, from the first, folded through the same `fold::fold_event` as the live handlers and
 //! with the same inbox keys. Into a fresh store it gives the state the live service has once
 //! it is quiet; into the live store it changes nothing (every event is already in the inbox),
 //! so it is safe to run twice.
@@ -127,16 +127,7 @@ async fn fold_message(db: &Db, subject: &str, payload: &[u8]) -> anyhow::Result<
 
 async fn fold_one<T: Foldable>(db: &Db, payload: &[u8]) -> anyhow::Result<Option<bool>> {
     let Ok(envelope) = decode::<T>(payload) else { return Ok(None) };
-    let (id, at, fact) = (envelope.id.to_string(), envelope.time, envelope.data.fact());
-    let folded = db
-        .write(move |tx| {
-            Box::pin(async move {
-                fold::apply(tx, <T as orderflow_events::Event>::KIND, T::STEP, &id, at, &fact).await
-            })
-        })
-        .await
-        .map_err(WriteError::into_unit_error)?;
-    Ok(Some(folded))
+    Ok(Some(fold::fold_event(db, &envelope).await?))
 }
 
 /// Empties the read model and forgets which events it folded (its inbox rows), so that a

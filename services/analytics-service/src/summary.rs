@@ -119,10 +119,7 @@ async fn read_in(tx: &mut Tx, now: OffsetDateTime) -> Result<Summary, SqlError> 
 
     let last = crate::fold::minute_of(now);
     let first = last - (WINDOW_MINUTES - 1) * 60;
-    let mut per_minute = window(tx, first, last).await?;
-    for minute in &mut per_minute {
-        minute.1.minute = rfc3339(minute.0);
-    }
+    let per_minute = window(tx, first, last).await?;
 
     let products = tx
         .query_all(
@@ -142,7 +139,7 @@ async fn read_in(tx: &mut Tx, now: OffsetDateTime) -> Result<Summary, SqlError> 
         revenue_cents,
         latency_ms,
         in_flight: (totals.accepted - totals.confirmed - totals.cancelled).max(0),
-        per_minute: per_minute.into_iter().map(|(_, m)| m).collect(),
+        per_minute,
         flow,
         top_products,
         as_of: rfc3339(now.unix_timestamp()),
@@ -150,14 +147,14 @@ async fn read_in(tx: &mut Tx, now: OffsetDateTime) -> Result<Summary, SqlError> 
 }
 
 /// The minutes `first..=last` (Unix seconds of minute starts), zero-filled.
-async fn window(tx: &mut Tx, first: i64, last: i64) -> Result<Vec<(i64, Minute)>, SqlError> {
+async fn window(tx: &mut Tx, first: i64, last: i64) -> Result<Vec<Minute>, SqlError> {
     let mut minutes: BTreeMap<i64, Minute> = (0..WINDOW_MINUTES)
         .map(|i| {
             let m = first + i * 60;
             (
                 m,
                 Minute {
-                    minute: String::new(),
+                    minute: rfc3339(m),
                     accepted: 0,
                     confirmed: 0,
                     cancelled: 0,
@@ -205,7 +202,7 @@ async fn window(tx: &mut Tx, first: i64, last: i64) -> Result<Vec<(i64, Minute)>
             m.latency_ms = latency(counts);
         }
     }
-    Ok(minutes.into_iter().collect())
+    Ok(minutes.into_values().collect())
 }
 
 fn latency(counts: Vec<(i64, i64)>) -> Latency {
