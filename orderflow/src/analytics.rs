@@ -61,7 +61,7 @@ impl AnalyticsArgs {
         match self.command {
             AnalyticsCommand::Rebuild(args) => rebuild_store(args).await,
             AnalyticsCommand::Summary { url } => {
-                let summary = fetch_summary(&url).await?;
+                let summary = fetch_summary(&reqwest::Client::new(), &url).await?;
                 output::line(serde_json::to_string_pretty(&summary)?)
             }
         }
@@ -96,7 +96,7 @@ async fn rebuild_store(a: RebuildArgs) -> anyhow::Result<()> {
     ))?;
     output::line(serde_json::to_string_pretty(&rebuilt)?)?;
     if let Some(live_url) = a.compare {
-        let live = fetch_summary(&live_url).await?;
+        let live = fetch_summary(&reqwest::Client::new(), &live_url).await?;
         let differences = differences(&live, &rebuilt);
         if !differences.is_empty() {
             anyhow::bail!("the rebuilt summary differs from {live_url}:\n  {}", differences.join("\n  "));
@@ -106,14 +106,11 @@ async fn rebuild_store(a: RebuildArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn fetch_summary(url: &str) -> anyhow::Result<Summary> {
+/// `GET <url>/analytics/summary` of a running analytics service.
+pub(crate) async fn fetch_summary(http: &reqwest::Client, url: &str) -> anyhow::Result<Summary> {
     let url = format!("{}/analytics/summary", url.trim_end_matches('/'));
-    let res = reqwest::Client::new()
-        .get(&url)
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .with_context(|| format!("GET {url}"))?;
+    let res =
+        http.get(&url).timeout(Duration::from_secs(10)).send().await.with_context(|| format!("GET {url}"))?;
     anyhow::ensure!(res.status().is_success(), "GET {url}: {}", res.status());
     res.json().await.with_context(|| format!("reading the summary from {url}"))
 }

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Deserialize;
@@ -19,6 +18,7 @@ use super::config::{Endpoints, LoadConfig, Schedule, Until};
 use super::driver::{Driver, http_client};
 use super::report::{AnalyticsCheck, BacklogSample, Duplicates, InvariantSummary, Latencies, LoadReport};
 use super::tracker::Tracker;
+use crate::analytics::fetch_summary;
 use crate::invariants::{self, Targets};
 
 /// Share of the offered rate that counts as keeping up.
@@ -57,7 +57,7 @@ pub async fn execute(
 ) -> anyhow::Result<LoadReport> {
     let http = http_client(config.request_timeout)?;
     let analytics_before = match analytics_url {
-        Some(url) => Some(analytics_summary(&http, url).await?),
+        Some(url) => Some(fetch_summary(&http, url).await?),
         None => None,
     };
     let tracker = Tracker::start(&endpoints.nats_url, 2).await?;
@@ -184,13 +184,6 @@ pub async fn execute(
     Ok(report)
 }
 
-async fn analytics_summary(http: &reqwest::Client, url: &str) -> anyhow::Result<analytics_service::Summary> {
-    let url = format!("{}/analytics/summary", url.trim_end_matches('/'));
-    let res = http.get(&url).send().await.with_context(|| format!("GET {url}"))?;
-    anyhow::ensure!(res.status().is_success(), "GET {url}: {}", res.status());
-    res.json().await.with_context(|| format!("reading {url}"))
-}
-
 /// The analytics service's counts since `before`, once they reach the generator's (the read
 /// model trails the saga by a moment), or as they are after `wait`.
 async fn analytics_check(
@@ -204,7 +197,7 @@ async fn analytics_check(
         report.cancelled.iter().map(|(k, v)| (k.clone(), i64::try_from(*v).unwrap_or(i64::MAX))).collect();
     let deadline = Instant::now() + wait;
     loop {
-        let after = analytics_summary(http, url).await?;
+        let after = fetch_summary(http, url).await?;
         let mut cancelled = after.cancelled_by_reason.clone();
         for (reason, n) in &before.cancelled_by_reason {
             if let Some(v) = cancelled.get_mut(reason) {
