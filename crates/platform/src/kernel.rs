@@ -364,6 +364,7 @@ pub struct Application<S: Service> {
     listener: TcpListener,
     port: u16,
     consumers: WiredConsumers,
+    admin: AdminGuard,
 }
 
 impl<S: Service> Application<S> {
@@ -379,7 +380,7 @@ impl<S: Service> Application<S> {
     /// way).
     pub async fn build_with(settings: S::Settings, service: S) -> anyhow::Result<Self> {
         let common = settings.common();
-        AdminGuard::from_setting(common.admin_token.as_ref())
+        let admin = AdminGuard::from_setting(common.admin_token.as_ref())
             .with_context(|| format!("{}: invalid admin_token", S::NAME))?;
         let listener = crate::http::bind(&common.host, common.port, S::NAME).await?;
         let port = listener.local_addr().context("reading the bound HTTP address")?.port();
@@ -394,7 +395,7 @@ impl<S: Service> Application<S> {
         .await?;
         service.on_connected(&settings, &infra.db).await.with_context(|| format!("{}: starting", S::NAME))?;
         tracing::info!(service = S::NAME, port, settings = ?settings, "built");
-        Ok(Self { settings, service, infra, listener, port, consumers: WiredConsumers::default() })
+        Ok(Self { settings, service, infra, listener, port, consumers: WiredConsumers::default(), admin })
     }
 
     /// The bound HTTP port.
@@ -421,10 +422,8 @@ impl<S: Service> Application<S> {
     /// Serves HTTP and runs the consumers, endpoints and tasks the service wires, until
     /// `shutdown` is cancelled; then drains (see the module docs).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Self { settings, service, infra, listener, consumers: wired, .. } = self;
+        let Self { settings, service, infra, listener, consumers: wired, admin, .. } = self;
         let common = settings.common().clone();
-        // Checked by `build_with`; a token that failed there never gets here.
-        let admin = AdminGuard::from_setting(common.admin_token.as_ref()).unwrap_or_default();
         let mut wiring = Wiring {
             db: infra.db.clone(),
             js: infra.js.clone(),
