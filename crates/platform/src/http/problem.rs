@@ -132,6 +132,13 @@ impl Problem {
     pub fn status_code(&self) -> StatusCode {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
+
+    /// The response, with `Retry-After: seconds` (a `503` the client should simply retry).
+    pub fn retry_after(self, seconds: u32) -> Response {
+        let mut res = self.into_response();
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        res
+    }
 }
 
 impl IntoResponse for Problem {

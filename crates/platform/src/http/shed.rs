@@ -7,8 +7,7 @@ use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, header};
+use axum::response::Response;
 use tokio::sync::Semaphore;
 
 use super::problem::{Problem, ProblemType};
@@ -32,10 +31,8 @@ pub(crate) async fn shed(State(limit): State<Limit>, request: Request, next: Nex
     let Ok(_permit) = limit.permits.clone().try_acquire_owned() else {
         metrics::counter!(orderflow_telemetry::metrics::names::HTTP_SHED, "service" => limit.service)
             .increment(1);
-        let mut res = Problem::new(ProblemType::Unavailable, "too many requests at once; retry in a second")
-            .into_response();
-        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return res;
+        return Problem::new(ProblemType::Unavailable, "too many requests at once; retry in a second")
+            .retry_after(1);
     };
     next.run(request).await
 }

@@ -52,10 +52,7 @@ async fn summary_now(State(state): State<AppState>) -> Response {
         Ok(s) => axum::Json(s).into_response(),
         Err(e) if e.is_transient() => {
             tracing::warn!(error = %e, "reading the summary");
-            let mut res =
-                Problem::new(ProblemType::Unavailable, "the read model is busy; retry").into_response();
-            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            res
+            Problem::new(ProblemType::Unavailable, "the read model is busy; retry").retry_after(1)
         }
         Err(e) => Problem::internal(&e).into_response(),
     }

@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
-use http::{HeaderMap, HeaderValue, header};
+use http::HeaderMap;
 use orderflow_platform::http::problem::{Problem, ProblemType};
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio_util::sync::CancellationToken;
@@ -25,10 +25,8 @@ const RETRY: Duration = Duration::from_secs(1);
 
 pub(super) async fn summaries(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let Some(permit) = state.live.admit() else {
-        let mut res =
-            Problem::new(ProblemType::Unavailable, "too many summary watchers; retry later").into_response();
-        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        return res;
+        return Problem::new(ProblemType::Unavailable, "too many summary watchers; retry later")
+            .retry_after(5);
     };
     let last_seen =
         headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());

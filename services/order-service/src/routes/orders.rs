@@ -231,13 +231,11 @@ pub(crate) async fn create_order(
 /// Idempotency-Key) is safe.
 fn overloaded() -> Response {
     // Counted by the HTTP metrics (route and status 503).
-    let mut res = Problem::new(
+    Problem::new(
         ProblemType::Unavailable,
         "too many orders are waiting to be stored; retry shortly with the same Idempotency-Key",
     )
-    .into_response();
-    res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    res
+    .retry_after(1)
 }
 
 /// The one mapping of a storage failure to the response. A database failure is `503`: the
