@@ -3,9 +3,10 @@
 //! One call, [`init`], installs a `tracing` subscriber: JSON lines when stdout is not a terminal or
 //! `LOG_FORMAT=json`, human-readable output on a terminal or with `LOG_FORMAT=pretty`; the level
 //! comes from `RUST_LOG` (default `info`); spans are exported over OTLP/HTTP when
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set ([`trace`]). [`metrics`] owns the Prometheus registry. It
-//! owns no business logic and never panics when a subscriber is already installed (tests call it
-//! many times).
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set. W3C trace context is carried across every hop, and
+//! named in log lines as `trace_id`, with or without export ([`trace`]). [`metrics`] owns the
+//! Prometheus registry. It owns no business logic and never panics when a subscriber is already
+//! installed (tests call it many times).
 
 mod fields;
 pub mod metrics;
@@ -98,17 +99,34 @@ where
         SdkTracerProvider::builder().with_simple_exporter(exporter).with_resource(resource()).build();
     let otel = otel_layer(&provider);
     let _ = PROVIDER.set(provider);
-    let json = tracing_subscriber::fmt::layer()
+    tracing_subscriber::registry().with(test_json_layer(logs)).with(otel).try_init().is_ok()
+}
+
+/// For tests: logs written as JSON lines to `logs`, exactly as [`init_for_tests_capturing`]
+/// writes them, and no OpenTelemetry layer — what a process without
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` has.
+pub fn init_for_tests_logging<W>(logs: W) -> bool
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::registry().with(test_json_layer(logs)).try_init().is_ok()
+}
+
+/// The production JSON format at info level, and at debug for the services' own crates (where
+/// the happy path's per-message lines are), whatever `RUST_LOG` says.
+fn test_json_layer<S, W>(logs: W) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)
         .with_current_span(true)
         .with_span_list(false)
         .fmt_fields(fields::LeanJsonFields)
         .with_writer(logs)
-        .with_filter(EnvFilter::new(
-            "info,order_service=debug,inventory_service=debug,payment_service=debug",
-        ));
-    tracing_subscriber::registry().with(json).with(otel).try_init().is_ok()
+        .with_filter(EnvFilter::new("info,order_service=debug,inventory_service=debug,payment_service=debug"))
 }
 
 /// Flushes and stops span export (call once before the process exits).
@@ -131,6 +149,7 @@ fn otel_layer<S>(provider: &SdkTracerProvider) -> impl Layer<S> + use<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
+    trace::note_otel_layer();
     tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("orderflow"))
         .with_filter(tracing_subscriber::filter::LevelFilter::INFO)

@@ -213,7 +213,7 @@ impl<S: Service> TestService<S> {
     }
 
     /// The durable consumers the service registered, both lanes of each, the standard lane's
-    /// first.
+    /// first, then its max-deliveries consumer on `ADVISORIES`.
     pub fn consumers(&self) -> &[ConsumerId] {
         &self.consumers
     }
@@ -397,6 +397,8 @@ pub struct Received {
     pub envelope: Value,
     /// Its `X-Correlation-ID` header.
     pub correlation_header: Option<String>,
+    /// Its `traceparent` header.
+    pub traceparent_header: Option<String>,
     /// Its `Orderflow-Dlq-Reason` header, on dead letters.
     pub dlq_reason: Option<String>,
 }
@@ -415,6 +417,7 @@ impl From<StreamMessage> for Received {
             subject: m.subject.to_string(),
             envelope: serde_json::from_slice(&m.payload).unwrap_or(Value::Null),
             correlation_header: header("X-Correlation-ID"),
+            traceparent_header: header("traceparent"),
             dlq_reason: header("Orderflow-Dlq-Reason"),
         }
     }

@@ -65,6 +65,23 @@ impl TestSystem {
         id
     }
 
+    /// Places an order in the caller's trace (`traceparent`) and remembers it as accepted.
+    pub async fn place_in_trace(&self, items: Value, traceparent: &str) -> String {
+        let res = self
+            .http
+            .post(format!("{}/orders", self.system.order_url))
+            .header("traceparent", traceparent)
+            .json(&json!({"customer_id": "c-1", "items": items}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 202);
+        let body: Value = res.json().await.unwrap();
+        let id = body["order_id"].as_str().unwrap().to_owned();
+        self.accepted.lock().unwrap().push(id.clone());
+        id
+    }
+
     pub async fn post(&self, body: Value, key: Option<&str>) -> reqwest::Response {
         let mut req = self.http.post(format!("{}/orders", self.system.order_url)).json(&body);
         if let Some(k) = key {

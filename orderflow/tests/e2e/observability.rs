@@ -251,11 +251,74 @@ async fn one_order_is_one_trace_across_the_three_services_and_its_logs_share_its
     for svc in ["order-service", "inventory-service", "payment-service"] {
         assert!(logged_by.contains(svc), "no log line about the order from {svc}: {about_order:#?}");
     }
+    let exported = format!("{}", trace_ids.iter().next().unwrap());
     for line in &about_order {
         let corr = line["correlation_id"].as_str().or(line["span"]["correlation_id"].as_str());
         assert_eq!(corr, Some("trace-me-42"), "{line}");
         assert!(line["span"]["service"].is_string() || line["service"].is_string(), "{line}");
+        if line["span"]["order_id"] == id.as_str() {
+            assert_eq!(line["span"]["trace_id"], exported.as_str(), "the exported trace: {line}");
+        }
     }
+    sys.finish().await;
+}
+
+/// The trace id of a valid `traceparent` (panics on anything else).
+fn trace_id_of(traceparent: Option<&str>, what: &str) -> String {
+    let tp = traceparent.unwrap_or_else(|| panic!("{what}: no traceparent"));
+    let cx =
+        orderflow_telemetry::trace::TraceContext::parse(tp).unwrap_or_else(|e| panic!("{what}: {tp}: {e}"));
+    cx.trace_id().to_string()
+}
+
+/// The one trace id of every event about `order_id` in the three services' streams and of its
+/// gateway charge; checks that each event's envelope and NATS header carry the same valid
+/// `traceparent` and that the whole saga is there.
+async fn trace_of_order(sys: &crate::helpers::TestSystem, order_id: &str) -> String {
+    let js = sys.nats.jetstream().await.unwrap();
+    let mut subjects = Vec::new();
+    let mut trace_ids = std::collections::BTreeSet::new();
+    for stream in ["ORDERS", "INVENTORY", "PAYMENTS"] {
+        for m in orderflow_test_support::stream_messages(&js, stream).await {
+            let envelope: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+            if envelope["subject"] != order_id {
+                continue;
+            }
+            let in_envelope = envelope["traceparent"].as_str();
+            let in_header = m.headers.get("traceparent").map(|v| v.as_str());
+            assert_eq!(in_header, in_envelope, "{}: header and envelope", m.subject);
+            trace_ids.insert(trace_id_of(in_envelope, &m.subject));
+            subjects.push(m.subject.to_string());
+        }
+    }
+    for wanted in
+        ["orders.created.v1", "inventory.reserved.v1", "payments.completed.v1", "orders.confirmed.v1"]
+    {
+        assert!(subjects.iter().any(|s| s == wanted), "{wanted} missing from {subjects:?}");
+    }
+    let charges = sys.charges(order_id).await;
+    assert_eq!(charges.len(), 1, "{charges:?}");
+    trace_ids.insert(trace_id_of(charges[0]["traceparent"].as_str(), "the gateway charge"));
+    assert_eq!(trace_ids.len(), 1, "one trace for the order's events and charge: {trace_ids:?}");
+    trace_ids.into_iter().next().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_otlp_every_event_of_an_order_and_its_gateway_call_carry_one_trace() {
+    // Arrange: no OpenTelemetry layer (`spawn_system` logs for tests only, nothing is exported).
+    let sys = spawn_system(DbBackend::Sqlite, Tune::default()).await;
+    let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    // Act: one order without trace context, one sent in the caller's trace.
+    let fresh = sys.place(json!([{"product_id": "sku-001", "quantity": 1}])).await;
+    let continued = sys.place_in_trace(json!([{"product_id": "sku-002", "quantity": 1}]), caller).await;
+
+    // Assert
+    assert_eq!(sys.terminal(&fresh).await["status"], "confirmed");
+    assert_eq!(sys.terminal(&continued).await["status"], "confirmed");
+    let fresh_trace = trace_of_order(&sys, &fresh).await;
+    assert_eq!(trace_of_order(&sys, &continued).await, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_ne!(fresh_trace, "4bf92f3577b34da6a3ce929d0e0e4736");
     sys.finish().await;
 }
 

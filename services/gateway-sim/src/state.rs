@@ -74,16 +74,18 @@ impl AppState {
         *faults
     }
 
-    /// Decides a charge request against the ledger and the faults in force.
+    /// Decides a charge request (sent in the trace `traceparent`, when known) against the ledger
+    /// and the faults in force.
     pub(crate) async fn charge(
         &self,
         key: IdempotencyKey,
         request: ChargeRequest,
+        traceparent: Option<String>,
     ) -> Result<ChargeOutcome, ApiError> {
         let faults = self.faults();
         // No code path panics while holding the lock; a poisoned generator still draws.
         let rolls = Rolls::draw(&mut self.inner.rng.lock().unwrap_or_else(PoisonError::into_inner));
-        self.inner.ledger.charge(key, request, faults, rolls).await.map_err(ApiError::storage)
+        self.inner.ledger.charge(key, request, traceparent, faults, rolls).await.map_err(ApiError::storage)
     }
 
     /// Charges for one order, or all of them, oldest first.

@@ -45,8 +45,15 @@ const MIGRATION: Migration = Migration {
     CREATE INDEX IF NOT EXISTS idempotency_keys_created_at ON idempotency_keys (created_at);",
 };
 
-const COLUMNS: &str =
-    "c.charge_id, c.order_id, c.amount_cents, c.currency, c.status, c.idempotency_key, c.created_at";
+/// The caller's trace context, kept with each charge (a ledger written before it has `NULL`).
+const TRACEPARENT_MIGRATION: Migration = Migration {
+    version: 101,
+    description: "gateway-sim charges keep the request's traceparent",
+    sql: "ALTER TABLE charges ADD COLUMN traceparent TEXT;",
+};
+
+const COLUMNS: &str = "c.charge_id, c.order_id, c.amount_cents, c.currency, c.status, c.idempotency_key, \
+                       c.created_at, c.traceparent";
 
 /// The ledger's handle; clones share the database.
 #[derive(Clone, Debug)]
@@ -58,15 +65,16 @@ impl Ledger {
     /// Opens (or creates) `<data_dir>/gateway-sim.db`.
     pub(crate) async fn open(data_dir: &Path) -> Result<Self, DbError> {
         let url = format!("sqlite://{}", data_dir.join("gateway-sim.db").display());
-        Ok(Self { db: Db::connect(&url, "gateway", &[MIGRATION]).await? })
+        Ok(Self { db: Db::connect(&url, "gateway", &[MIGRATION, TRACEPARENT_MIGRATION]).await? })
     }
 
-    /// Decides a charge request against the recorded charge of its key and records a new one;
-    /// answers once it is durable.
+    /// Decides a charge request against the recorded charge of its key and records a new one
+    /// (with the request's `traceparent`); answers once it is durable.
     pub(crate) async fn charge(
         &self,
         key: IdempotencyKey,
         request: ChargeRequest,
+        traceparent: Option<String>,
         faults: Faults,
         rolls: Rolls,
     ) -> Result<ChargeOutcome, SqlError> {
@@ -87,7 +95,7 @@ impl Ledger {
                         .await?
                         .map(|row| charge(&row))
                         .transpose()?;
-                    let outcome = decide(existing, key, request, &faults, rolls, now);
+                    let outcome = decide(existing, key, request, traceparent, &faults, rolls, now);
                     if let ChargeOutcome::Created(c) = &outcome {
                         insert(tx, c).await?;
                     }
@@ -169,8 +177,8 @@ async fn insert(tx: &mut Tx, c: &Charge) -> Result<(), SqlError> {
     let created_at = orderflow_platform::format_rfc3339(c.created_at);
     let amount = i64::try_from(c.amount_cents.cents()).map_err(|e| SqlError::Decode(e.to_string()))?;
     tx.execute(
-        "INSERT INTO charges (charge_id, order_id, amount_cents, currency, status, idempotency_key, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO charges (charge_id, order_id, amount_cents, currency, status, idempotency_key, created_at, \
+         traceparent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         args![
             c.charge_id.as_str(),
             c.order_id.as_str(),
@@ -178,7 +186,8 @@ async fn insert(tx: &mut Tx, c: &Charge) -> Result<(), SqlError> {
             c.currency.as_str(),
             c.status.as_str(),
             c.idempotency_key.as_str(),
-            &created_at
+            &created_at,
+            c.traceparent.as_deref()
         ],
     )
     .await?;
@@ -208,5 +217,6 @@ fn charge(row: &Row) -> Result<Charge, SqlError> {
         status,
         idempotency_key: IdempotencyKey::parse(row.text(5)?).map_err(|e| corrupt("key", &e))?,
         created_at,
+        traceparent: row.opt_text(7)?,
     })
 }

@@ -53,6 +53,9 @@ impl<H> Shared<H> {
                 Outcome::DeadLetter(reason, e.to_string())
             }
             Ok(envelope) => {
+                let parent = headers::get(msg.headers.as_ref(), headers::TRACEPARENT)
+                    .or(envelope.traceparent.as_deref());
+                let ingress = orderflow_telemetry::trace::Ingress::new(parent);
                 let span = tracing::info_span!(
                     "process",
                     otel.name = %format_args!("{subject} process"),
@@ -63,16 +66,20 @@ impl<H> Shared<H> {
                     messaging.consumer.group.name = %self.spec.durable,
                     service = %self.service,
                     correlation_id = %envelope.correlationid.as_str(),
+                    trace_id = %ingress.trace_id(),
                     order_id = %envelope.subject,
                     event_id = %envelope.id,
                     stream_seq,
                     delivered,
                 );
-                let parent = headers::get(msg.headers.as_ref(), headers::TRACEPARENT)
-                    .or(envelope.traceparent.as_deref());
-                orderflow_telemetry::trace::set_parent(&span, parent);
-                let delivery =
-                    Delivery { envelope, subject: subject.clone(), headers: msg.headers.clone(), delivered };
+                let trace = ingress.attach(&span);
+                let delivery = Delivery {
+                    envelope,
+                    subject: subject.clone(),
+                    headers: msg.headers.clone(),
+                    delivered,
+                    trace,
+                };
                 self.run_handler(&msg, delivery).instrument(span).await
             }
         };

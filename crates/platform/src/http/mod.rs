@@ -9,8 +9,8 @@ pub mod problem;
 pub(crate) mod shed;
 
 pub use admin::{ADMIN_TOKEN_ENV, AdminGuard, AdminToken, Secret, require_admin};
-pub use correlation::RequestCorrelation;
 pub(crate) use correlation::correlation_layer;
+pub use correlation::{RequestCorrelation, RequestTrace};
 pub(crate) use health::{Health, HealthCheck};
 pub use json::ApiJson;
 pub use problem::{Problem, ProblemType};

@@ -151,8 +151,47 @@ async fn rows_a_crash_left_unsent_are_swept(backend: DbBackend) {
     stop.cancel();
 }
 
+async fn an_events_trace_context_reaches_its_nats_header_from_memory_and_from_the_sweep(backend: DbBackend) {
+    // Arrange: an instance commits an event and dies before its relay publishes it; another
+    // commits one and publishes it from memory. Each row has its own trace context.
+    let traced = |id: &str, traceparent: &str| OutgoingMessage {
+        traceparent: Some(traceparent.to_owned()),
+        ..message(id)
+    };
+    let orphan_trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let live_trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let s = setup(backend).await;
+    {
+        let crashed = Db::connect(&s.url, &s.schema, &[]).await.unwrap();
+        enqueue(&crashed, traced("orphan", orphan_trace)).await;
+    }
+    let db = Db::connect(&s.url, &s.schema, &[]).await.unwrap();
+    let stop = start_relay(&db, &s.js);
+
+    // Act
+    enqueue(&db, traced("live", live_trace)).await;
+
+    // Assert
+    eventually(SWEEP_AFTER * 3, "both events on JetStream", || async {
+        (stream_messages(&s.js).await == 2).then_some(())
+    })
+    .await
+    .unwrap();
+    let stream = s.js.get_stream("ORDERS").await.unwrap();
+    let mut headers = std::collections::BTreeMap::new();
+    for seq in [1, 2] {
+        let msg = stream.get_raw_message(seq).await.unwrap();
+        let traceparent = msg.headers.get("traceparent").map(|v| v.as_str().to_owned());
+        headers.insert(String::from_utf8(msg.payload.to_vec()).unwrap(), traceparent);
+    }
+    assert_eq!(headers["{\"id\":\"live\"}"].as_deref(), Some(live_trace), "from memory");
+    assert_eq!(headers["{\"id\":\"orphan\"}"].as_deref(), Some(orphan_trace), "from the sweep");
+    stop.cancel();
+}
+
 orderflow_test_support::both_databases!(
     committed_events_are_published_from_memory_and_marked_sent,
     events_of_rolled_back_work_are_never_published,
     rows_a_crash_left_unsent_are_swept,
+    an_events_trace_context_reaches_its_nats_header_from_memory_and_from_the_sweep,
 );

@@ -212,6 +212,9 @@ pub struct Charge {
     pub(crate) status: ChargeStatus,
     /// The key it was created with.
     pub(crate) idempotency_key: IdempotencyKey,
+    /// The W3C `traceparent` of the request that created it, when it sent a valid one (in the
+    /// version-00 form): joins the charge to the caller's trace.
+    pub(crate) traceparent: Option<String>,
     /// When it was created (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
     pub(crate) created_at: OffsetDateTime,

@@ -42,11 +42,13 @@ impl Rolls {
 
 /// Decides a charge request, given the charge already recorded under its key (if any). A known
 /// key is answered from the record whatever the faults; only a request that would create a new
-/// charge meets them, in this order: outage, error rate, decline rate.
+/// charge meets them, in this order: outage, error rate, decline rate. A new charge keeps the
+/// request's `traceparent`; a replay answers with the charge as first recorded.
 pub(crate) fn decide(
     existing: Option<Charge>,
     key: IdempotencyKey,
     request: ChargeRequest,
+    traceparent: Option<String>,
     faults: &Faults,
     rolls: Rolls,
     now: OffsetDateTime,
@@ -73,6 +75,7 @@ pub(crate) fn decide(
         currency: request.currency,
         status,
         idempotency_key: key,
+        traceparent,
         created_at: now,
     })
 }
@@ -109,10 +112,11 @@ mod tests {
     #[test]
     fn a_known_key_is_replayed_even_during_an_outage() {
         let now = OffsetDateTime::now_utc();
-        let first = created(decide(None, key("k"), request("o-1", 100), &Faults::default(), CLEAN, now));
+        let first =
+            created(decide(None, key("k"), request("o-1", 100), None, &Faults::default(), CLEAN, now));
         let outage = Faults { outage: true, error_rate: Rate::parse(1.0).unwrap(), ..Faults::default() };
 
-        let again = decide(Some(first.clone()), key("k"), request("o-1", 100), &outage, CLEAN, now);
+        let again = decide(Some(first.clone()), key("k"), request("o-1", 100), None, &outage, CLEAN, now);
 
         assert_eq!(again, ChargeOutcome::Replayed(first));
     }
@@ -120,9 +124,11 @@ mod tests {
     #[test]
     fn a_known_key_with_another_request_is_refused() {
         let now = OffsetDateTime::now_utc();
-        let first = created(decide(None, key("k"), request("o-1", 100), &Faults::default(), CLEAN, now));
+        let first =
+            created(decide(None, key("k"), request("o-1", 100), None, &Faults::default(), CLEAN, now));
 
-        let outcome = decide(Some(first), key("k"), request("o-1", 101), &Faults::default(), CLEAN, now);
+        let outcome =
+            decide(Some(first), key("k"), request("o-1", 101), None, &Faults::default(), CLEAN, now);
 
         assert_eq!(outcome, ChargeOutcome::KeyReused);
     }
@@ -131,7 +137,8 @@ mod tests {
     fn an_outage_wins_over_the_error_rate() {
         let faults = Faults { outage: true, error_rate: Rate::parse(1.0).unwrap(), ..Faults::default() };
 
-        let outcome = decide(None, key("k"), request("o-1", 1), &faults, CLEAN, OffsetDateTime::now_utc());
+        let outcome =
+            decide(None, key("k"), request("o-1", 1), None, &faults, CLEAN, OffsetDateTime::now_utc());
 
         assert_eq!(outcome, ChargeOutcome::Outage);
     }
@@ -140,8 +147,15 @@ mod tests {
     fn a_decline_is_a_charge_with_the_declined_status() {
         let faults = Faults { decline_rate: Rate::parse(1.0).unwrap(), ..Faults::default() };
 
-        let charge =
-            created(decide(None, key("k"), request("o-1", 1), &faults, CLEAN, OffsetDateTime::now_utc()));
+        let charge = created(decide(
+            None,
+            key("k"),
+            request("o-1", 1),
+            None,
+            &faults,
+            CLEAN,
+            OffsetDateTime::now_utc(),
+        ));
 
         assert_eq!(charge.status, ChargeStatus::Declined);
     }
@@ -158,6 +172,7 @@ mod tests {
                         None,
                         key(&format!("k{i}")),
                         request("o", 1),
+                        None,
                         &faults,
                         rolls,
                         OffsetDateTime::now_utc(),

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use orderflow_telemetry::trace::{self, TraceContext};
 use serde::Serialize;
 
 use crate::domain::{Charge, ChargeOutcome, ChargeRequest, ChargeStatus, IdempotencyKey};
@@ -31,18 +32,23 @@ impl From<Charge> for ChargeResponse {
 }
 
 /// Body errors (400, 413, 415, 422) come first, then the key (422); only a valid request waits
-/// out the injected latency, replays included, before the ledger decides.
+/// out the injected latency, replays included, before the ledger decides. A valid `traceparent`
+/// is kept with a new charge; a missing or malformed one is no reason to refuse a payment.
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiJson(request): ApiJson<ChargeRequest>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
+    let trace = headers
+        .get(trace::TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|tp| TraceContext::parse(tp).ok());
     state.inject_latency().await;
-    match state.charge(key, request).await? {
+    match state.charge(key, request, trace.map(|t| t.to_string())).await? {
         ChargeOutcome::Created(charge) => {
-            // The caller's correlation id, when it sent a plausible one, ties this line to the
-            // order's saga in the logs.
+            // The caller's correlation id and trace id, when it sent plausible ones, tie this
+            // line to the order's saga and trace in the logs.
             let correlation_id = headers.get("x-correlation-id").and_then(|v| v.to_str().ok()).filter(|c| {
                 c.len() <= 128 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(&b))
             });
@@ -50,6 +56,7 @@ pub async fn create(
                 service = "gateway-sim",
                 order_id = charge.order_id.as_str(),
                 correlation_id,
+                trace_id = trace.map(|t| tracing::field::display(t.trace_id())),
                 charge_id = %charge.charge_id,
                 status = charge.status.as_str(),
                 "charge recorded"

@@ -192,3 +192,37 @@ async fn charges_and_their_keys_survive_a_restart() {
     assert_eq!(charges.len(), 1, "{charges:?}");
     assert_eq!(charges[0]["charge_id"], first["charge_id"]);
 }
+
+#[tokio::test]
+async fn a_new_charge_keeps_the_callers_traceparent_and_a_malformed_one_is_ignored() {
+    // Arrange
+    let app = spawn_app().await;
+    let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let traced = charge_body("order-1", 100);
+
+    // Act
+    let first = app.post_charge("key-1", &traced).header("traceparent", caller).send().await.unwrap();
+    let replay = app
+        .post_charge("key-1", &traced)
+        .header("traceparent", "00-11111111111111111111111111111111-2222222222222222-01")
+        .send()
+        .await
+        .unwrap();
+    let malformed = app
+        .post_charge("key-2", &charge_body("order-2", 100))
+        .header("traceparent", "00-abc-def-01")
+        .send()
+        .await
+        .unwrap();
+    let untraced = app.charge("key-3", &charge_body("order-3", 100)).await;
+
+    // Assert: a replay is the charge as first recorded, in its first trace.
+    for response in [first, replay, malformed, untraced] {
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let charges = app.charges_of("order-1").await;
+    assert_eq!(charges.len(), 1, "{charges:?}");
+    assert_eq!(charges[0]["traceparent"], caller);
+    assert_eq!(app.charges_of("order-2").await[0]["traceparent"], Value::Null);
+    assert_eq!(app.charges_of("order-3").await[0]["traceparent"], Value::Null);
+}

@@ -9,7 +9,7 @@ use orderflow_events::{
     v1::MAX_LINES,
 };
 use orderflow_messaging::OutgoingMessage;
-use orderflow_platform::http::{ApiJson, Problem, ProblemType, RequestCorrelation};
+use orderflow_platform::http::{ApiJson, Problem, ProblemType, RequestCorrelation, RequestTrace};
 use orderflow_platform::{WriteError, outbox};
 use orderflow_telemetry::metrics::names;
 use serde::{Deserialize, Serialize};
@@ -127,6 +127,7 @@ fn stored_into_response(s: &StoredResponse) -> Response {
 pub(crate) async fn create_order(
     State(state): State<AppState>,
     RequestCorrelation(correlation): RequestCorrelation,
+    RequestTrace(trace): RequestTrace,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateOrder>,
 ) -> Result<Response, Problem> {
@@ -148,7 +149,8 @@ pub(crate) async fn create_order(
     let created = OrderCreated::new(order_id, body.customer_id.clone(), items.clone(), body.priority)
         .map_err(|e| Problem::invalid_field("items", e.to_string()))?;
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
-    let envelope = orderflow_messaging::publish::originate(crate::SOURCE, correlation.clone(), created);
+    let envelope =
+        orderflow_messaging::publish::originate(crate::SOURCE, correlation.clone(), &trace, created);
     let express = body.priority == Priority::Express;
     let msg = OutgoingMessage::from_envelope(&envelope, express).map_err(|e| Problem::internal(&e))?;
 

@@ -5,4 +5,5 @@
 mod helpers;
 mod orders;
 mod saga_events;
+mod trace_context;
 mod validation;

@@ -62,19 +62,22 @@ impl GatewayClient {
     }
 
     /// One charge attempt; the order id is the idempotency key, so any number of attempts
-    /// creates at most one charge.
+    /// creates at most one charge. The correlation id and the W3C `traceparent` tie the gateway's
+    /// side of the call to the order's saga and trace.
     pub(crate) async fn charge(
         &self,
         order_id: &str,
         amount_cents: i64,
         currency: &str,
         correlation_id: &str,
+        traceparent: &str,
     ) -> Result<ChargeOutcome, GatewayError> {
         let res = self
             .http
             .post(format!("{}/charges", self.base))
             .header("Idempotency-Key", order_id)
             .header("X-Correlation-ID", correlation_id)
+            .header(orderflow_telemetry::trace::TRACEPARENT, traceparent)
             .json(&ChargeRequest { order_id, amount_cents, currency })
             .send()
             .await

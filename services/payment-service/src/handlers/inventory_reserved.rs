@@ -15,6 +15,7 @@ use orderflow_events::{
 use orderflow_messaging::{Delivery, HandlerError};
 use orderflow_platform::{WriteError, inbox, outbox};
 use orderflow_resilience::{BackoffConfig, Clock, Rejected};
+use orderflow_telemetry::trace::TraceContext;
 
 use crate::domain::PaymentStatus;
 use crate::gateway::{ChargeOutcome, GatewayError};
@@ -40,7 +41,7 @@ pub(crate) async fn handle(state: AppState, d: Delivery<InventoryReserved>) -> R
         tracing::debug!(order_id, "payment already decided");
         return Ok(());
     }
-    let (decision, attempts) = charge_with_retries(&state, env).await?;
+    let (decision, attempts) = charge_with_retries(&state, env, d.trace()).await?;
     record(&state, &d, decision, attempts).await
 }
 
@@ -54,13 +55,16 @@ pub(crate) const GATEWAY_RETRY: BackoffConfig = BackoffConfig {
     max_elapsed: None,
 };
 
-/// Calls the gateway until it answers, the wait budget runs out, or shutdown begins.
+/// Calls the gateway until it answers, the wait budget runs out, or shutdown begins. Every
+/// attempt carries the order's trace (`trace`, the delivery's) in its `traceparent`.
 async fn charge_with_retries(
     state: &AppState,
     env: &Envelope<InventoryReserved>,
+    trace: &TraceContext,
 ) -> Result<(Decision, i64), HandlerError> {
     let data = &env.data;
     let order_id = data.order_id.to_string();
+    let traceparent = orderflow_telemetry::trace::call_traceparent(trace);
     let clock = &state.clock;
     // The budget runs from the reservation, not from this delivery: a redelivered message does
     // not restart it. Its age is wall-clock time; from here on the service's clock counts.
@@ -104,7 +108,13 @@ async fn charge_with_retries(
         attempts += 1;
         let result = state
             .gateway
-            .charge(&order_id, data.total_cents, data.currency.as_str(), env.correlationid.as_str())
+            .charge(
+                &order_id,
+                data.total_cents,
+                data.currency.as_str(),
+                env.correlationid.as_str(),
+                &traceparent,
+            )
             .await;
         match result {
             Ok(ChargeOutcome::Succeeded { charge_id }) => {

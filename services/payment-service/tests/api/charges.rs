@@ -1,6 +1,7 @@
 //! What one charge comes to: charged, declined, refused; and that the gateway is asked with the
 //! order id as the idempotency key, once per order.
 
+use orderflow_telemetry::trace::TraceContext;
 use serde_json::json;
 
 use crate::helpers::{charge_body, inventory_reserved, spawn_app};
@@ -92,4 +93,43 @@ async fn a_reservation_delivered_twice_is_charged_and_announced_once() {
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(app.charges(order_id).await.len(), 1);
     assert_eq!(app.payment_row(order_id).await.unwrap().attempts, 1);
+}
+
+/// The trace id of a `traceparent`, which must be a valid one.
+fn trace_id(traceparent: &serde_json::Value) -> String {
+    let tp = traceparent.as_str().unwrap_or_else(|| panic!("no traceparent: {traceparent}"));
+    TraceContext::parse(tp).unwrap_or_else(|e| panic!("{tp}: {e}")).trace_id().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_is_called_and_the_payment_event_published_in_the_reservations_trace() {
+    let app = spawn_app().await;
+    let reserved = inventory_reserved(2500);
+    let order_id = reserved.data.order_id;
+
+    app.publish(&reserved).await;
+
+    let event = app.payment_event(order_id).await;
+    let charges = app.charges(order_id).await;
+    assert_eq!(charges.len(), 1, "{charges:?}");
+    let order_trace = "0af7651916cd43dd8448eb211c80319c";
+    assert_eq!(trace_id(&charges[0]["traceparent"]), order_trace, "the gateway call");
+    assert_eq!(trace_id(&event.envelope["traceparent"]), order_trace, "the payment event");
+    assert_eq!(event.traceparent_header.as_deref(), event.envelope["traceparent"].as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_without_a_traceparent_is_paid_in_a_new_trace_of_its_own() {
+    let app = spawn_app().await;
+    let reserved = inventory_reserved(2500).with_traceparent(None);
+    let order_id = reserved.data.order_id;
+
+    app.publish(&reserved).await;
+
+    let event = app.payment_event(order_id).await;
+    let charges = app.charges(order_id).await;
+    assert_eq!(charges.len(), 1, "{charges:?}");
+    let charged_in = trace_id(&charges[0]["traceparent"]);
+    assert_eq!(trace_id(&event.envelope["traceparent"]), charged_in);
+    assert_eq!(event.traceparent_header.as_deref(), event.envelope["traceparent"].as_str());
 }
