@@ -18,6 +18,7 @@ use anyhow::Context as _;
 use futures_util::StreamExt as _;
 use inventory_service::domain::ReservationStatus;
 use order_service::domain::OrderStatus;
+use orderflow_events::subjects;
 use orderflow_messaging::connect::server_list;
 use orderflow_platform::Db;
 use serde::{Deserialize, Serialize};
@@ -248,12 +249,20 @@ pub async fn check(
     Ok(report)
 }
 
-/// The streams whose consumers [`wait_until_quiet`] watches.
-const EVENT_STREAMS: [&str; 3] = ["ORDERS", "INVENTORY", "PAYMENTS"];
+/// The streams whose consumers [`wait_until_quiet`] watches: the event streams, and the
+/// advisories of messages the server gave up on, which the services' max-deliveries consumers
+/// copy to the DLQ.
+const WATCHED_STREAMS: [&str; 4] = [
+    subjects::STREAM_ORDERS,
+    subjects::STREAM_INVENTORY,
+    subjects::STREAM_PAYMENTS,
+    subjects::STREAM_ADVISORIES,
+];
 
-/// Waits until the system is quiet: every durable consumer on the event streams (any service's)
-/// has nothing pending or un-acked and every outbox is empty, twice in a row (events still in
-/// flight would make a correct system look broken). Fails after `timeout`.
+/// Waits until the system is quiet: every durable consumer on the event streams and on
+/// `ADVISORIES` (any service's) has nothing pending or un-acked and every outbox is empty, twice
+/// in a row (events still in flight, or a message the server gave up on not yet in the DLQ,
+/// would make a correct system look broken). Fails after `timeout`.
 pub async fn wait_until_quiet(targets: &Targets, timeout: std::time::Duration) -> anyhow::Result<()> {
     let client = async_nats::connect(server_list(&targets.nats_url).as_slice()).await?;
     let js = async_nats::jetstream::new(client);
@@ -267,8 +276,8 @@ pub async fn wait_until_quiet(targets: &Targets, timeout: std::time::Duration) -
     while tokio::time::Instant::now() < deadline {
         busy.clear();
         // Every durable consumer on the event streams, whoever owns it (the analytics service's
-        // too), not only the saga's.
-        'streams: for name in EVENT_STREAMS {
+        // too), not only the saga's; and every max-deliveries consumer.
+        'streams: for name in WATCHED_STREAMS {
             let stream = js.get_stream_no_info(name).await?;
             let mut consumers = stream.consumers();
             while let Some(info) = consumers.next().await {
@@ -333,7 +342,7 @@ pub async fn dlq_reasons(nats_url: &str) -> anyhow::Result<BTreeMap<String, usiz
     let client = async_nats::connect(server_list(nats_url).as_slice()).await?;
     let js = async_nats::jetstream::new(client);
     let mut out = BTreeMap::new();
-    let Ok(mut stream) = js.get_stream(orderflow_events::subjects::STREAM_DLQ).await else { return Ok(out) };
+    let Ok(mut stream) = js.get_stream(subjects::STREAM_DLQ).await else { return Ok(out) };
     let state = stream.info().await?.state.clone();
     if state.messages == 0 {
         return Ok(out);

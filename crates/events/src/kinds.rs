@@ -64,6 +64,13 @@ pub mod subjects {
     pub const STREAM_DLQ: &str = "DLQ";
     /// Subject filter of [`STREAM_DLQ`].
     pub const STREAM_DLQ_SUBJECTS: &str = "dlq.>";
+    /// Name of the stream that keeps the server's MAX_DELIVERIES advisories until a service
+    /// has copied the message they name to the DLQ.
+    pub const STREAM_ADVISORIES: &str = "ADVISORIES";
+    /// The prefix of a MAX_DELIVERIES advisory's subject; `<stream>.<consumer>` follows.
+    pub const MAX_DELIVERIES_ADVISORY_PREFIX: &str = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.";
+    /// Subject filter of [`STREAM_ADVISORIES`]: every consumer's MAX_DELIVERIES advisory.
+    pub const STREAM_ADVISORIES_SUBJECTS: &str = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>";
 }
 
 pub(crate) use subjects::{STREAM_INVENTORY, STREAM_ORDERS, STREAM_PAYMENTS};

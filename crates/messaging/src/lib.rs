@@ -8,7 +8,9 @@
 //!   pipelined so that many messages share the wait for their PubAcks, every ack awaited.
 //! - `consumer`: the consumer runtime. Handlers return `Ok`, a transient or a permanent error;
 //!   the runtime alone acks, naks with the scheduled delay, or dead-letters and terms. Handlers
-//!   never touch acks.
+//!   never touch acks. A message the server gave up on by itself (its last delivery never
+//!   answered) is copied to the DLQ from the MAX_DELIVERIES advisory the `ADVISORIES` stream
+//!   kept, by each service's `<service>-max-deliveries` consumer (`MaxDeliveriesRuntime`).
 //! - [`dlq`]: the dead-letter format (original payload and headers plus the `Orderflow-Dlq-*`
 //!   headers) and its publisher.
 //!
@@ -27,7 +29,8 @@ pub mod topology;
 
 pub use connect::{ConnectConfig, connect};
 pub use consumer::{
-    ConsumerHandle, ConsumerRuntime, ConsumerState, Delivery, Handler, HandlerError, RuntimeConfig,
+    ConsumerHandle, ConsumerRuntime, ConsumerState, Delivery, Handler, HandlerError, MaxDeliveriesRuntime,
+    RuntimeConfig,
 };
 pub use dlq::DlqReason;
 pub use publish::{OutgoingMessage, PublishError, Publisher};

@@ -4,6 +4,11 @@
 //! leaves everything else alone, so every service can run it at start-up and a second run is a
 //! no-op. Streams use Limits retention (events stay replayable; WorkQueue and Interest lose
 //! messages at MaxDeliver) and file storage.
+//!
+//! Besides SPEC's four streams there is `ADVISORIES`: the server's MAX_DELIVERIES advisories,
+//! kept (7 days, bounded in count and size) until a service's max-deliveries consumer
+//! ([`ConsumerSpec::for_max_deliveries`]) has copied the message they name to the DLQ, so an
+//! advisory emitted while no instance runs is not lost.
 
 use std::time::Duration;
 
@@ -18,11 +23,21 @@ pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 pub(crate) const MAX_DELIVER: i64 = 5;
 /// Default bound on un-acked messages per consumer.
 pub(crate) const MAX_ACK_PENDING: i64 = 1024;
+/// How long `ADVISORIES` keeps an advisory: long enough for a service that is down over a long
+/// weekend to come back and copy what the server gave up on meanwhile.
+pub(crate) const ADVISORIES_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Bound on the advisories kept (about 300 bytes each): advisories of consumers nobody watches
+/// (a benchmark's, an operator's) must not grow the stream without limit.
+pub(crate) const ADVISORIES_MAX_MESSAGES: i64 = 1_000_000;
+/// Bound on the bytes `ADVISORIES` keeps.
+pub(crate) const ADVISORIES_MAX_BYTES: i64 = 512 * 1024 * 1024;
+/// The suffix of a service's max-deliveries consumer: `inventory-max-deliveries`.
+pub(crate) const MAX_DELIVERIES_SUFFIX: &str = "-max-deliveries";
 
 /// One stream.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StreamSpec {
-    /// `ORDERS`, `INVENTORY`, `PAYMENTS`, `DLQ`.
+    /// `ORDERS`, `INVENTORY`, `PAYMENTS`, `DLQ`, `ADVISORIES`.
     pub(crate) name: String,
     /// Subject filters (`orders.>`).
     pub(crate) subjects: Vec<String>,
@@ -32,6 +47,10 @@ pub struct StreamSpec {
     pub(crate) duplicate_window: Duration,
     /// Maximum age of a message; zero keeps messages until limits say otherwise.
     pub(crate) max_age: Duration,
+    /// Most messages kept (the oldest go first); -1 for no limit.
+    pub(crate) max_messages: i64,
+    /// Most bytes kept (the oldest messages go first); -1 for no limit.
+    pub(crate) max_bytes: i64,
 }
 
 impl StreamSpec {
@@ -44,6 +63,9 @@ impl StreamSpec {
             num_replicas: self.replicas,
             duplicate_window: self.duplicate_window,
             max_age: self.max_age,
+            max_messages: self.max_messages,
+            max_bytes: self.max_bytes,
+            discard: stream::DiscardPolicy::Old,
             allow_direct: true,
             ..Default::default()
         }
@@ -58,6 +80,9 @@ impl StreamSpec {
             || have.num_replicas != want.num_replicas
             || have.duplicate_window != want.duplicate_window
             || have.max_age != want.max_age
+            || have.max_messages != want.max_messages
+            || have.max_bytes != want.max_bytes
+            || have.discard != want.discard
             || have.allow_direct != want.allow_direct
     }
 }
@@ -108,6 +133,38 @@ impl ConsumerSpec {
     /// The standard or the express lane's consumer.
     pub fn for_lane(service: &str, kind: EventKind, express: bool) -> Self {
         if express { Self::express_for_event(service, kind) } else { Self::for_event(service, kind) }
+    }
+
+    /// The consumer of `service`'s MAX_DELIVERIES advisories (`inventory-max-deliveries` on
+    /// `ADVISORIES`), filtered to the advisories of `watched`, the service's own consumers
+    /// (`(stream, durable)`): every instance of the service shares it, so each advisory is
+    /// handled once, and it is the same consumer whichever instance comes back first.
+    ///
+    /// It never gives up (`max_deliver` -1): an advisory that could not be handled yet (the
+    /// original stream or the DLQ unreachable) is redelivered on the standard schedule until it
+    /// can be, since giving up would lose the message it names.
+    pub fn for_max_deliveries<'a>(
+        service: &str,
+        watched: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Self {
+        let mut filter_subjects: Vec<String> = watched
+            .into_iter()
+            .map(|(stream, durable)| {
+                format!("{}{stream}.{durable}", subjects::MAX_DELIVERIES_ADVISORY_PREFIX)
+            })
+            .collect();
+        // Overlapping filters are rejected by the server; a consumer registered twice is one.
+        filter_subjects.sort();
+        filter_subjects.dedup();
+        Self {
+            service: service.to_owned(),
+            stream: subjects::STREAM_ADVISORIES.to_owned(),
+            durable: format!("{service}{MAX_DELIVERIES_SUFFIX}"),
+            filter_subjects,
+            max_deliver: -1,
+            schedule: RedeliverySchedule::standard(),
+            max_ack_pending: MAX_ACK_PENDING,
+        }
     }
 
     /// Replaces the redelivery schedule (tests use short ones).
@@ -171,7 +228,9 @@ pub(crate) const SUBSCRIPTIONS: [(&str, EventKind); 7] = [
 ];
 
 impl Topology {
-    /// SPEC.md's streams and consumers (plus an express-lane twin of each consumer).
+    /// SPEC.md's streams and consumers (plus an express-lane twin of each consumer), and the
+    /// `ADVISORIES` stream. The max-deliveries consumers are not listed: each service creates
+    /// its own when it starts, filtered to the consumers it runs.
     pub fn orderflow(replicas: usize) -> Self {
         let stream = |name: &str, subject: &str| StreamSpec {
             name: name.to_owned(),
@@ -179,12 +238,20 @@ impl Topology {
             replicas,
             duplicate_window: DUPLICATE_WINDOW,
             max_age: Duration::ZERO,
+            max_messages: -1,
+            max_bytes: -1,
         };
         let streams = vec![
             stream(subjects::STREAM_ORDERS, subjects::STREAM_ORDERS_SUBJECTS),
             stream(subjects::STREAM_INVENTORY, subjects::STREAM_INVENTORY_SUBJECTS),
             stream(subjects::STREAM_PAYMENTS, subjects::STREAM_PAYMENTS_SUBJECTS),
             stream(subjects::STREAM_DLQ, subjects::STREAM_DLQ_SUBJECTS),
+            StreamSpec {
+                max_age: ADVISORIES_MAX_AGE,
+                max_messages: ADVISORIES_MAX_MESSAGES,
+                max_bytes: ADVISORIES_MAX_BYTES,
+                ..stream(subjects::STREAM_ADVISORIES, subjects::STREAM_ADVISORIES_SUBJECTS)
+            },
         ];
         let consumers = SUBSCRIPTIONS
             .iter()
@@ -315,6 +382,7 @@ fn is_not_found(e: &jetstream::context::ConsumerInfoError) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -333,5 +401,46 @@ mod tests {
                 "order-payments-failed",
             ]
         );
+    }
+
+    #[test]
+    fn a_max_deliveries_consumer_watches_exactly_its_services_consumers_and_never_gives_up() {
+        let watched = [
+            ConsumerSpec::for_event("order", EventKind::PaymentsFailed),
+            ConsumerSpec::express_for_event("order", EventKind::PaymentsFailed),
+            ConsumerSpec::for_event("order", EventKind::InventoryRejected),
+        ];
+
+        let spec = ConsumerSpec::for_max_deliveries(
+            "order",
+            watched.iter().map(|c| (c.stream.as_str(), c.durable.as_str())),
+        );
+
+        assert_eq!((spec.stream.as_str(), spec.durable.as_str()), ("ADVISORIES", "order-max-deliveries"));
+        assert_eq!(
+            spec.filter_subjects,
+            [
+                "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.INVENTORY.order-inventory-rejected",
+                "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.PAYMENTS.order-payments-failed",
+                "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.PAYMENTS.order-payments-failed-express",
+            ]
+        );
+        let config = spec.config();
+        assert_eq!((config.filter_subject.as_str(), config.filter_subjects.len()), ("", 3));
+        assert_eq!(config.max_deliver, -1);
+        assert!(!spec.drifted(&consumer::IntoConsumerConfig::into_consumer_config(config)));
+    }
+
+    #[test]
+    fn the_advisories_stream_is_bounded_and_does_not_overlap_the_event_streams() {
+        let topology = Topology::orderflow(3);
+        let advisories = topology.streams.iter().find(|s| s.name == "ADVISORIES").unwrap();
+
+        assert_eq!(advisories.subjects, ["$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>"]);
+        assert_eq!(advisories.replicas, 3);
+        assert!(advisories.max_age > Duration::ZERO && advisories.max_age >= advisories.duplicate_window);
+        assert!(advisories.max_messages > 0 && advisories.max_bytes > 0);
+        let names: Vec<_> = topology.streams.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["ORDERS", "INVENTORY", "PAYMENTS", "DLQ", "ADVISORIES"]);
     }
 }

@@ -13,7 +13,10 @@
 //! `orderflow serve` configure the same services in one process.
 //!
 //! It never decides business rules, and it is the only place that spawns a service's consumers,
-//! so every consumer gets both lanes, the service's tuning and a readiness check.
+//! so every consumer gets both lanes, the service's tuning and a readiness check, and every
+//! service that consumes anything gets its max-deliveries consumer (`<section>-max-deliveries`
+//! on `ADVISORIES`), which copies to the DLQ what the server gave up on for any of them — even
+//! while no instance was running.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,7 +27,9 @@ use async_nats::jetstream;
 use axum::Router;
 use clap::{Args as _, FromArgMatches as _};
 use orderflow_events::{Event, EventKind};
-use orderflow_messaging::{ConsumerHandle, ConsumerRuntime, ConsumerSpec, Handler, RuntimeConfig};
+use orderflow_messaging::{
+    ConsumerHandle, ConsumerRuntime, ConsumerSpec, Handler, MaxDeliveriesRuntime, RuntimeConfig,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -274,7 +279,8 @@ pub struct ConsumerId {
 }
 
 /// The durable consumers an [`Application`] registers, in the order its wiring added them (the
-/// standard lane's before the express lane's of each event): known once
+/// standard lane's before the express lane's of each event), then its max-deliveries consumer
+/// (`ADVISORIES`, `<section>-max-deliveries`) when it has any: known once
 /// [`Application::run_until_stopped`] has wired the service, and readable through this handle
 /// after the application has moved into its task (tests wait for a service to be quiet this way).
 #[derive(Clone, Debug, Default)]
@@ -335,6 +341,22 @@ impl Wiring {
             self.consumers.push(runtime.spawn(self.shutdown.child_token()));
         }
         self
+    }
+
+    /// Starts the service's max-deliveries consumer, filtered to the advisories of every consumer
+    /// registered so far (called by the kernel once the service is wired). A service without
+    /// consumers has none.
+    fn watch_max_deliveries(&mut self, config: RuntimeConfig) {
+        if self.registered.is_empty() {
+            return;
+        }
+        let spec = ConsumerSpec::for_max_deliveries(
+            self.section,
+            self.registered.iter().map(|c| (c.stream.as_str(), c.durable.as_str())),
+        );
+        self.registered.push(ConsumerId { stream: spec.stream.clone(), durable: spec.durable.clone() });
+        let runtime = MaxDeliveriesRuntime::new(self.js.clone(), spec).with_config(config);
+        self.consumers.push(runtime.spawn(self.shutdown.child_token()));
     }
 
     /// A request-reply endpoint of the service's NATS micro service.
@@ -413,8 +435,8 @@ impl<S: Service> Application<S> {
         &self.settings
     }
 
-    /// The durable consumers the service registers (both lanes of each), filled in when
-    /// [`run_until_stopped`](Self::run_until_stopped) wires it.
+    /// The durable consumers the service registers (both lanes of each, then its max-deliveries
+    /// consumer), filled in when [`run_until_stopped`](Self::run_until_stopped) wires it.
     pub fn consumers(&self) -> WiredConsumers {
         self.consumers.clone()
     }
@@ -437,6 +459,7 @@ impl<S: Service> Application<S> {
             admin,
         };
         let router = service.wire(&settings, &mut wiring);
+        wiring.watch_max_deliveries(common.runtime_config());
         let Wiring { consumers, registered, endpoints, .. } = wiring;
         // `run_until_stopped` takes the application, so this is the only `set`.
         let _ = wired.0.set(registered);

@@ -1,5 +1,6 @@
-//! The JetStream contract against a real nats-server: publishing, provisioning and every branch
-//! of the consumer runtime's ack / nak / dead-letter decision.
+//! The JetStream contract against a real nats-server: publishing, provisioning, every branch
+//! of the consumer runtime's ack / nak / dead-letter decision, and the max-deliveries consumer
+//! that dead-letters what the server gave up on, even while no instance was running.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,8 +10,9 @@ use async_nats::jetstream::{self, consumer::PullConsumer, stream::Stream};
 use futures_util::StreamExt;
 use orderflow_events::{EventKind, OrderCreated};
 use orderflow_messaging::{
-    ConnectConfig, ConsumerRuntime, ConsumerSpec, ConsumerState, Delivery, HandlerError, OutgoingMessage,
-    RuntimeConfig, Topology, connect, headers, topology::provision,
+    ConnectConfig, ConsumerHandle, ConsumerRuntime, ConsumerSpec, ConsumerState, Delivery, Handler,
+    HandlerError, MaxDeliveriesRuntime, OutgoingMessage, RuntimeConfig, Topology, connect, dlq_admin,
+    headers, topology::provision,
 };
 use orderflow_test_support::{TestNats, eventually, wait_until_acked};
 use tokio::time::Instant;
@@ -336,47 +338,270 @@ async fn a_handler_that_never_answers_is_abandoned_and_its_message_redelivered()
     handle.join().await;
 }
 
-#[tokio::test]
-async fn a_message_whose_last_delivery_is_never_answered_still_reaches_the_dlq() {
-    let env = setup().await;
-    // The runtime only watches advisories here: it is paused, so a raw puller takes every
-    // delivery and never answers, like an instance that crashes each time.
-    let (_pause_tx, pause_rx) = tokio::sync::watch::channel(true);
-    let stop = CancellationToken::new();
-    let handle = ConsumerRuntime::new(env.js.clone(), spec(), |_d: Delivery<OrderCreated>| async { Ok(()) })
-        .with_config(runtime_config())
-        .with_pause(pause_rx)
-        .spawn(stop.clone());
-    eventually(WAIT, "paused runtime", || async { (handle.state() == ConsumerState::Paused).then_some(()) })
-        .await
-        .unwrap();
-    let id = publish_orders(&env, 1).await.remove(0);
-    let raw: PullConsumer =
-        stream(&env, "ORDERS").await.get_consumer("inventory-orders-created").await.unwrap();
+/// One instance of the inventory service, as far as messaging goes: a NATS connection of its own
+/// and the service's max-deliveries consumer on it (what the kernel runs for every service), and,
+/// with [`Instance::consuming`], the runtime of `inventory-orders-created` too.
+struct Instance {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    stop: CancellationToken,
+    handles: Vec<ConsumerHandle>,
+}
 
-    let deliveries = std::sync::atomic::AtomicUsize::new(0);
-    let dlq = eventually(WAIT, "the dead letter", || {
-        let raw = raw.clone();
-        let env = &env;
-        let deliveries = &deliveries;
-        async move {
-            if let Ok(mut b) = raw.fetch().max_messages(1).messages().await
-                && let Some(Ok(_)) = b.next().await
-            {
-                deliveries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            }
-            let m = dlq_messages(env).await;
-            (!m.is_empty()).then_some(m)
+/// `inventory-max-deliveries`, watching `inventory-orders-created`, on the test's short schedule.
+fn max_deliveries_spec() -> ConsumerSpec {
+    let watched = spec();
+    ConsumerSpec::for_max_deliveries("inventory", [(watched.stream.as_str(), watched.durable.as_str())])
+        .with_schedule(schedule())
+}
+
+impl Instance {
+    async fn start(env: &Env, name: &str) -> Self {
+        let client = connect(&ConnectConfig::new(env.nats.url(), format!("orderflow/{name}"))).await.unwrap();
+        let js = jetstream::new(client.clone());
+        let stop = CancellationToken::new();
+        let copier = MaxDeliveriesRuntime::new(js.clone(), max_deliveries_spec())
+            .with_config(runtime_config())
+            .spawn(stop.clone());
+        Self { client, js, stop, handles: vec![copier] }
+    }
+
+    fn consuming(mut self, handler: impl Handler<OrderCreated>) -> Self {
+        let events = ConsumerRuntime::new(self.js.clone(), spec(), handler)
+            .with_config(runtime_config())
+            .spawn(self.stop.clone());
+        self.handles.push(events);
+        self
+    }
+
+    /// Dies with whatever it holds unanswered: its connection closes, so no ack, nak or progress
+    /// ack of it reaches the server again, and it hears nothing more.
+    async fn kill(self) {
+        tokio::time::timeout(WAIT, self.client.drain()).await.unwrap().unwrap();
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        for h in self.handles {
+            h.join().await;
         }
+    }
+}
+
+async fn max_deliveries_info(env: &Env) -> Option<jetstream::consumer::Info> {
+    env.js.get_stream("ADVISORIES").await.ok()?.consumer_info("inventory-max-deliveries").await.ok()
+}
+
+/// Waits until `inventory-max-deliveries` has acked or termed every advisory up to `seq`.
+async fn wait_until_advisories_settled(env: &Env, seq: u64) -> jetstream::consumer::Info {
+    wait_until_acked(&env.js, "ADVISORIES", "inventory-max-deliveries", seq).await
+}
+
+const ADVISORY_SUBJECT: &str = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.ORDERS.inventory-orders-created";
+
+/// Publishes into ADVISORIES what the server would (or something it never would).
+async fn publish_advisory(env: &Env, payload: Vec<u8>) -> u64 {
+    env.js.publish(ADVISORY_SUBJECT, payload.into()).await.unwrap().await.unwrap().sequence
+}
+
+/// The server's advisory for `inventory-orders-created` giving up on ORDERS' `stream_seq`.
+fn advisory(stream_seq: u64) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "type": "io.nats.jetstream.advisory.v1.max_deliver",
+        "id": format!("adv-{stream_seq}"),
+        "timestamp": "2026-12-04T12:00:00Z",
+        "stream": "ORDERS",
+        "consumer": "inventory-orders-created",
+        "stream_seq": stream_seq,
+        "deliveries": 5,
+    }))
+    .unwrap()
+}
+
+async fn raw_consumer(env: &Env) -> PullConsumer {
+    stream(env, "ORDERS").await.get_consumer("inventory-orders-created").await.unwrap()
+}
+
+/// Takes the next delivery of `inventory-orders-created` and never answers it: an instance that
+/// crashes mid-handler. Returns its delivery count.
+async fn take_and_never_answer(env: &Env) -> i64 {
+    let raw = raw_consumer(env).await;
+    eventually(WAIT, "a delivery", || async {
+        let mut batch = raw.fetch().max_messages(1).expires(ms(500)).messages().await.ok()?;
+        let msg = batch.next().await?.ok()?;
+        Some(msg.info().ok()?.delivered)
+    })
+    .await
+    .unwrap()
+}
+
+/// Pulls from `inventory-orders-created` as something other than an orderflow instance would (an
+/// operator's `nats consumer next`, say) until the server gives up on the message at stream
+/// sequence `seq`, whose last delivery was never answered: it does so when a pull request
+/// arrives after the last ack wait (nats-server 2.15 does not on the ack wait alone), drops the
+/// message from the un-acked ones and emits its MAX_DELIVERIES advisory.
+async fn pull_until_given_up(env: &Env, seq: u64) {
+    let raw = raw_consumer(env).await;
+    eventually(WAIT, "the server to give up on the message", || async {
+        let mut batch = raw.fetch().max_messages(1).expires(ms(300)).messages().await.ok()?;
+        if let Some(Ok(m)) = batch.next().await {
+            panic!("delivered past max_deliver: {:?}", m.info().map(|i| i.delivered));
+        }
+        let info = consumer_info(env).await;
+        (info.delivered.stream_sequence >= seq && info.num_ack_pending == 0 && info.num_pending == 0)
+            .then_some(())
     })
     .await
     .unwrap();
+}
 
-    assert_eq!(deliveries.into_inner(), 5);
+/// Waits until `ADVISORIES` holds `n` advisories.
+async fn wait_advisories_stored(env: &Env, n: u64) {
+    eventually(WAIT, "the advisory stored", || async {
+        let mut advisories = env.js.get_stream("ADVISORIES").await.ok()?;
+        (advisories.info().await.ok()?.state.messages >= n).then_some(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_message_the_server_gives_up_on_while_every_instance_is_down_reaches_the_dlq_when_one_is_back() {
+    let env = setup().await;
+    // Instance A fails the first four deliveries (transient) and hangs on the last one.
+    let took_last = Arc::new(tokio::sync::Notify::new());
+    let t = took_last.clone();
+    let a = Instance::start(&env, "instance-a").await.consuming(move |d: Delivery<OrderCreated>| {
+        let t = t.clone();
+        async move {
+            if d.delivered < 5 {
+                return Err(HandlerError::transient("database busy"));
+            }
+            t.notify_one();
+            std::future::pending::<()>().await;
+            Ok(())
+        }
+    });
+    let id = publish_orders(&env, 1).await.remove(0);
+    tokio::time::timeout(WAIT, took_last.notified()).await.expect("instance A took the last delivery");
+
+    // A dies holding it. With no instance running, the server gives up on the message and emits
+    // its advisory: nobody hears it, the ADVISORIES stream keeps it.
+    a.kill().await;
+    pull_until_given_up(&env, 1).await;
+    wait_advisories_stored(&env, 1).await;
+    let seen = Arc::new(Seen::default());
+    let s = seen.clone();
+    let b = Instance::start(&env, "instance-b").await.consuming(move |d: Delivery<OrderCreated>| {
+        let s = s.clone();
+        async move {
+            s.record(&d);
+            Ok(())
+        }
+    });
+
+    let dlq = wait_dlq(&env, 1).await;
+    let copier = wait_until_advisories_settled(&env, 1).await;
+    assert_eq!(dlq.len(), 1);
+    let m = &dlq[0];
+    let original = stream(&env, "ORDERS").await.get_raw_message(1).await.unwrap();
+    assert_eq!(m.subject.as_str(), "dlq.orders.created.v1");
+    assert_eq!(m.payload, original.payload);
+    assert_eq!(header(m, headers::DLQ_REASON), "max_deliveries");
+    assert_eq!(header(m, headers::CONSUMER), "inventory-orders-created");
+    assert_eq!(header(m, headers::ORIGINAL_STREAM), "ORDERS");
+    assert_eq!(header(m, headers::STREAM_SEQ), "1");
+    assert_eq!(header(m, headers::DELIVERY_COUNT), "5");
+    assert_eq!(header(m, headers::ORIGINAL_MSG_ID), id);
+    assert_eq!(header(m, headers::CORRELATION_ID), "corr-123");
+    assert_eq!(copier.delivered.consumer_sequence, 1, "the advisory was copied on its first delivery");
+    assert!(seen.deliveries(&id).is_empty(), "the server does not deliver a message it gave up on");
+
+    // The dead letter replays as any other: instance B handles the event this time.
+    dlq_admin::replay(&env.js, m.sequence).await.unwrap();
+    eventually(WAIT, "the replayed event", || async { (seen.deliveries(&id).len() == 1).then_some(()) })
+        .await
+        .unwrap();
+    assert!(dlq_messages(&env).await.is_empty());
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn two_instances_copy_a_message_the_server_gave_up_on_to_the_dlq_once() {
+    let env = setup().await;
+    let a = Instance::start(&env, "instance-a").await;
+    let b = Instance::start(&env, "instance-b").await;
+    // Both listen: each has a pull request waiting on the shared durable.
+    eventually(WAIT, "both instances pulling advisories", || async {
+        (max_deliveries_info(&env).await?.num_waiting >= 2).then_some(())
+    })
+    .await
+    .unwrap();
+    let id = publish_orders(&env, 1).await.remove(0);
+
+    // A third instance takes every delivery and crashes each time.
+    let mut deliveries = Vec::new();
+    for _ in 0..5 {
+        deliveries.push(take_and_never_answer(&env).await);
+    }
+    pull_until_given_up(&env, 1).await;
+
+    let dlq = wait_dlq(&env, 1).await;
+    let copier = wait_until_advisories_settled(&env, 1).await;
+    assert_eq!(deliveries, [1, 2, 3, 4, 5]);
+    assert_eq!(dlq_messages(&env).await.len(), 1, "one dead letter");
     assert_eq!(header(&dlq[0], headers::DLQ_REASON), "max_deliveries");
     assert_eq!(header(&dlq[0], headers::ORIGINAL_MSG_ID), id);
-    stop.cancel();
-    handle.join().await;
+    assert_eq!(copier.delivered.consumer_sequence, 1, "one delivery of the advisory, to one instance");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn advisories_that_can_never_be_copied_are_termed_and_the_next_one_is_copied() {
+    let env = setup().await;
+    let id = publish_orders(&env, 1).await.remove(0);
+    let instance = Instance::start(&env, "instance").await;
+
+    publish_advisory(&env, b"{not an advisory".to_vec()).await;
+    publish_advisory(&env, advisory(99)).await; // a message ORDERS never had
+    let last = publish_advisory(&env, advisory(1)).await;
+
+    let copier = wait_until_advisories_settled(&env, last).await;
+    let dlq = dlq_messages(&env).await;
+    assert_eq!(dlq.len(), 1, "only the advisory of a message that exists is copied");
+    assert_eq!(header(&dlq[0], headers::ORIGINAL_MSG_ID), id);
+    assert_eq!(copier.delivered.consumer_sequence, 3, "each advisory delivered once: none is retried");
+    assert_eq!(copier.num_ack_pending, 0);
+    instance.stop().await;
+}
+
+#[tokio::test]
+async fn an_advisory_is_redelivered_until_the_dlq_takes_its_copy() {
+    let env = setup().await;
+    let id = publish_orders(&env, 1).await.remove(0);
+    // No stream takes `dlq.>`: every copy fails.
+    env.js.delete_stream("DLQ").await.unwrap();
+    let instance = Instance::start(&env, "instance").await;
+    for _ in 0..5 {
+        take_and_never_answer(&env).await;
+    }
+    pull_until_given_up(&env, 1).await;
+
+    eventually(WAIT, "the advisory nak'd and delivered again", || async {
+        (max_deliveries_info(&env).await?.delivered.consumer_sequence >= 2).then_some(())
+    })
+    .await
+    .unwrap();
+    provision(&env.js, &Topology::orderflow(1).with_schedule(&schedule())).await.unwrap();
+
+    let dlq = wait_dlq(&env, 1).await;
+    let copier = wait_until_advisories_settled(&env, 1).await;
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(header(&dlq[0], headers::DLQ_REASON), "max_deliveries");
+    assert_eq!(header(&dlq[0], headers::ORIGINAL_MSG_ID), id);
+    assert_eq!(copier.num_ack_pending, 0);
+    instance.stop().await;
 }
 
 #[tokio::test]

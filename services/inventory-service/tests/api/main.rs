@@ -6,5 +6,6 @@
 mod helpers;
 mod inventory_api;
 mod lifecycle;
+mod max_deliveries;
 mod payments;
 mod reservations;
