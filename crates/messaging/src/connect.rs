@@ -4,10 +4,14 @@
 //! Both schedules are the one [`Backoff`] of `orderflow-resilience`, shaped by
 //! `ConnectConfig::backoff`.
 
+use std::sync::OnceLock;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_nats::{Client, ConnectOptions, Event};
+use async_nats::connection::State;
+use async_nats::{Client, ConnectOptions, Event, ReconnectToServer, Server, ServerAddr, ServerInfo};
 use orderflow_resilience::{Backoff, BackoffConfig, BackoffConfigError};
+use tokio::sync::watch;
 
 /// How to reach NATS.
 #[derive(Clone, Debug)]
@@ -107,9 +111,70 @@ pub async fn connect(cfg: &ConnectConfig) -> Result<Client, ConnectError> {
     }
 }
 
+/// Counts the connects and disconnects of every client this process made with [`connect`].
+static CONNECTION_CHANGES: OnceLock<watch::Sender<u64>> = OnceLock::new();
+
+fn connection_changes_sender() -> &'static watch::Sender<u64> {
+    CONNECTION_CHANGES.get_or_init(|| watch::channel(0).0)
+}
+
+fn connection_changed() {
+    connection_changes_sender().send_modify(|n| *n = n.wrapping_add(1));
+}
+
+/// Which connection of a client something was sent on (a publish, a pull request), to tell when
+/// it is gone: an answer due on it will never arrive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ConnectionMark {
+    connects: u64,
+}
+
+impl ConnectionMark {
+    /// The connection `client` is on now.
+    pub(crate) fn of(client: &Client) -> Self {
+        Self { connects: client.statistics().connects.load(Ordering::Relaxed) }
+    }
+
+    fn gone(self, client: &Client) -> bool {
+        client.connection_state() != State::Connected
+            || client.statistics().connects.load(Ordering::Relaxed) != self.connects
+    }
+
+    /// Resolves once that connection is gone: the client is not connected, or has connected
+    /// again since. Woken by the clients' connection events, not by polling.
+    pub(crate) async fn lost(self, client: &Client) {
+        let mut changes = connection_changes_sender().subscribe();
+        loop {
+            if self.gone(client) {
+                return;
+            }
+            if changes.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+}
+
 /// `nats://a:4222, nats://b:4222` → `["nats://a:4222", "nats://b:4222"]`.
 pub fn server_list(urls: &str) -> Vec<String> {
     urls.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect()
+}
+
+/// Where to reconnect: a server with the fewest failed attempts, and among those one other
+/// than the server just left. The client's own choice is random and may go straight back to a
+/// node that was killed a moment ago (its connect then fails, after up to the connection
+/// timeout for a frozen one) or to one that has just restarted and cannot yet route publishes
+/// to the streams ("no responders"). `None` (the client's choice) for a single server.
+fn next_server(servers: &[Server], last: &ServerInfo) -> Option<ServerAddr> {
+    if servers.len() < 2 {
+        return None;
+    }
+    let was_last = |s: &Server| {
+        s.addr.port() == last.port
+            && (s.addr.host() == last.host
+                || last.host.parse().is_ok_and(|ip: std::net::IpAddr| ip.is_unspecified()))
+    };
+    servers.iter().min_by_key(|s| (s.failed_attempts, was_last(s), fastrand::u32(..))).map(|s| s.addr.clone())
 }
 
 fn options(cfg: &ConnectConfig) -> ConnectOptions {
@@ -127,12 +192,21 @@ fn options(cfg: &ConnectConfig) -> ConnectOptions {
         .reconnect_delay_callback(move |attempt| {
             reconnect.delay(u32::try_from(attempt).unwrap_or(u32::MAX), fastrand::f64())
         })
+        .reconnect_to_server_callback(|servers, last| async move {
+            next_server(&servers, &last).map(|addr| ReconnectToServer { addr, delay: None })
+        })
         .event_callback(move |event| {
             let url = url.clone();
             async move {
                 match event {
-                    Event::Connected => tracing::info!(%url, "NATS connected"),
-                    Event::Disconnected => tracing::warn!(%url, "NATS disconnected; reconnecting"),
+                    Event::Connected => {
+                        connection_changed();
+                        tracing::info!(%url, "NATS connected");
+                    }
+                    Event::Disconnected => {
+                        connection_changed();
+                        tracing::warn!(%url, "NATS disconnected; reconnecting");
+                    }
                     Event::LameDuckMode => tracing::warn!(%url, "NATS server entering lame duck mode"),
                     Event::SlowConsumer(sid) => tracing::warn!(%url, sid, "NATS slow consumer"),
                     other => tracing::info!(%url, event = %other, "NATS connection event"),
@@ -177,6 +251,42 @@ mod tests {
             (cfg.min_backoff, cfg.max_backoff, None)
         );
         assert_eq!(ConnectConfig::new("u", "n").backoff().max_elapsed, Some(Duration::from_secs(60)));
+    }
+
+    fn pool(ports: &[u16]) -> Vec<Server> {
+        ports
+            .iter()
+            .map(|port| Server {
+                addr: format!("nats://127.0.0.1:{port}").parse().unwrap_or_else(|e| panic!("{e}")),
+                failed_attempts: 0,
+                did_connect: true,
+                is_discovered: false,
+                last_error: None,
+            })
+            .collect()
+    }
+
+    fn info(host: &str, port: u16) -> ServerInfo {
+        ServerInfo { host: host.into(), port, ..ServerInfo::default() }
+    }
+
+    #[test]
+    fn a_reconnect_goes_to_another_node_than_the_one_just_left() {
+        let servers = pool(&[4222, 4223, 4224]);
+        for _ in 0..50 {
+            let next = next_server(&servers, &info("127.0.0.1", 4223)).map(|a| a.port());
+            assert!(matches!(next, Some(4222 | 4224)), "{next:?}");
+        }
+    }
+
+    #[test]
+    fn a_node_that_keeps_failing_is_tried_after_the_one_just_left() {
+        let mut servers = pool(&[4222, 4223, 4224]);
+        servers[0].failed_attempts = 3;
+        servers[2].failed_attempts = 1;
+        let next = next_server(&servers, &info("127.0.0.1", 4223)).map(|a| a.port());
+        assert_eq!(next, Some(4223));
+        assert_eq!(next_server(&pool(&[4222]), &info("127.0.0.1", 4222)), None);
     }
 
     #[tokio::test]

@@ -7,8 +7,12 @@
 //! one statement that joins the writer's next group commit (no transaction of its own).
 //!
 //! The table stays the source of truth. A sweep reads rows still unsent [`SWEEP_AFTER`] after
-//! they were written — left by a crash between commit and publish, by a publish that failed, or
-//! by another instance that died — and publishes them too; so does the drain on shutdown.
+//! they were written — left by a crash between commit and publish, or by another instance that
+//! died — and publishes them too; so does the drain on shutdown. When JetStream does not
+//! acknowledge what this relay published (a NATS node lost with the PubAcks due, a stream between
+//! leaders), the sweeps read every unsent row, not only stale ones, on a short backoff (50 ms
+//! doubling to 1 s) until one leaves none unacknowledged: the rows go out again as soon as NATS
+//! answers.
 //! Sending a row twice is harmless: the row id is the event id and JetStream de-duplicates on
 //! `Nats-Msg-Id`.
 use std::time::Duration;
@@ -34,6 +38,16 @@ pub(crate) const KEEP_SENT: Duration = Duration::from_secs(3600);
 pub const SWEEP_AFTER: Duration = Duration::from_secs(5);
 /// How often the sweep looks.
 pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// When a publish leaves rows unacknowledged: 50 ms doubling to 1 s, half of each delay random,
+/// never giving up. Short, so that the rows go out again within a second of NATS answering again
+/// (a node lost, a leader elected); a retry is a sweep of at most [`BATCH`] rows.
+const RETRY: orderflow_resilience::BackoffConfig = orderflow_resilience::BackoffConfig {
+    initial: Duration::from_millis(50),
+    max: Duration::from_secs(1),
+    multiplier: 2.0,
+    jitter: 0.5,
+    max_elapsed: None,
+};
 /// How long published rows wait to be marked sent, so that many share one statement.
 pub(crate) const MARK_EVERY: Duration = Duration::from_millis(100);
 
@@ -104,6 +118,15 @@ pub struct Backlog {
     pub(crate) oldest: Option<String>,
 }
 
+/// What one sweep did.
+#[derive(Clone, Copy, Debug)]
+struct Swept {
+    /// Unsent rows read from the table.
+    read: usize,
+    /// Of those, how many JetStream did not acknowledge.
+    missed: usize,
+}
+
 /// Which unsent rows a sweep reads.
 #[derive(Clone, Copy, Debug)]
 enum Sweep {
@@ -123,9 +146,12 @@ impl OutboxRelay {
     /// Runs until `shutdown`, then drains the outbox once more (bounded by `drain_for`).
     pub async fn run(mut self, shutdown: CancellationToken, drain_for: Duration) {
         let mut failures = 0u32;
-        // After a failed sweep (NATS or the database down) the next one waits longer each time:
-        // the default schedule, 100 ms doubling to 5 s, never giving up; a good sweep starts over.
-        let mut retry = Backoff::default();
+        // Rows this relay handled but JetStream did not acknowledge (a NATS node lost with
+        // their PubAcks due, the stream briefly without a leader): until a sweep leaves none,
+        // sweeps read every unsent row, not only the stale ones, so that they go out again as
+        // soon as NATS answers instead of waiting out `SWEEP_AFTER`.
+        let mut behind = false;
+        let mut retry = Backoff::new(RETRY).unwrap_or_default();
         let mut sent: Vec<String> = Vec::new();
         let mut next_sweep = Instant::now();
         let mut next_mark = Instant::now() + MARK_EVERY;
@@ -146,24 +172,43 @@ impl OutboxRelay {
                         {
                             msgs.extend(more);
                         }
-                        if let Err(e) = self.publish(msgs, &mut sent).await {
-                            failures += 1;
-                            next_sweep = Instant::now() + SWEEP_EVERY;
-                            tracing::warn!(error = %e, "publishing committed events failed; the sweep retries them");
+                        let missed = match self.publish(msgs, &mut sent).await {
+                            Ok(missed) => missed,
+                            Err(e) => {
+                                failures += 1;
+                                tracing::warn!(error = %e, "publishing committed events failed; retrying from the table");
+                                1
+                            }
+                        };
+                        if missed > 0 && !behind {
+                            behind = true;
+                            next_sweep = next_sweep.min(Instant::now() + retry.next_delay().unwrap_or(SWEEP_EVERY));
                         }
                     }
                     None => committed = None,
                 },
                 _ = tokio::time::sleep_until(next_sweep) => {
-                    next_sweep = match self.sweep(Sweep::Stale, &mut sent).await {
-                        Ok(n) => {
+                    let which = if behind { Sweep::All } else { Sweep::Stale };
+                    next_sweep = match self.sweep(which, &mut sent).await {
+                        Ok(swept) => {
                             failures = 0;
-                            retry.reset();
-                            // A full batch: more may wait.
-                            Instant::now() + if n as i64 == BATCH { Duration::ZERO } else { SWEEP_EVERY }
+                            // A full batch: more may wait (and, after a failure, be recent).
+                            let more = swept.read as i64 == BATCH;
+                            behind = swept.missed > 0 || (behind && more);
+                            if swept.missed == 0 {
+                                retry.reset();
+                            }
+                            Instant::now() + if swept.missed > 0 {
+                                retry.next_delay().unwrap_or(SWEEP_EVERY)
+                            } else if more {
+                                Duration::ZERO
+                            } else {
+                                SWEEP_EVERY
+                            }
                         }
                         Err(e) => {
                             failures += 1;
+                            behind = true;
                             tracing::warn!(error = %e, attempt = failures, "outbox sweep failed; retrying");
                             // Without a time limit there is always a next delay.
                             Instant::now() + retry.next_delay().unwrap_or(SWEEP_EVERY)
@@ -192,14 +237,14 @@ impl OutboxRelay {
         if let Some(c) = committed.as_mut() {
             while let Ok(msgs) = c.try_recv() {
                 if let Err(e) = self.publish(msgs, &mut sent).await {
-                    tracing::warn!(error = %e, "outbox drain failed; rows stay for the next start");
+                    tracing::warn!(error = %e, "outbox drain failed; the table still has the rows");
                 }
             }
         }
         self.mark(&mut sent).await;
         while Instant::now() < deadline {
             match self.sweep(Sweep::All, &mut sent).await {
-                Ok(0) => break,
+                Ok(Swept { read: 0, .. }) => break,
                 // Rows left, none of them acknowledged now (another publisher has them): they
                 // stay for that publisher or the next start instead of being swept in a loop.
                 Ok(_) if sent.is_empty() => break,
@@ -216,10 +261,11 @@ impl OutboxRelay {
         }
     }
 
-    /// Publishes `msgs` (pipelined) and adds the ids JetStream acknowledged to `sent`; fails only
-    /// when none was acknowledged. A message another publisher is storing at the same moment
-    /// (JetStream's 409 "duplicate message id is in process") is neither: its row stays unsent
-    /// until that publisher marks it, or a later sweep gets the duplicate acknowledgement.
+    /// Publishes `msgs` (pipelined) and adds the ids JetStream acknowledged to `sent`; returns how
+    /// many were not acknowledged, and fails only when none was. A message another publisher is
+    /// storing at the same moment (JetStream's 409 "duplicate message id is in process") is not
+    /// an error: its row stays unsent until that publisher marks it, or the next sweep gets the
+    /// duplicate acknowledgement.
     async fn publish(
         &self,
         msgs: Vec<OutgoingMessage>,
@@ -228,6 +274,7 @@ impl OutboxRelay {
         let results = self.publisher.publish_all(&msgs).await;
         let mut acked = 0;
         let mut busy_elsewhere = 0;
+        let mut failed = 0;
         let mut first_error = None;
         for (msg, result) in msgs.into_iter().zip(results) {
             match result {
@@ -246,6 +293,7 @@ impl OutboxRelay {
                     busy_elsewhere += 1;
                 }
                 Err(e) => {
+                    failed += 1;
                     first_error.get_or_insert(e);
                 }
             }
@@ -254,9 +302,9 @@ impl OutboxRelay {
             if acked == 0 && busy_elsewhere == 0 {
                 return Err(e.into());
             }
-            tracing::warn!(error = %e, acked, "some outbox rows were not acknowledged; the sweep retries them");
+            tracing::warn!(error = %e, acked, failed, "some outbox rows were not acknowledged; publishing them again");
         }
-        Ok(acked)
+        Ok(failed + busy_elsewhere)
     }
 
     /// Marks `sent` sent (one statement, in the writer's next group commit) and empties it. On
@@ -270,8 +318,8 @@ impl OutboxRelay {
         }
     }
 
-    /// Publishes one batch of unsent rows from the table; returns how many were read.
-    async fn sweep(&self, which: Sweep, sent: &mut Vec<String>) -> Result<usize, anyhow::Error> {
+    /// Publishes one batch of unsent rows from the table.
+    async fn sweep(&self, which: Sweep, sent: &mut Vec<String>) -> Result<Swept, anyhow::Error> {
         let cutoff = match which {
             Sweep::Stale => crate::format_rfc3339(time::OffsetDateTime::now_utc() - SWEEP_AFTER),
             // Later than any row can be.
@@ -291,7 +339,7 @@ impl OutboxRelay {
             })
             .await?;
         if rows.is_empty() {
-            return Ok(0);
+            return Ok(Swept { read: 0, missed: 0 });
         }
         let mut msgs = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -304,8 +352,8 @@ impl OutboxRelay {
             });
         }
         tracing::debug!(rows = msgs.len(), ?which, "publishing unsent outbox rows");
-        self.publish(msgs, sent).await?;
-        Ok(rows.len())
+        let missed = self.publish(msgs, sent).await?;
+        Ok(Swept { read: rows.len(), missed })
     }
 
     /// Unsent rows and the oldest one's age.

@@ -7,14 +7,20 @@
 //! dead-lettered as `malformed`, `unknown_type` or `schema_invalid`. A message that cannot be
 //! dead-lettered (the DLQ publish failed) is nak'd, never termed, so nothing is lost.
 //!
+//! A message whose last delivery is never answered (the process died mid-handler) is given up on
+//! by the server itself; [`MaxDeliveriesRuntime`] copies it to the DLQ from the server's
+//! MAX_DELIVERIES advisory, kept in the `ADVISORIES` stream, on the same fetch loop.
+//!
 //! Fetching is pull-based with bounded concurrency: the runtime never asks for more messages
 //! than it has free handler slots, so a slow handler creates back-pressure on the server rather
 //! than a pile of messages whose ack wait expires in memory. While a handler runs, progress acks
 //! keep its message from being redelivered; a handler that runs past `handler_timeout` is
 //! abandoned and its message nak'd.
 //!
-//! Every failure to fetch (lost connection, restarted server, deleted consumer) is handled the
-//! same way: back off, re-provision the consumer, fetch again. On shutdown the runtime stops
+//! Every failure to fetch (lost connection, a consumer leader being elected, deleted consumer) is
+//! handled the same way: back off and fetch again, and after a few failures in a row provision
+//! the consumer again first. A pull request whose connection drops is asked again on the new one
+//! at once. On shutdown the runtime stops
 //! fetching, lets in-flight handlers finish, and flushes the connection so their acks reach the
 //! server before it returns.
 
@@ -27,12 +33,14 @@ use async_nats::HeaderMap;
 use async_nats::jetstream;
 use futures_util::StreamExt;
 use orderflow_events::{Envelope, Event};
-use tokio::sync::{Semaphore, watch};
+use orderflow_telemetry::trace::TraceContext;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::BoxError;
+use crate::connect::ConnectionMark;
 use crate::topology::{ConsumerSpec, ProvisionReport, ensure_consumer};
 
 mod ack;
@@ -40,7 +48,7 @@ mod advisories;
 mod gauges;
 
 use ack::Shared;
-use advisories::watch_max_deliveries;
+pub use advisories::MaxDeliveriesRuntime;
 use gauges::report_consumer_info;
 
 /// What a handler reports.
@@ -77,9 +85,18 @@ pub struct Delivery<T> {
     pub headers: Option<HeaderMap>,
     /// 1 on first delivery.
     pub delivered: i64,
+    /// The trace it is handled in: its `traceparent` (header, else envelope) when valid, else a
+    /// new trace, so that what it causes is always traced.
+    pub(crate) trace: TraceContext,
 }
 
 impl<T> Delivery<T> {
+    /// The trace context it is handled in: what the handler's own outgoing calls (an HTTP
+    /// request, say) carry, through [`orderflow_telemetry::trace::call_traceparent`].
+    pub fn trace(&self) -> &TraceContext {
+        &self.trace
+    }
+
     /// Whether it arrived on the express lane.
     pub fn is_express(&self) -> bool {
         orderflow_events::EventKind::is_express_subject(&self.subject)
@@ -104,7 +121,7 @@ impl<T> Delivery<T> {
         data: E,
         express: bool,
     ) -> Result<crate::OutgoingMessage, HandlerError> {
-        let envelope = crate::publish::follow_up(source, &self.envelope, data);
+        let envelope = crate::publish::follow_up(source, &self.envelope, &self.trace, data);
         // Serializing our own types cannot fail in practice; if it did, retrying would not help.
         crate::OutgoingMessage::from_envelope(&envelope, express).map_err(HandlerError::permanent)
     }
@@ -126,6 +143,14 @@ where
         self(delivery)
     }
 }
+
+/// Failed fetches in a row before the consumer is provisioned again (looked up, re-created if it
+/// was deleted). A failed pull is most often a consumer whose leader is being elected (a NATS
+/// node lost): pulling again after the backoff gets the new leader, with no API round trip.
+const REPROVISION_AFTER: u32 = 3;
+
+/// Timeout of the provisioning requests of a running consumer.
+const PROVISION_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Tuning of one runtime.
 #[derive(Clone, Debug)]
@@ -254,12 +279,31 @@ impl<T: Event, H: Handler<T>> ConsumerRuntime<T, H> {
     }
 
     async fn run(self, shutdown: CancellationToken, state: watch::Sender<ConsumerState>) {
-        let Self { js, spec, config, handler, mut pause, .. } = self;
+        let Self { js, spec, config, handler, pause, .. } = self;
         let service = format!("{}-service", spec.service);
-        let shared = Arc::new(Shared { js: js.clone(), spec, config, handler, service });
-        let advisories = tokio::spawn(
-            watch_max_deliveries(shared.js.clone(), shared.spec.clone(), shutdown.clone()).in_current_span(),
-        );
+        let shared = Arc::new(Shared { js, spec, config, handler, service });
+        let process =
+            |shared: Arc<Shared<H>>, msg, permit| async move { shared.process::<T>(msg, permit).await };
+        shared.run_loop(pause, shutdown, state, process).await;
+    }
+}
+
+impl<H: Send + Sync + 'static> Shared<H> {
+    /// The fetch loop every runtime shares (see the module docs): provisioning, pausing, pulling
+    /// no more than there are free handler slots, recovering, draining; `process` answers each
+    /// message (the event runtime's ack rule, or the max-deliveries copy).
+    async fn run_loop<F, Fut>(
+        self: Arc<Self>,
+        mut pause: Option<watch::Receiver<bool>>,
+        shutdown: CancellationToken,
+        state: watch::Sender<ConsumerState>,
+        process: F,
+    ) where
+        F: Fn(Arc<Self>, jetstream::Message, OwnedSemaphorePermit) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let shared = self;
+        let js = shared.js.clone();
         let gauges = tokio::spawn(
             report_consumer_info(
                 shared.js.clone(),
@@ -273,6 +317,14 @@ impl<T: Event, H: Handler<T>> ConsumerRuntime<T, H> {
         let mut tasks = JoinSet::new();
         let mut consumer = None;
         let mut failures = 0u32;
+        let client = js.client();
+        // Provisioning again asks the consumer's leader; while a lost leader is being replaced
+        // the request goes unanswered, and the client's 10 s timeout held the consumer that long
+        // after the new leader was there. The first provisioning keeps the client's timeout:
+        // creating a replicated consumer on a busy cluster can take seconds.
+        let mut reprovision = js.clone();
+        reprovision.set_timeout(PROVISION_TIMEOUT);
+        let mut provisioned = false;
 
         'outer: while !shutdown.is_cancelled() {
             while tasks.try_join_next().is_some() {}
@@ -302,8 +354,15 @@ impl<T: Event, H: Handler<T>> ConsumerRuntime<T, H> {
 
             let current = match &consumer {
                 Some(c) => c,
-                None => match ensure_consumer(&js, &shared.spec, &mut ProvisionReport::default()).await {
+                None => match ensure_consumer(
+                    if provisioned { &reprovision } else { &js },
+                    &shared.spec,
+                    &mut ProvisionReport::default(),
+                )
+                .await
+                {
                     Ok(c) => {
+                        provisioned = true;
                         state.send_replace(ConsumerState::Running);
                         consumer.insert(c)
                     }
@@ -322,6 +381,7 @@ impl<T: Event, H: Handler<T>> ConsumerRuntime<T, H> {
                 p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             };
             let want = (slots.available_permits() + 1).min(shared.config.fetch_batch.max(1));
+            let connection = ConnectionMark::of(&client);
             let request = current.batch().max_messages(want).expires(shared.config.fetch_expires).messages();
             let mut batch = match tokio::select! { _ = shutdown.cancelled() => break, b = request => b } {
                 Ok(b) => b,
@@ -329,7 +389,9 @@ impl<T: Event, H: Handler<T>> ConsumerRuntime<T, H> {
                     failures += 1;
                     tracing::warn!(error = %e, attempt = failures, "pull request failed");
                     state.send_replace(ConsumerState::Recovering { error: e.to_string() });
-                    consumer = None;
+                    if failures >= REPROVISION_AFTER {
+                        consumer = None;
+                    }
                     continue;
                 }
             };
@@ -338,9 +400,14 @@ impl<T: Event, H: Handler<T>> ConsumerRuntime<T, H> {
             // The server answers an expired pull with a timeout status; if that answer is lost
             // (connection dropped), give up on the request shortly after it expired.
             let idle_limit = shared.config.fetch_expires + Duration::from_secs(1);
+            // A pull request sent on a connection that is gone (its NATS node lost) gets nothing
+            // more: ask again on the new one at once instead of waiting out the idle limit.
+            let lost = connection.lost(&client);
+            tokio::pin!(lost);
             loop {
                 let next = tokio::select! {
                     _ = shutdown.cancelled() => break 'outer,
+                    () = &mut lost => break,
                     n = tokio::time::timeout(idle_limit, batch.next()) => n,
                 };
                 match next {
@@ -348,9 +415,11 @@ impl<T: Event, H: Handler<T>> ConsumerRuntime<T, H> {
                     Ok(None) => break,
                     Ok(Some(Err(e))) => {
                         failures += 1;
-                        tracing::warn!(error = %e, attempt = failures, "fetch failed; re-provisioning");
+                        tracing::warn!(error = %e, attempt = failures, "fetch failed; fetching again");
                         state.send_replace(ConsumerState::Recovering { error: e.to_string() });
-                        consumer = None;
+                        if failures >= REPROVISION_AFTER {
+                            consumer = None;
+                        }
                         break;
                     }
                     Ok(Some(Ok(msg))) => {
@@ -366,8 +435,7 @@ impl<T: Event, H: Handler<T>> ConsumerRuntime<T, H> {
                                 p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break 'outer },
                             },
                         };
-                        let shared = Arc::clone(&shared);
-                        tasks.spawn(async move { shared.process(msg, permit).await }.in_current_span());
+                        tasks.spawn(process(Arc::clone(&shared), msg, permit).in_current_span());
                     }
                 }
             }
@@ -378,7 +446,6 @@ impl<T: Event, H: Handler<T>> ConsumerRuntime<T, H> {
         if let Err(e) = js.client().flush().await {
             tracing::warn!(error = %e, "flushing acks on shutdown failed; they will be redelivered");
         }
-        advisories.abort();
         gauges.abort();
         state.send_replace(ConsumerState::Stopped);
         tracing::debug!("consumer stopped");

@@ -4,4 +4,5 @@
 
 mod dlq_admin;
 mod helpers;
+mod publishing;
 mod runtime;
