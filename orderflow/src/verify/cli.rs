@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 use super::deployment::instance_names;
-use super::{Sabotage, plan, run_verify};
+use super::{FaultFamily, Sabotage, plan, run_verify};
 use crate::load;
 
 /// One verify run.
@@ -41,6 +41,8 @@ pub struct VerifyConfig {
     pub payment_max_wait: Duration,
     /// Break an invariant on purpose before the check.
     pub sabotage: Option<Sabotage>,
+    /// Draw faults from these families only (empty: all of them).
+    pub only: Vec<FaultFamily>,
 }
 
 impl VerifyConfig {
@@ -60,6 +62,7 @@ impl VerifyConfig {
             max_hold: Duration::from_secs(15),
             payment_max_wait: Duration::from_secs(10),
             sabotage: None,
+            only: Vec::new(),
         }
     }
 }
@@ -107,6 +110,14 @@ pub struct VerifyArgs {
     /// Break an invariant on purpose before the check (shows that the suite fails).
     #[arg(long, value_enum)]
     sabotage: Option<Sabotage>,
+    /// Draw the faults from these families only (repeat the flag for several); e.g. `--only nats`
+    /// measures NATS node loss alone [default: all four families in turn].
+    #[arg(long, value_enum)]
+    only: Vec<FaultFamily>,
+    /// Run the services from this `orderflow` binary instead of this one (e.g. to compare two
+    /// builds under the same faults).
+    #[arg(long, value_name = "PATH")]
+    services_from: Option<PathBuf>,
     /// Print the fault schedule this seed gives and exit without starting anything.
     #[arg(long)]
     dry_run: bool,
@@ -120,13 +131,18 @@ impl VerifyArgs {
             let instances = instance_names(usize::from(self.instances));
             let max_hold_ms = u64::try_from(self.max_hold.as_millis()).unwrap_or(u64::MAX);
             let mut out = format!("seed {seed}: {} faults over {:?}\n", self.faults, self.duration);
-            for (i, fault) in plan(seed, self.faults, &instances, max_hold_ms).iter().enumerate() {
+            for (i, fault) in plan(seed, self.faults, &self.only, &instances, max_hold_ms).iter().enumerate()
+            {
                 let at = self.duration.mul_f64((i as f64 + 0.5) / self.faults.max(1) as f64);
                 out.push_str(&format!("  {:>3}  at {:>6.1} s  {fault}\n", i + 1, at.as_secs_f64()));
             }
             return crate::output::emit(&out);
         }
-        let exe = std::env::current_exe().context("locating the orderflow binary")?;
+        let exe = match self.services_from {
+            Some(path) => std::path::absolute(&path)
+                .with_context(|| format!("resolving --services-from {}", path.display()))?,
+            None => std::env::current_exe().context("locating the orderflow binary")?,
+        };
         let (temp, data_dir) = match &self.data_dir {
             Some(dir) => (None, dir.clone()),
             None => {
@@ -144,6 +160,7 @@ impl VerifyArgs {
         config.max_hold = self.max_hold;
         config.payment_max_wait = self.payment_max_wait;
         config.sabotage = self.sabotage;
+        config.only = self.only;
         tracing::info!(seed, faults = config.faults, duration = ?config.duration, "verify starting");
         let report = match run_verify(&config, &shutdown).await {
             Ok(report) => report,

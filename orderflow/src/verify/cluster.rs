@@ -32,6 +32,13 @@ pub struct Node {
     pub down: bool,
 }
 
+impl Node {
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        if self.down { None } else { self.server.as_ref().and_then(NatsServer::pid) }
+    }
+}
+
 /// The running cluster. Dropping it kills every node.
 #[derive(Debug)]
 pub struct Cluster {

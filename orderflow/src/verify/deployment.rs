@@ -125,6 +125,7 @@ impl Deployment {
             database_label,
             initial_stock: BTreeMap::new(),
             crashes: Vec::new(),
+            memory: super::memory::MemoryLog::default(),
         };
         if let Err(e) = deployment.start_services().await {
             deployment.stop().await;
@@ -141,8 +142,10 @@ impl Deployment {
             tracing::info!(instance = %p.name, pid = ?p.pid(), url = %p.url(), "started");
         }
         // The services provisioned the streams from `stream_replicas = 3`; make sure they did.
-        use orderflow_events::subjects::{STREAM_DLQ, STREAM_INVENTORY, STREAM_ORDERS, STREAM_PAYMENTS};
-        for name in [STREAM_ORDERS, STREAM_INVENTORY, STREAM_PAYMENTS, STREAM_DLQ] {
+        use orderflow_events::subjects::{
+            STREAM_ADVISORIES, STREAM_DLQ, STREAM_INVENTORY, STREAM_ORDERS, STREAM_PAYMENTS,
+        };
+        for name in [STREAM_ORDERS, STREAM_INVENTORY, STREAM_PAYMENTS, STREAM_DLQ, STREAM_ADVISORIES] {
             let mut stream = self.js.get_stream(name).await.with_context(|| format!("stream {name}"))?;
             let replicas =
                 stream.info().await.with_context(|| format!("stream {name} info"))?.config.num_replicas;
@@ -193,6 +196,16 @@ impl Deployment {
     }
 
     /// Starts whatever is not running (crashed instances, nodes left down by an error).
+    /// Samples the resident memory of every running process, `at_s` after the load started.
+    pub(super) fn sample_memory(&mut self, at_s: f64) {
+        for p in &self.procs {
+            self.memory.sample(&p.name, p.pid(), at_s);
+        }
+        for node in &self.cluster.nodes {
+            self.memory.sample(&node.name, node.pid(), at_s);
+        }
+    }
+
     pub(super) async fn ensure_running(&mut self) {
         self.note_crashes();
         for i in 0..self.cluster.nodes.len() {

@@ -4,8 +4,9 @@
 //! Faults come from four families taken in turn, so that even a short schedule mixes them:
 //! a service instance killed with SIGKILL (every instance in turn), a NATS node frozen with
 //! SIGSTOP or killed (the stream leader or a follower), a gateway fault (outage, error burst,
-//! slow answers), and a duplicate-delivery storm. Within a family the order is a seeded shuffle,
-//! reshuffled each time the family is used up.
+//! slow answers, the simulator killed), and a duplicate-delivery storm. Within a family the order
+//! is a seeded shuffle, reshuffled each time the family is used up. A fifth family, two NATS
+//! nodes killed at once (no quorum), is drawn only when asked for (`--only quorum`).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -75,6 +76,13 @@ pub enum Fault {
         /// How long.
         hold_ms: u64,
     },
+    /// SIGKILL the ORDERS stream leader and a follower: two of three nodes, so no stream has a
+    /// quorum. After `down_ms` one of them is restarted (quorum back: the fault counts as healed
+    /// and the probe runs on two nodes); the other once the probe is done.
+    QuorumLoss {
+        /// Time without a quorum.
+        down_ms: u64,
+    },
     /// Re-publish the last events of every stream: half with a fresh `Nats-Msg-Id` (what a
     /// duplicate after the dedup window looks like: JetStream stores it again and consumers get
     /// it again), half with their own (JetStream must drop them).
@@ -88,7 +96,9 @@ impl Fault {
     /// How long the fault lasts before it is healed (0 for a storm).
     pub fn hold_ms(&self) -> u64 {
         match self {
-            Self::KillService { down_ms, .. } | Self::KillNats { down_ms, .. } => *down_ms,
+            Self::KillService { down_ms, .. }
+            | Self::KillNats { down_ms, .. }
+            | Self::QuorumLoss { down_ms } => *down_ms,
             Self::PauseNats { hold_ms, .. }
             | Self::GatewayOutage { hold_ms }
             | Self::GatewayErrors { hold_ms, .. }
@@ -121,6 +131,12 @@ impl fmt::Display for Fault {
             Self::KillService { instance, down_ms } => write!(f, "kill -9 {instance}, {down_ms} ms down"),
             Self::PauseNats { node, hold_ms } => write!(f, "SIGSTOP a NATS {node}, {hold_ms} ms frozen"),
             Self::KillNats { node, down_ms } => write!(f, "kill -9 a NATS {node}, {down_ms} ms down"),
+            Self::QuorumLoss { down_ms } => {
+                write!(
+                    f,
+                    "kill -9 two NATS nodes (the stream leader and a follower), {down_ms} ms without quorum"
+                )
+            }
             Self::GatewayOutage { hold_ms } => write!(f, "gateway outage, {hold_ms} ms"),
             Self::GatewayErrors { error_rate, hold_ms } => {
                 write!(f, "gateway errors {:.0} %, {hold_ms} ms", error_rate * 100.0)
@@ -135,26 +151,77 @@ impl fmt::Display for Fault {
     }
 }
 
-/// Builds `count` faults from `seed`. `instances` are the names of the service instances that
-/// may be killed; `max_hold_ms` caps every hold (short runs use short faults).
-pub fn plan(seed: u64, count: usize, instances: &[String], max_hold_ms: u64) -> Vec<Fault> {
+/// The gateway simulator's instance name.
+pub const GATEWAY_INSTANCE: &str = "gateway-1";
+
+/// A family of faults, for `orderflow verify --only`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FaultFamily {
+    /// `kill -9` of a service instance.
+    Services,
+    /// SIGSTOP or `kill -9` of a NATS node.
+    Nats,
+    /// A gateway outage, error burst or slow answers, or the simulator killed.
+    Gateway,
+    /// A duplicate-delivery storm.
+    Duplicates,
+    /// Two of the three NATS nodes killed at once: no quorum, no order completes until one is
+    /// back. Drawn only when asked for.
+    Quorum,
+}
+
+impl FaultFamily {
+    /// Every family, in the order the schedule takes them.
+    pub const ALL: [FaultFamily; 5] =
+        [Self::Services, Self::Nats, Self::Gateway, Self::Duplicates, Self::Quorum];
+    /// The families a schedule takes in turn when none is named: one fault at a time, each of
+    /// which the system is built to ride through.
+    pub const DEFAULT: [FaultFamily; 4] = [Self::Services, Self::Nats, Self::Gateway, Self::Duplicates];
+}
+
+/// Builds `count` faults from `seed`, taking the `only` families in turn
+/// ([`FaultFamily::DEFAULT`] when `only` is empty). `instances` are the names of the service instances that may be killed;
+/// `max_hold_ms` caps every hold (short runs use short faults).
+pub fn plan(
+    seed: u64,
+    count: usize,
+    only: &[FaultFamily],
+    instances: &[String],
+    max_hold_ms: u64,
+) -> Vec<Fault> {
     let mut rng = fastrand::Rng::with_seed(seed);
     let max_hold_ms = max_hold_ms.max(1_000);
     let hold = |rng: &mut fastrand::Rng, lo: u64, hi: u64| rng.u64(lo.min(max_hold_ms)..=hi.min(max_hold_ms));
-    let mut families = [
-        Family::new(instances.iter().map(|name| Draft::Kill(name.clone())).collect()),
-        Family::new(vec![
-            Draft::PauseNats(NodeChoice::Leader),
-            Draft::PauseNats(NodeChoice::Follower),
-            Draft::KillNats(NodeChoice::Leader),
-            Draft::KillNats(NodeChoice::Follower),
-        ]),
-        Family::new(vec![Draft::GatewayOutage, Draft::GatewayErrors, Draft::GatewaySlow]),
-        Family::new(vec![Draft::Storm]),
-    ];
+    let chosen = if only.is_empty() { &FaultFamily::DEFAULT[..] } else { only };
+    let mut families: Vec<Family> = FaultFamily::ALL
+        .into_iter()
+        .filter(|f| chosen.contains(f))
+        .map(|f| match f {
+            FaultFamily::Services => {
+                Family::new(instances.iter().map(|name| Draft::Kill(name.clone())).collect())
+            }
+            FaultFamily::Nats => Family::new(vec![
+                Draft::PauseNats(NodeChoice::Leader),
+                Draft::PauseNats(NodeChoice::Follower),
+                Draft::KillNats(NodeChoice::Leader),
+                Draft::KillNats(NodeChoice::Follower),
+            ]),
+            // The simulator killed too: its charge ledger and idempotency keys are durable, so
+            // invariant 3 holds across its restarts, as a real gateway's would.
+            FaultFamily::Gateway => Family::new(vec![
+                Draft::GatewayOutage,
+                Draft::GatewayErrors,
+                Draft::GatewaySlow,
+                Draft::Kill(GATEWAY_INSTANCE.to_owned()),
+            ]),
+            FaultFamily::Duplicates => Family::new(vec![Draft::Storm]),
+            FaultFamily::Quorum => Family::new(vec![Draft::QuorumLoss]),
+        })
+        .collect();
     let mut out = Vec::with_capacity(count);
+    let taken = families.len();
     for i in 0..count {
-        let family = &mut families[i % families.len()];
+        let family = &mut families[i % taken];
         let Some(draft) = family.next(&mut rng) else { continue };
         out.push(match draft {
             Draft::Kill(instance) => Fault::KillService { instance, down_ms: hold(&mut rng, 500, 3_000) },
@@ -170,6 +237,7 @@ pub fn plan(seed: u64, count: usize, instances: &[String], max_hold_ms: u64) -> 
                 hold_ms: hold(&mut rng, 3_000, 10_000),
             },
             Draft::Storm => Fault::DuplicateStorm { per_stream: rng.usize(50..=200) },
+            Draft::QuorumLoss => Fault::QuorumLoss { down_ms: hold(&mut rng, 2_000, 10_000) },
         });
     }
     out
@@ -184,6 +252,7 @@ enum Draft {
     GatewayErrors,
     GatewaySlow,
     Storm,
+    QuorumLoss,
 }
 
 /// A family's drafts, dealt in a seeded shuffle that is redone each time the deck runs out.
@@ -217,22 +286,24 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_schedule() {
-        assert_eq!(plan(7, 40, &instances(), 15_000), plan(7, 40, &instances(), 15_000));
-        assert_ne!(plan(7, 40, &instances(), 15_000), plan(8, 40, &instances(), 15_000));
+        assert_eq!(plan(7, 40, &[], &instances(), 15_000), plan(7, 40, &[], &instances(), 15_000));
+        assert_ne!(plan(7, 40, &[], &instances(), 15_000), plan(8, 40, &[], &instances(), 15_000));
     }
 
     #[test]
     fn families_take_turns_and_every_instance_is_killed() {
-        let faults = plan(1, 40, &instances(), 15_000);
+        let faults = plan(1, 40, &[], &instances(), 15_000);
         assert_eq!(faults.len(), 40);
         assert!(matches!(faults[0], Fault::KillService { .. }));
         assert!(matches!(faults[1], Fault::PauseNats { .. } | Fault::KillNats { .. }));
-        assert!(matches!(
-            faults[2],
-            Fault::GatewayOutage { .. } | Fault::GatewayErrors { .. } | Fault::GatewaySlow { .. }
-        ));
+        assert!(
+            matches!(
+                faults[2],
+                Fault::GatewayOutage { .. } | Fault::GatewayErrors { .. } | Fault::GatewaySlow { .. }
+            ) || matches!(&faults[2], Fault::KillService { instance, .. } if instance == GATEWAY_INSTANCE)
+        );
         assert!(matches!(faults[3], Fault::DuplicateStorm { .. }));
-        for name in instances() {
+        for name in instances().into_iter().chain([GATEWAY_INSTANCE.to_owned()]) {
             assert!(
                 faults.iter().any(|f| matches!(f, Fault::KillService { instance, .. } if *instance == name)),
                 "{name} is never killed"
@@ -245,8 +316,33 @@ mod tests {
     }
 
     #[test]
+    fn only_the_chosen_families_are_drawn_and_still_in_turns() {
+        let faults = plan(5, 12, &[FaultFamily::Nats, FaultFamily::Duplicates], &instances(), 15_000);
+        assert_eq!(faults.len(), 12);
+        for (i, f) in faults.iter().enumerate() {
+            if i % 2 == 0 {
+                assert!(matches!(f, Fault::PauseNats { .. } | Fault::KillNats { .. }), "{f}");
+            } else {
+                assert!(matches!(f, Fault::DuplicateStorm { .. }), "{f}");
+            }
+        }
+        assert_eq!(
+            plan(5, 40, &FaultFamily::DEFAULT, &instances(), 15_000),
+            plan(5, 40, &[], &instances(), 15_000)
+        );
+        assert!(
+            !plan(5, 40, &[], &instances(), 15_000).iter().any(|f| matches!(f, Fault::QuorumLoss { .. }))
+        );
+        assert!(
+            plan(5, 3, &[FaultFamily::Quorum], &instances(), 15_000)
+                .iter()
+                .all(|f| matches!(f, Fault::QuorumLoss { .. }))
+        );
+    }
+
+    #[test]
     fn holds_respect_the_cap() {
-        for f in plan(3, 40, &instances(), 2_000) {
+        for f in plan(3, 40, &[], &instances(), 2_000) {
             assert!(f.hold_ms() <= 2_000, "{f}");
         }
     }

@@ -30,6 +30,7 @@ impl Deployment {
                 _ = shutdown.cancelled() => break,
             }
             self.note_crashes();
+            self.sample_memory(start.elapsed().as_secs_f64());
             let record = self.inject(i, fault, start, config).await;
             match &record.recovered_after_ms {
                 Some(ms) => {
@@ -69,6 +70,7 @@ impl Deployment {
             Fault::KillService { instance, .. } => self.kill_service(instance, hold, &mut record).await,
             Fault::PauseNats { node, .. } => self.pause_nats(*node, hold, &mut record).await,
             Fault::KillNats { node, .. } => self.kill_nats(*node, hold, &mut record).await,
+            Fault::QuorumLoss { .. } => self.lose_quorum(hold, &mut record).await,
             Fault::GatewayOutage { .. } | Fault::GatewayErrors { .. } | Fault::GatewaySlow { .. } => {
                 record.target = "gateway-1".into();
                 self.gateway_fault(fault, hold).await
@@ -102,6 +104,13 @@ impl Deployment {
                     Some(prev) => format!("{prev}; {e}"),
                     None => e,
                 });
+            }
+        }
+        if matches!(fault, Fault::QuorumLoss { .. }) {
+            // The second node lost comes back only now, so that the probe ran on two.
+            self.ensure_running().await;
+            if let Err(e) = self.cluster.wait_formed(Duration::from_secs(30)).await {
+                record.error.get_or_insert(format!("{e:#}"));
             }
         }
         record
@@ -167,6 +176,32 @@ impl Deployment {
         self.cluster.kill(i);
         tokio::time::sleep(down).await;
         self.cluster.restart(i).await?;
+        self.cluster.wait_formed(Duration::from_secs(30)).await
+    }
+
+    /// Kills the ORDERS leader and a follower, holds, restarts the leader that was: quorum is back
+    /// (the other node stays down until the probe is done).
+    async fn lose_quorum(&mut self, down: Duration, record: &mut FaultRecord) -> anyhow::Result<()> {
+        let (leader, leader_name) = self.pick_node(NodeChoice::Leader).await;
+        let follower = (leader + 1) % self.cluster.nodes.len();
+        record.target = format!("{leader_name} and {}", self.cluster.nodes[follower].name);
+        self.cluster.kill(leader);
+        self.cluster.kill(follower);
+        tokio::time::sleep(down).await;
+        // What the order service accepted meanwhile waits in its outbox: the evidence that
+        // publishes failed and were kept, not lost.
+        let order_db = self.db(Role::Order)?;
+        let held = async {
+            let db = orderflow_platform::Db::open(&order_db.url, &order_db.schema).await?;
+            let backlog = orderflow_platform::OutboxRelay::backlog(&db).await?;
+            Ok::<_, anyhow::Error>(backlog.unsent)
+        }
+        .await;
+        record.detail = Some(match held {
+            Ok(n) => format!("{n} events held in the order service's outbox when quorum returned"),
+            Err(e) => format!("order outbox unreadable: {e:#}"),
+        });
+        self.cluster.restart(leader).await?;
         self.cluster.wait_formed(Duration::from_secs(30)).await
     }
 

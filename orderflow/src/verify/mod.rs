@@ -23,6 +23,7 @@ mod cluster;
 mod deployment;
 mod faults;
 mod inject;
+mod memory;
 mod procs;
 mod report;
 mod sabotage;
@@ -36,7 +37,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use cli::{VerifyArgs, VerifyConfig};
-pub use faults::{Fault, NodeChoice, plan};
+pub use faults::{Fault, FaultFamily, NodeChoice, plan};
+pub use memory::MemoryRow;
 pub use report::{FaultRecord, LoadSummary, Probe, VerifyReport};
 pub use sabotage::Sabotage;
 
@@ -78,6 +80,7 @@ struct Deployment {
     database_label: String,
     initial_stock: BTreeMap<String, i64>,
     crashes: Vec<String>,
+    memory: memory::MemoryLog,
 }
 
 /// Products the load orders; the last two are stocked low so that some orders are rejected.

@@ -97,6 +97,8 @@ pub struct VerifyReport {
     pub max_recovery_ms: Option<u64>,
     /// Seconds from the end of the load until the system was quiet.
     pub quiet_after_s: Option<f64>,
+    /// Resident memory of each instance and NATS node over the run (its longest-lived process).
+    pub memory: Vec<super::MemoryRow>,
     /// A deliberate corruption applied before the check (`--sabotage`), to show the checker fails.
     pub sabotage: Option<String>,
     /// Other reasons the run failed (no recovery, not quiet, a process that died by itself).
@@ -159,6 +161,21 @@ impl VerifyReport {
             }
             if let Some(e) = &f.error {
                 let _ = writeln!(s, "  {:>11}  error: {e}", "");
+            }
+        }
+        if !self.memory.is_empty() {
+            let _ = writeln!(s, "\n  memory (RSS of the longest-lived process of each instance)");
+            for m in &self.memory {
+                let _ = writeln!(
+                    s,
+                    "    {:<12} {:>7.1} MB at {:>6.0} s  ->  {:>7.1} MB at {:>6.0} s  ({:+.1} MB)",
+                    m.process,
+                    m.first_rss_mb,
+                    m.first_at_s,
+                    m.last_rss_mb,
+                    m.last_at_s,
+                    m.last_rss_mb - m.first_rss_mb
+                );
             }
         }
         if let Some(sab) = &self.sabotage {

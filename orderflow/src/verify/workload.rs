@@ -22,7 +22,7 @@ impl Deployment {
     ) -> anyhow::Result<VerifyReport> {
         let instances = instance_names(config.instances);
         let max_hold_ms = u64::try_from(config.max_hold.as_millis()).unwrap_or(u64::MAX);
-        let schedule = plan(config.seed, config.faults, &instances, max_hold_ms);
+        let schedule = plan(config.seed, config.faults, &config.only, &instances, max_hold_ms);
 
         let mut load_config = LoadConfig::new(
             Target::Running(Endpoints {
@@ -49,6 +49,7 @@ impl Deployment {
         );
         let load_report = load_report.context("the load driver failed")?;
         let load_ended = Instant::now();
+        self.sample_memory(load_start.elapsed().as_secs_f64());
 
         let mut failures = Vec::new();
         // Whatever died on its own or is still down comes back before the check.
@@ -132,6 +133,7 @@ impl Deployment {
             max_recovery_ms: fault_records.iter().filter_map(|f| f.recovered_after_ms).max(),
             faults: fault_records,
             quiet_after_s,
+            memory: self.memory.rows(),
             sabotage,
             failures,
             data_dir: config.data_dir.display().to_string(),
