@@ -1,7 +1,5 @@
 //! Builds the application from a typed [`Config`] and runs it until a shutdown token fires.
 
-use std::future::IntoFuture;
-
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -51,9 +49,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     let address = listener.local_addr().context("reading the bound address")?;
     let state = AppState::open(&config, shutdown.clone()).await.context("opening the ledger")?;
     tokio::spawn(expire_keys(state.clone(), shutdown.clone()));
-    let server = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future();
+    let server = orderflow_platform::http::serve(listener, router(state), shutdown.clone());
     tokio::pin!(server);
     tracing::info!(%address, "gateway-sim listening");
 
