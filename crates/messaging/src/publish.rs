@@ -241,9 +241,9 @@ impl Publisher {
         results
     }
 
-    /// Reconnects (to another node, see [`crate::connect`]) once publishes have found no
-    /// responders on the same connection for [`NO_RESPONDERS_GRACE`] — only in a cluster: on a
-    /// single server there is nowhere else to go.
+    /// Reconnects (to another node, see [`crate::connect()`]) once publishes have found no
+    /// responders on the same connection for [`NO_RESPONDERS_GRACE`] — only when the client knows
+    /// more than one server: with a single one there is nowhere else to go.
     async fn route_around_no_responders(
         &self,
         client: &async_nats::Client,
@@ -270,7 +270,7 @@ impl Publisher {
                 }
             }
         };
-        if leave && !client.server_info().connect_urls.is_empty() {
+        if leave && client.server_pool().await.is_ok_and(|pool| pool.len() > 1) {
             tracing::warn!(
                 server = %client.server_info().server_name,
                 grace = ?NO_RESPONDERS_GRACE,
