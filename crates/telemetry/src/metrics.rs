@@ -42,6 +42,8 @@ pub mod names {
     pub const HTTP_DURATION: &str = "orderflow_http_request_duration_seconds";
     /// Requests answered 503 at once because the service had too many running.
     pub const HTTP_SHED: &str = "orderflow_http_requests_shed_total";
+    /// Requests answered 429 because their client was over its rate, by `service`.
+    pub const HTTP_RATE_LIMITED: &str = "orderflow_http_requests_rate_limited_total";
     /// Counter: orders accepted (202), by `service`, `priority`.
     pub const ORDERS_ACCEPTED: &str = "orderflow_orders_accepted_total";
     /// Counter: orders that reached a terminal status, by `service`, `status`, `reason`.
@@ -118,6 +120,10 @@ fn describe() {
     describe_counter!(HTTP_REQUESTS, "HTTP requests");
     describe_histogram!(HTTP_DURATION, metrics::Unit::Seconds, "HTTP request duration");
     describe_counter!(HTTP_SHED, "HTTP requests shed (503) because too many were running");
+    describe_counter!(
+        HTTP_RATE_LIMITED,
+        "HTTP requests refused (429) because their client was over its rate"
+    );
     describe_counter!(ORDERS_ACCEPTED, "Orders accepted with 202");
     describe_counter!(ORDERS_TERMINAL, "Orders that reached confirmed or cancelled");
     describe_counter!(GATEWAY_CHARGES, "Charges answered by the gateway simulator");

@@ -4,8 +4,10 @@
 use std::time::Duration;
 
 use axum::Router;
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use orderflow_events::EventKind;
+use orderflow_platform::http::{ClientRateLimit, limit_per_client};
 use orderflow_platform::kernel::{NoFlags, Service, Wiring};
 use orderflow_platform::{Db, Migration};
 use tokio_util::sync::CancellationToken;
@@ -69,8 +71,12 @@ impl Service for OrderService {
         let db = state.db.clone();
         wiring.spawn(move |stop| purge_idempotency_keys(db, stop));
 
+        let mut create_order = post(routes::orders::create_order);
+        if let Some(limit) = ClientRateLimit::new(Self::NAME, settings.rate_limit) {
+            create_order = create_order.layer(from_fn_with_state(limit, limit_per_client));
+        }
         Router::new()
-            .route("/orders", post(routes::orders::create_order))
+            .route("/orders", create_order)
             .route("/orders/{id}", get(routes::orders::get_order))
             .route("/openapi.json", get(routes::openapi::openapi))
             .with_state(state)

@@ -6,6 +6,7 @@ pub(crate) mod health;
 pub(crate) mod json;
 pub(crate) mod metrics;
 pub mod problem;
+pub mod rate_limit;
 pub(crate) mod shed;
 
 pub use admin::{ADMIN_TOKEN_ENV, AdminGuard, AdminToken, Secret, require_admin};
@@ -14,6 +15,7 @@ pub use correlation::{RequestCorrelation, RequestTrace};
 pub(crate) use health::{Health, HealthCheck};
 pub use json::ApiJson;
 pub use problem::{Problem, ProblemType};
+pub use rate_limit::{ClientRateLimit, RateLimitSettings, limit_per_client};
 
 use std::time::Duration;
 
@@ -84,15 +86,16 @@ async fn serve_with(
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt as _;
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors, say: wait a little instead of spinning.
                     tracing::warn!(error = %e, "accepting an HTTP connection failed");
@@ -104,8 +107,13 @@ async fn serve_with(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
-        let connection = graceful
-            .watch(http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router.clone())));
+        // The peer's address goes on every request (per-client rate limits read it).
+        let service = router.clone().map_request(move |mut req: axum::extract::Request<_>| {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            req
+        });
+        let connection =
+            graceful.watch(http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)));
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "HTTP connection ended with an error");

@@ -31,6 +31,8 @@ pub enum ProblemType {
     IdempotencyKeyReused,
     /// 409: a request with the same `Idempotency-Key` is still being processed.
     IdempotencyKeyInFlight,
+    /// 429: the client is over its request rate (`Retry-After`).
+    TooManyRequests,
     /// 503: a dependency is unavailable; retry.
     Unavailable,
     /// 500: a bug.
@@ -64,6 +66,7 @@ impl ProblemType {
                 "A request with this Idempotency-Key is in progress",
                 S::CONFLICT,
             ),
+            Self::TooManyRequests => ("too-many-requests", "Too many requests", S::TOO_MANY_REQUESTS),
             Self::Unavailable => ("unavailable", "Service unavailable", S::SERVICE_UNAVAILABLE),
             Self::Internal => ("internal", "Internal error", S::INTERNAL_SERVER_ERROR),
         }

@@ -4,6 +4,7 @@
 
 mod helpers;
 mod orders;
+mod rate_limit;
 mod saga_events;
 mod trace_context;
 mod validation;
