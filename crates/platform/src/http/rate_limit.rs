@@ -9,7 +9,7 @@
 //! client that reaches the service directly could name any address it likes there.
 //!
 //! The buckets of clients not seen for a while are dropped (at most once a second, once there are
-//! more than [`PRUNE_ABOVE`]), so memory follows the clients of the last moments, not all
+//! more than 10,000), so memory follows the clients of the last moments, not all
 //! clients ever.
 
 use std::net::{IpAddr, SocketAddr};
