@@ -11,6 +11,18 @@ use anyhow::Context as _;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
+/// The last `lines` lines of the log at `path` (each cut at 400 characters), for an error
+/// message: a CI run's logs are gone once it fails.
+fn log_tail(path: &Path, lines: usize) -> String {
+    let Ok(text) = std::fs::read_to_string(path) else { return String::from("(no log)") };
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|line| format!("  {}", line.chars().take(400).collect::<String>()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// What an instance runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -139,9 +151,10 @@ impl ServiceProc {
             }
             if Instant::now() >= deadline {
                 anyhow::bail!(
-                    "{} was not ready within {ready_timeout:?}; see {}",
+                    "{} was not ready within {ready_timeout:?}; see {}; its last lines:\n{}",
                     self.name,
-                    self.log.display()
+                    self.log.display(),
+                    log_tail(&self.log, 12)
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

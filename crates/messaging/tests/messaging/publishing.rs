@@ -19,7 +19,9 @@ async fn a_puback_due_when_the_server_dies_fails_as_a_broken_pipe_and_publishing
     // A plain subscriber takes the message and never answers: its PubAck stays due.
     let silent = env.nats.client().await.unwrap();
     let mut taken = silent.subscribe("silent.subject").await.unwrap();
-    silent.flush().await.unwrap();
+    // A round trip on the same connection: once the server answers it (no responders), it has
+    // taken the subscription too (`flush` only writes it out).
+    let _ = silent.request("silent.ready", "".into()).await;
     let msg = OutgoingMessage {
         subject: "silent.subject".into(),
         message_id: "silent-1".into(),
