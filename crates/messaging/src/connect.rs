@@ -155,6 +155,15 @@ impl ConnectionMark {
     }
 }
 
+/// Resolves once `client` is connected (at once if it is). Woken by the connection events, and
+/// looking again every 100 ms, since an event may come a moment before the state it reports.
+pub(crate) async fn connected(client: &Client) {
+    let mut changes = connection_changes_sender().subscribe();
+    while client.connection_state() != State::Connected {
+        let _ = tokio::time::timeout(Duration::from_millis(100), changes.changed()).await;
+    }
+}
+
 /// `nats://a:4222, nats://b:4222` → `["nats://a:4222", "nats://b:4222"]`.
 pub fn server_list(urls: &str) -> Vec<String> {
     urls.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect()

@@ -407,7 +407,15 @@ impl<H: Send + Sync + 'static> Shared<H> {
             loop {
                 let next = tokio::select! {
                     _ = shutdown.cancelled() => break 'outer,
-                    () = &mut lost => break,
+                    () = &mut lost => {
+                        // Ask again once connected: a pull sent while reconnecting is lost too,
+                        // and asking at once would spin until the client is back.
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break 'outer,
+                            () = crate::connect::connected(&client) => {}
+                        }
+                        break;
+                    }
                     n = tokio::time::timeout(idle_limit, batch.next()) => n,
                 };
                 match next {

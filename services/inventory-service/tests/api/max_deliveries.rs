@@ -23,7 +23,14 @@ async fn a_message_the_server_gave_up_on_while_inventory_was_down_is_dead_letter
     let (advisories, watcher) =
         app.consumers().last().map(|c| (c.stream.clone(), c.durable.clone())).unwrap();
     assert_eq!((advisories.as_str(), watcher.as_str()), ("ADVISORIES", "inventory-max-deliveries"));
-    let watched = app.consumer_info("ADVISORIES", "inventory-max-deliveries").await.config.filter_subjects;
+    // Created by its runtime as the service starts (the harness waits for wiring, not readiness).
+    let watched = eventually(WAIT, "the max-deliveries consumer", || async {
+        app.js.get_stream("ADVISORIES").await.ok()?.consumer_info("inventory-max-deliveries").await.ok()
+    })
+    .await
+    .unwrap()
+    .config
+    .filter_subjects;
     assert_eq!(watched.len(), 6, "both lanes of inventory's three consumers: {watched:?}");
     assert!(
         watched.contains(
