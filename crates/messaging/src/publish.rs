@@ -115,7 +115,9 @@ impl PublishError {
     /// publisher (a second relay on the same outbox, or a sweep) is storing a message with the
     /// same `Nats-Msg-Id` at this very moment. Nothing is wrong; the message is being stored.
     pub fn is_duplicate_in_process(&self) -> bool {
-        self.duplicate_in_process()
+        std::error::Error::source(&self.source)
+            .and_then(|e| e.downcast_ref::<async_nats::jetstream::Error>())
+            .is_some_and(|e| e.error_code() == async_nats::jetstream::ErrorCode(10158))
     }
 
     /// What kind of failure the client reports: `BrokenPipe` for a PubAck that was due on a
@@ -123,12 +125,6 @@ impl PublishError {
     /// `StreamNotFound` for "no responders".
     pub fn kind(&self) -> PublishErrorKind {
         self.source.kind()
-    }
-
-    fn duplicate_in_process(&self) -> bool {
-        std::error::Error::source(&self.source)
-            .and_then(|e| e.downcast_ref::<async_nats::jetstream::Error>())
-            .is_some_and(|e| e.error_code() == async_nats::jetstream::ErrorCode(10158))
     }
 }
 
@@ -228,7 +224,7 @@ impl Publisher {
                     all.await
                 }
             };
-            let failed = |kind| window_results.iter().any(|r| matches!(r, Err(e) if e.source.kind() == kind));
+            let failed = |kind| window_results.iter().any(|r| matches!(r, Err(e) if e.kind() == kind));
             let timed_out = failed(PublishErrorKind::TimedOut);
             // What async-nats reports for a PubAck of "no responders".
             let no_responders = failed(PublishErrorKind::StreamNotFound);
