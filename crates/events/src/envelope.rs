@@ -62,7 +62,7 @@ impl<T: Event> Envelope<T> {
         Self {
             specversion: SPEC_VERSION.to_owned(),
             id: EventId::new(),
-            event_type: T::KIND.type_name().to_owned(),
+            event_type: T::message_type().type_name().to_owned(),
             source: source.to_owned(),
             time: OffsetDateTime::now_utc(),
             subject: data.order_id().to_string(),
@@ -70,6 +70,41 @@ impl<T: Event> Envelope<T> {
             correlationid: correlation_id,
             traceparent: None,
             data,
+        }
+    }
+
+    /// The same event (id, time, context) with other `data`, typed as `U`: how one event is
+    /// converted between the versions of its kind.
+    #[must_use]
+    pub fn with_data<U: Event>(&self, data: U) -> Envelope<U> {
+        Envelope {
+            specversion: self.specversion.clone(),
+            id: self.id,
+            event_type: U::message_type().type_name().to_owned(),
+            source: self.source.clone(),
+            time: self.time,
+            subject: self.subject.clone(),
+            datacontenttype: self.datacontenttype.clone(),
+            correlationid: self.correlationid.clone(),
+            traceparent: self.traceparent.clone(),
+            data,
+        }
+    }
+
+    /// [`Self::with_data`] by value, with `data` made from this envelope's.
+    #[must_use]
+    pub fn map_data<U: Event>(self, f: impl FnOnce(T) -> U) -> Envelope<U> {
+        Envelope {
+            specversion: self.specversion,
+            id: self.id,
+            event_type: U::message_type().type_name().to_owned(),
+            source: self.source,
+            time: self.time,
+            subject: self.subject,
+            datacontenttype: self.datacontenttype,
+            correlationid: self.correlationid,
+            traceparent: self.traceparent,
+            data: f(self.data),
         }
     }
 

@@ -75,7 +75,150 @@ pub mod subjects {
 
 pub(crate) use subjects::{STREAM_INVENTORY, STREAM_ORDERS, STREAM_PAYMENTS};
 
-/// Every event type orderflow publishes, at its current version.
+/// A version of an event's contract. A breaking change to an event is a new version, with its
+/// own subject and CloudEvents type (`orders.created.v2`, `orderflow.orders.created.v2`); within
+/// a version only additive, optional changes are made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Version {
+    /// The first version of every event.
+    V1,
+    /// `orders.created.v2` (the currency the customer pays in), `inventory.rejected.v2` (the
+    /// reason `currency_mismatch`, per-line detail) and `orders.cancelled.v2` (the reason
+    /// `currency_mismatch`).
+    V2,
+}
+
+impl Version {
+    /// Every version, oldest first.
+    pub const ALL: [Version; 2] = [Version::V1, Version::V2];
+
+    /// The suffix of subjects and types: `"v1"`, `"v2"`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::V1 => "v1",
+            Self::V2 => "v2",
+        }
+    }
+
+    /// The version whose suffix is `s` (`"v2"`), if any.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One version of one event: what travels on one subject with one CloudEvents `type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MessageType {
+    /// The fact it reports.
+    pub kind: EventKind,
+    /// The version of its contract.
+    pub version: Version,
+}
+
+impl MessageType {
+    /// Every message type, by kind, oldest version first.
+    pub const ALL: [MessageType; 11] = [
+        EventKind::OrdersCreated.at(Version::V1),
+        EventKind::OrdersCreated.at(Version::V2),
+        EventKind::OrdersConfirmed.at(Version::V1),
+        EventKind::OrdersCancelled.at(Version::V1),
+        EventKind::OrdersCancelled.at(Version::V2),
+        EventKind::InventoryReserved.at(Version::V1),
+        EventKind::InventoryRejected.at(Version::V1),
+        EventKind::InventoryRejected.at(Version::V2),
+        EventKind::InventoryReleased.at(Version::V1),
+        EventKind::PaymentsCompleted.at(Version::V1),
+        EventKind::PaymentsFailed.at(Version::V1),
+    ];
+
+    /// The NATS subject of the standard lane, e.g. `"orders.created.v2"`.
+    #[must_use]
+    pub const fn subject(self) -> &'static str {
+        match (self.kind, self.version) {
+            (EventKind::OrdersCreated, Version::V2) => "orders.created.v2",
+            (EventKind::OrdersCancelled, Version::V2) => "orders.cancelled.v2",
+            (EventKind::InventoryRejected, Version::V2) => "inventory.rejected.v2",
+            (kind, _) => kind.subject(),
+        }
+    }
+
+    /// The express lane's subject, e.g. `"orders.created.v2.express"`.
+    #[must_use]
+    pub const fn express_subject(self) -> &'static str {
+        match (self.kind, self.version) {
+            (EventKind::OrdersCreated, Version::V2) => "orders.created.v2.express",
+            (EventKind::OrdersCancelled, Version::V2) => "orders.cancelled.v2.express",
+            (EventKind::InventoryRejected, Version::V2) => "inventory.rejected.v2.express",
+            (kind, _) => kind.express_subject(),
+        }
+    }
+
+    /// The subject of the standard (`false`) or the express lane.
+    #[must_use]
+    pub const fn lane_subject(self, express: bool) -> &'static str {
+        if express { self.express_subject() } else { self.subject() }
+    }
+
+    /// The CloudEvents `type`, e.g. `"orderflow.orders.created.v2"`.
+    #[must_use]
+    pub const fn type_name(self) -> &'static str {
+        match (self.kind, self.version) {
+            (EventKind::OrdersCreated, Version::V2) => "orderflow.orders.created.v2",
+            (EventKind::OrdersCancelled, Version::V2) => "orderflow.orders.cancelled.v2",
+            (EventKind::InventoryRejected, Version::V2) => "orderflow.inventory.rejected.v2",
+            (kind, _) => kind.type_name(),
+        }
+    }
+
+    /// The JetStream stream holding it (every version of a kind shares its stream).
+    #[must_use]
+    pub const fn stream(self) -> &'static str {
+        self.kind.stream()
+    }
+
+    /// The message type whose CloudEvents `type` is `type_name`.
+    #[must_use]
+    pub fn from_type(type_name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.type_name() == type_name)
+    }
+
+    /// The message type published on `subject`, on either lane.
+    #[must_use]
+    pub fn from_subject(subject: &str) -> Option<Self> {
+        let base = subject.strip_suffix(subjects::EXPRESS_SUFFIX).unwrap_or(subject);
+        Self::ALL.into_iter().find(|m| m.subject() == base)
+    }
+
+    /// The JetStream `Nats-Msg-Id` of event `event_id` in this version: the id itself for v1,
+    /// `<id>:v2` for v2. The versions of one dual-published event share its `id` (they are one
+    /// event, so a consumer's inbox counts them once) but not their message id, or JetStream's
+    /// de-duplication would drop the second version as a duplicate of the first.
+    #[must_use]
+    pub fn message_id(self, event_id: &str) -> String {
+        match self.version {
+            Version::V1 => event_id.to_owned(),
+            version => format!("{event_id}:{version}"),
+        }
+    }
+}
+
+impl fmt::Display for MessageType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.subject())
+    }
+}
+
+/// Every fact orderflow publishes, whatever the version of its contract ([`MessageType`] is one
+/// version of one kind). [`Self::subject`] and [`Self::type_name`] are those of its v1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum EventKind {
     /// `orders.created.v1`: an order was accepted and is pending.
@@ -109,7 +252,7 @@ impl EventKind {
         EventKind::PaymentsFailed,
     ];
 
-    /// The base NATS subject, e.g. `"orders.created.v1"`.
+    /// The v1 NATS subject, e.g. `"orders.created.v1"` ([`MessageType::subject`] for others).
     #[must_use]
     pub const fn subject(self) -> &'static str {
         use subjects::*;
@@ -125,7 +268,7 @@ impl EventKind {
         }
     }
 
-    /// The express-lane subject, e.g. `"orders.created.v1.express"`.
+    /// The v1 express-lane subject, e.g. `"orders.created.v1.express"`.
     #[must_use]
     pub const fn express_subject(self) -> &'static str {
         use subjects::*;
@@ -141,7 +284,7 @@ impl EventKind {
         }
     }
 
-    /// The CloudEvents `type`, e.g. `"orderflow.orders.created.v1"`. It is the
+    /// The v1 CloudEvents `type`, e.g. `"orderflow.orders.created.v1"`. It is the
     /// same for the standard and the express subject.
     #[must_use]
     pub const fn type_name(self) -> &'static str {
@@ -167,19 +310,59 @@ impl EventKind {
         }
     }
 
-    /// The kind whose CloudEvents `type` is `type_name`; `None` for anything
-    /// else, including other versions such as `orderflow.orders.created.v2`.
+    /// The kind whose CloudEvents `type` is `type_name`, at any version this build knows.
     #[must_use]
-    pub(crate) fn from_type(type_name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.type_name() == type_name)
+    pub fn from_type(type_name: &str) -> Option<Self> {
+        MessageType::from_type(type_name).map(|m| m.kind)
     }
 
-    /// The kind published on `subject`, which may be the base subject or its
-    /// express lane (base + `.express`).
+    /// The kind published on `subject`, at any version this build knows, on the standard lane
+    /// or the express lane (base + `.express`).
     #[must_use]
     pub fn from_subject(subject: &str) -> Option<Self> {
-        let base = subject.strip_suffix(subjects::EXPRESS_SUFFIX).unwrap_or(subject);
-        Self::ALL.into_iter().find(|k| k.subject() == base)
+        MessageType::from_subject(subject).map(|m| m.kind)
+    }
+
+    /// This kind at `version` (whether this build knows it or not: see [`Self::versions`]).
+    #[must_use]
+    pub const fn at(self, version: Version) -> MessageType {
+        MessageType { kind: self, version }
+    }
+
+    /// The versions of this kind this build knows, oldest first.
+    #[must_use]
+    pub const fn versions(self) -> &'static [Version] {
+        match self {
+            Self::OrdersCreated | Self::OrdersCancelled | Self::InventoryRejected => {
+                &[Version::V1, Version::V2]
+            }
+            _ => &[Version::V1],
+        }
+    }
+
+    /// The newest version of this kind.
+    #[must_use]
+    pub const fn latest(self) -> Version {
+        match self.versions() {
+            [.., last] => *last,
+            [] => Version::V1,
+        }
+    }
+
+    /// The name without the version, e.g. `"orders.created"`: what consumer names and
+    /// configuration use.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::OrdersCreated => "orders.created",
+            Self::OrdersConfirmed => "orders.confirmed",
+            Self::OrdersCancelled => "orders.cancelled",
+            Self::InventoryReserved => "inventory.reserved",
+            Self::InventoryRejected => "inventory.rejected",
+            Self::InventoryReleased => "inventory.released",
+            Self::PaymentsCompleted => "payments.completed",
+            Self::PaymentsFailed => "payments.failed",
+        }
     }
 
     /// Whether `subject` is an express-lane subject (ends in `.express`).
@@ -253,10 +436,35 @@ mod tests {
     }
 
     #[test]
+    fn message_types_round_trip_and_follow_the_naming_rule() {
+        for m in MessageType::ALL {
+            assert!(m.kind.versions().contains(&m.version), "{m}");
+            assert_eq!(m.subject(), format!("{}.{}", m.kind.name(), m.version));
+            assert_eq!(m.type_name(), format!("orderflow.{}", m.subject()));
+            assert_eq!(m.express_subject(), format!("{}{}", m.subject(), subjects::EXPRESS_SUFFIX));
+            assert_eq!(MessageType::from_type(m.type_name()), Some(m));
+            assert_eq!(MessageType::from_subject(m.subject()), Some(m));
+            assert_eq!(MessageType::from_subject(m.express_subject()), Some(m));
+        }
+        let listed: usize = EventKind::ALL.iter().map(|k| k.versions().len()).sum();
+        assert_eq!(listed, MessageType::ALL.len());
+        assert_eq!(EventKind::OrdersCreated.latest(), Version::V2);
+        assert_eq!(EventKind::PaymentsCompleted.latest(), Version::V1);
+    }
+
+    #[test]
+    fn versions_of_one_event_have_distinct_message_ids() {
+        let v1 = EventKind::OrdersCreated.at(Version::V1).message_id("abc");
+        let v2 = EventKind::OrdersCreated.at(Version::V2).message_id("abc");
+        assert_eq!((v1.as_str(), v2.as_str()), ("abc", "abc:v2"));
+    }
+
+    #[test]
     fn unknown_versions_and_subjects_are_not_kinds() {
-        assert_eq!(EventKind::from_type("orderflow.orders.created.v2"), None);
+        assert_eq!(EventKind::from_type("orderflow.orders.created.v3"), None);
+        assert_eq!(EventKind::from_type("orderflow.payments.completed.v2"), None);
         assert_eq!(EventKind::from_type("orders.created.v1"), None);
-        assert_eq!(EventKind::from_subject("orders.created.v2"), None);
+        assert_eq!(EventKind::from_subject("orders.created.v3"), None);
         assert_eq!(EventKind::from_subject("orders.created.v1.slow"), None);
         assert_eq!(EventKind::from_subject(".express"), None);
     }

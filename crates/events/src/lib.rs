@@ -1,5 +1,5 @@
-//! The orderflow event contract: the CloudEvents 1.0 envelope, the v1 event
-//! payloads and the identifier newtypes inside them, the subjects and streams
+//! The orderflow event contract: the CloudEvents 1.0 envelope, the v1 and v2 event
+//! payloads and how one converts into the other and the identifier newtypes inside them, the subjects and streams
 //! they travel on, their JSON Schemas (generated from these types into
 //! `schemas/`), and validating decoding that classifies every failure as a DLQ
 //! reason. It is pure data and functions: it must never do I/O beyond reading
@@ -35,17 +35,22 @@ pub(crate) mod ids;
 pub(crate) mod kinds;
 pub(crate) mod schema;
 pub mod v1;
+pub mod v2;
+pub(crate) mod versioned;
 
-pub use decode::{DecodeError, DecodeErrorKind, EnvelopeHead, decode, peek};
+pub use decode::{DecodeError, DecodeErrorKind, EnvelopeHead, decode, decode_as, peek};
 pub use envelope::Envelope;
 pub use ids::{
     ChargeId, CorrelationId, Currency, CustomerId, EventId, IdError, Money, OrderId, PaymentId, ProductId,
     Quantity, ReservationId,
 };
-pub use kinds::{EventKind, Priority, subjects};
-pub use schema::{check_schemas, write_schemas};
+pub use kinds::{EventKind, MessageType, Priority, Version, subjects};
+pub use schema::{
+    check_schemas, describe, envelope_schema, schema_file_contents, schema_file_name, write_schemas,
+};
 pub use v1::{
     CancelReason, Event, InventoryRejected, InventoryReleased, InventoryReserved, OrderCancelled,
     OrderConfirmed, OrderCreated, OrderItem, PayloadError, PaymentCompleted, PaymentFailed,
     PaymentFailureReason, RejectReason, ReservedLine,
 };
+pub use versioned::Versioned;

@@ -16,11 +16,12 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
 use crate::envelope::{DATA_CONTENT_TYPE, Envelope, SPEC_VERSION};
-use crate::kinds::EventKind;
+use crate::kinds::{EventKind, MessageType, Version};
 use crate::v1::{
     Event, InventoryRejected, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed,
     OrderCreated, PaymentCompleted, PaymentFailed,
 };
+use crate::v2;
 
 /// Base URI of the schemas' `$id`s.
 pub(crate) const SCHEMA_ID_BASE: &str = "https://orderflow.dev/schemas/";
@@ -32,42 +33,45 @@ const MAX_REPORTED_ERRORS: usize = 3;
 /// the offending value, which may be arbitrarily long.
 const MAX_ERROR_CHARS: usize = 160;
 
-/// The `$id` of the schema for `kind`, e.g.
+/// The `$id` of the schema of `message`, e.g.
 /// `https://orderflow.dev/schemas/orders.created.v1.json`.
 #[must_use]
-pub(crate) fn schema_id(kind: EventKind) -> String {
-    format!("{SCHEMA_ID_BASE}{}", schema_file_name(kind))
+pub(crate) fn schema_id(message: MessageType) -> String {
+    format!("{SCHEMA_ID_BASE}{}", schema_file_name(message))
 }
 
-/// The file name of the schema for `kind` inside `schemas/`, e.g. `orders.created.v1.json`.
+/// The file name of the schema of `message` inside `schemas/`, e.g. `orders.created.v1.json`.
 #[must_use]
-pub(crate) fn schema_file_name(kind: EventKind) -> String {
-    format!("{}.json", kind.subject())
+pub fn schema_file_name(message: MessageType) -> String {
+    format!("{}.json", message.subject())
 }
 
-/// The JSON Schema (draft 2020-12) of the whole envelope of `kind`, with
+/// The JSON Schema (draft 2020-12) of the whole envelope of `message`, with
 /// `type` and `specversion` pinned by `const`, keys sorted.
 #[must_use]
-pub(crate) fn envelope_schema(kind: EventKind) -> Value {
-    let generated = match kind {
-        EventKind::OrdersCreated => generate::<OrderCreated>(),
-        EventKind::OrdersConfirmed => generate::<OrderConfirmed>(),
-        EventKind::OrdersCancelled => generate::<OrderCancelled>(),
-        EventKind::InventoryReserved => generate::<InventoryReserved>(),
-        EventKind::InventoryRejected => generate::<InventoryRejected>(),
-        EventKind::InventoryReleased => generate::<InventoryReleased>(),
-        EventKind::PaymentsCompleted => generate::<PaymentCompleted>(),
-        EventKind::PaymentsFailed => generate::<PaymentFailed>(),
+pub fn envelope_schema(message: MessageType) -> Value {
+    let generated = match (message.kind, message.version) {
+        (EventKind::OrdersCreated, Version::V2) => generate::<v2::OrderCreated>(),
+        (EventKind::OrdersCancelled, Version::V2) => generate::<v2::OrderCancelled>(),
+        (EventKind::InventoryRejected, Version::V2) => generate::<v2::InventoryRejected>(),
+        (EventKind::OrdersCreated, _) => generate::<OrderCreated>(),
+        (EventKind::OrdersConfirmed, _) => generate::<OrderConfirmed>(),
+        (EventKind::OrdersCancelled, _) => generate::<OrderCancelled>(),
+        (EventKind::InventoryReserved, _) => generate::<InventoryReserved>(),
+        (EventKind::InventoryRejected, _) => generate::<InventoryRejected>(),
+        (EventKind::InventoryReleased, _) => generate::<InventoryReleased>(),
+        (EventKind::PaymentsCompleted, _) => generate::<PaymentCompleted>(),
+        (EventKind::PaymentsFailed, _) => generate::<PaymentFailed>(),
     };
-    canonical(pin_envelope(kind, generated))
+    canonical(pin_envelope(message, generated))
 }
 
-/// The exact text of the committed schema file for `kind`: pretty-printed,
+/// The exact text of the committed schema file of `message`: pretty-printed,
 /// sorted keys, trailing newline.
 #[must_use]
-pub(crate) fn schema_file_contents(kind: EventKind) -> String {
+pub fn schema_file_contents(message: MessageType) -> String {
     // `Value`'s Display with `{:#}` is the pretty printer and cannot fail.
-    format!("{:#}\n", envelope_schema(kind))
+    format!("{:#}\n", envelope_schema(message))
 }
 
 /// Writes one schema file per kind into `dir` (created if missing) and
@@ -78,11 +82,11 @@ pub(crate) fn schema_file_contents(kind: EventKind) -> String {
 /// Any I/O error creating `dir` or writing a file.
 pub fn write_schemas(dir: &Path) -> io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
-    EventKind::ALL
+    MessageType::ALL
         .iter()
-        .map(|&kind| {
-            let path = dir.join(schema_file_name(kind));
-            std::fs::write(&path, schema_file_contents(kind))?;
+        .map(|&message| {
+            let path = dir.join(schema_file_name(message));
+            std::fs::write(&path, schema_file_contents(message))?;
             Ok(path)
         })
         .collect()
@@ -97,11 +101,11 @@ pub fn write_schemas(dir: &Path) -> io::Result<Vec<PathBuf>> {
 pub fn check_schemas(dir: &Path) -> Result<(), Vec<String>> {
     let mut problems = Vec::new();
     let mut expected = BTreeSet::new();
-    for kind in EventKind::ALL {
-        let name = schema_file_name(kind);
+    for message in MessageType::ALL {
+        let name = schema_file_name(message);
         let path = dir.join(&name);
         match std::fs::read_to_string(&path) {
-            Ok(on_disk) if on_disk == schema_file_contents(kind) => {}
+            Ok(on_disk) if on_disk == schema_file_contents(message) => {}
             Ok(_) => problems.push(format!("differs: {}", path.display())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 problems.push(format!("missing: {}", path.display()));
@@ -127,8 +131,8 @@ pub fn check_schemas(dir: &Path) -> Result<(), Vec<String>> {
 /// Validates `instance` against the compiled schema of `kind`. On failure
 /// returns a one-line summary of the first few errors with their JSON
 /// pointers (one line, because it ends up in a NATS header).
-pub(crate) fn validate(kind: EventKind, instance: &Value) -> Result<(), String> {
-    let validator = compiled(kind)?;
+pub(crate) fn validate(message: MessageType, instance: &Value) -> Result<(), String> {
+    let validator = compiled(message)?;
     let mut errors = validator.iter_errors(instance);
     let mut parts = Vec::new();
     let mut total = 0usize;
@@ -150,21 +154,25 @@ pub(crate) fn validate(kind: EventKind, instance: &Value) -> Result<(), String> 
     Err(summary)
 }
 
-fn compiled(kind: EventKind) -> Result<&'static Validator, String> {
-    static VALIDATORS: [OnceLock<Result<Validator, String>>; EventKind::ALL.len()] =
-        [const { OnceLock::new() }; EventKind::ALL.len()];
-    VALIDATORS[kind as usize]
+fn compiled(message: MessageType) -> Result<&'static Validator, String> {
+    static VALIDATORS: [OnceLock<Result<Validator, String>>; MessageType::ALL.len()] =
+        [const { OnceLock::new() }; MessageType::ALL.len()];
+    let index = MessageType::ALL
+        .iter()
+        .position(|m| *m == message)
+        .ok_or_else(|| format!("internal error: {message} is not a known message type"))?;
+    VALIDATORS[index]
         .get_or_init(|| {
             jsonschema::options()
                 .with_draft(Draft::Draft202012)
                 .should_validate_formats(true)
-                .build(&envelope_schema(kind))
+                .build(&envelope_schema(message))
                 .map_err(|e| e.to_string())
         })
         .as_ref()
         // A generated schema that does not compile is a bug in this crate
-        // (the tests compile every kind); report it rather than panic.
-        .map_err(|e| format!("internal error: schema for {kind} does not compile: {e}"))
+        // (the tests compile every message type); report it rather than panic.
+        .map_err(|e| format!("internal error: schema for {message} does not compile: {e}"))
 }
 
 fn one_line(message: &str) -> String {
@@ -180,7 +188,9 @@ fn generate<T: Event>() -> Value {
     SchemaSettings::draft2020_12().into_generator().into_root_schema_for::<Envelope<T>>().to_value()
 }
 
-fn describe(kind: EventKind) -> &'static str {
+/// What `kind` reports, in one sentence (the schemas' and the AsyncAPI document's description).
+#[must_use]
+pub fn describe(kind: EventKind) -> &'static str {
     match kind {
         EventKind::OrdersCreated => "An order was accepted and is pending.",
         EventKind::OrdersConfirmed => "An order was paid and is final.",
@@ -196,22 +206,22 @@ fn describe(kind: EventKind) -> &'static str {
 /// Adds what the derive cannot know: identity, per-kind constants, and the
 /// rule that every property is required (nullable fields are `null`, never
 /// absent).
-fn pin_envelope(kind: EventKind, mut schema: Value) -> Value {
+fn pin_envelope(message: MessageType, mut schema: Value) -> Value {
     if let Some(root) = schema.as_object_mut() {
-        root.insert("$id".into(), json!(schema_id(kind)));
-        root.insert("title".into(), json!(kind.type_name()));
+        root.insert("$id".into(), json!(schema_id(message)));
+        root.insert("title".into(), json!(message.type_name()));
         root.insert(
             "description".into(),
             json!(format!(
                 "CloudEvents 1.0 structured-mode envelope of `{}` (published on `{}` or `{}`). {}",
-                kind.type_name(),
-                kind.subject(),
-                kind.express_subject(),
-                describe(kind)
+                message.type_name(),
+                message.subject(),
+                message.express_subject(),
+                describe(message.kind)
             )),
         );
         if let Some(props) = root.get_mut("properties").and_then(Value::as_object_mut) {
-            pin(props, "type", kind.type_name());
+            pin(props, "type", message.type_name());
             pin(props, "specversion", SPEC_VERSION);
             pin(props, "datacontenttype", DATA_CONTENT_TYPE);
         }
@@ -261,13 +271,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_kind_has_a_compiling_schema_with_pinned_constants() {
-        for kind in EventKind::ALL {
-            assert!(compiled(kind).is_ok(), "{kind}");
-            let schema = envelope_schema(kind);
+    fn every_message_type_has_a_compiling_schema_with_pinned_constants() {
+        for message in MessageType::ALL {
+            assert!(compiled(message).is_ok(), "{message}");
+            let schema = envelope_schema(message);
             assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
-            assert_eq!(schema["$id"], schema_id(kind));
-            assert_eq!(schema["properties"]["type"]["const"], kind.type_name());
+            assert_eq!(schema["$id"], schema_id(message));
+            assert_eq!(schema["properties"]["type"]["const"], message.type_name());
             assert_eq!(schema["properties"]["specversion"]["const"], "1.0");
             assert_eq!(schema["additionalProperties"], false);
         }
@@ -275,7 +285,7 @@ mod tests {
 
     #[test]
     fn nullable_fields_are_required_and_allow_null() {
-        let schema = envelope_schema(EventKind::PaymentsFailed);
+        let schema = envelope_schema(EventKind::PaymentsFailed.at(Version::V1));
         let failed = &schema["$defs"]["PaymentFailed"];
         assert!(failed["required"].as_array().unwrap().contains(&json!("detail")));
         assert!(schema["required"].as_array().unwrap().contains(&json!("traceparent")));
@@ -285,7 +295,7 @@ mod tests {
 
     #[test]
     fn money_and_line_counts_are_constrained_in_the_schema() {
-        let schema = envelope_schema(EventKind::InventoryReserved);
+        let schema = envelope_schema(EventKind::InventoryReserved.at(Version::V1));
         let reserved = &schema["$defs"]["InventoryReserved"]["properties"];
         assert_eq!(reserved["total_cents"]["minimum"], 0);
         assert_eq!(reserved["lines"]["minItems"], 1);

@@ -1,4 +1,5 @@
-//! Version 1 event payloads (the CloudEvents `data` member).
+//! Version 1 event payloads (the CloudEvents `data` member), and what every version shares:
+//! the [`Event`] trait, order lines, reasons.
 //!
 //! Field names are the wire names. Every field is always present on the wire;
 //! nullable fields are `null`, never absent. Unknown fields are rejected.
@@ -11,7 +12,7 @@ use schemars::JsonSchema;
 
 use crate::de;
 use crate::ids::{ChargeId, Currency, CustomerId, OrderId, PaymentId, ProductId, Quantity, ReservationId};
-use crate::kinds::{EventKind, Priority};
+use crate::kinds::{EventKind, MessageType, Priority, Version};
 
 /// Maximum number of lines in an order (and so in a reservation or a rejection).
 pub const MAX_LINES: usize = 100;
@@ -31,10 +32,19 @@ pub(crate) fn check_line_count(count: usize) -> Result<(), PayloadError> {
     if (1..=MAX_LINES).contains(&count) { Ok(()) } else { Err(PayloadError::LineCount { count }) }
 }
 
-/// A v1 event payload: binds a Rust type to its [`EventKind`].
+/// An event payload: binds a Rust type to its [`EventKind`] and [`Version`].
 pub trait Event: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static {
-    /// The kind (and so the subject and CloudEvents type) of this payload.
+    /// The kind of this payload.
     const KIND: EventKind;
+    /// The version of the kind's contract it is (and so, with the kind, its subject and
+    /// CloudEvents type).
+    const VERSION: Version = Version::V1;
+
+    /// The message type: [`Self::KIND`] at [`Self::VERSION`].
+    #[must_use]
+    fn message_type() -> MessageType {
+        Self::KIND.at(Self::VERSION)
+    }
 
     /// The order this event is about; it becomes the envelope's `subject`.
     fn order_id(&self) -> OrderId;
@@ -276,6 +286,18 @@ pub struct OrderCancelled {
 }
 
 macro_rules! impl_event {
+    ($($ty:ty => $kind:ident @ $version:ident),* $(,)?) => {
+        $(
+            impl Event for $ty {
+                const KIND: EventKind = EventKind::$kind;
+                const VERSION: Version = Version::$version;
+
+                fn order_id(&self) -> OrderId {
+                    self.order_id
+                }
+            }
+        )*
+    };
     ($($ty:ty => $kind:ident),* $(,)?) => {
         $(
             impl Event for $ty {
@@ -287,6 +309,12 @@ macro_rules! impl_event {
             }
         )*
     };
+}
+
+impl_event! {
+    crate::v2::OrderCreated => OrdersCreated @ V2,
+    crate::v2::OrderCancelled => OrdersCancelled @ V2,
+    crate::v2::InventoryRejected => InventoryRejected @ V2,
 }
 
 impl_event! {

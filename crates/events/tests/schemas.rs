@@ -10,8 +10,8 @@ use orderflow_events::{
     CancelReason, ChargeId, CorrelationId, Currency, CustomerId, DecodeError, DecodeErrorKind, Envelope,
     Event, EventKind, InventoryRejected, InventoryReleased, InventoryReserved, OrderCancelled,
     OrderConfirmed, OrderCreated, OrderId, OrderItem, PaymentCompleted, PaymentFailed, PaymentFailureReason,
-    PaymentId, Priority, ProductId, Quantity, RejectReason, ReservationId, ReservedLine, check_schemas,
-    decode, peek, write_schemas,
+    PaymentId, Priority, ProductId, Quantity, RejectReason, ReservationId, ReservedLine, Version, Versioned,
+    check_schemas, decode, decode_as, peek, v2, write_schemas,
 };
 use serde_json::{Value, json};
 
@@ -88,7 +88,7 @@ fn committed_schemas_match_the_rust_types() {
 fn check_reports_missing_different_and_extra_files() {
     let dir = std::env::temp_dir().join(format!("orderflow-schemas-{}", OrderId::new()));
     let written = write_schemas(&dir).unwrap();
-    assert_eq!(written.len(), EventKind::ALL.len());
+    assert_eq!(written.len(), orderflow_events::MessageType::ALL.len());
     assert_eq!(check_schemas(&dir), Ok(()));
 
     std::fs::remove_file(dir.join("orders.created.v1.json")).unwrap();
@@ -181,9 +181,92 @@ fn a_json_array_is_malformed() {
 
 #[test]
 fn an_unknown_version_of_a_known_event_is_an_unknown_type() {
-    let error = decode_created_after(|v| v["type"] = json!("orderflow.orders.created.v2")).unwrap_err();
-    assert_eq!(error, DecodeError::UnknownType("orderflow.orders.created.v2".into()));
+    let error = decode_created_after(|v| v["type"] = json!("orderflow.orders.created.v3")).unwrap_err();
+    assert_eq!(error, DecodeError::UnknownType("orderflow.orders.created.v3".into()));
     assert_eq!(error.kind().as_str(), "unknown_type");
+}
+
+#[test]
+fn a_v1_only_reader_meeting_a_v2_gets_an_unknown_type() {
+    let v2 = order_created().map_data(v2::OrderCreated::from);
+    let error = decode::<OrderCreated>(&v2.to_json().unwrap()).unwrap_err();
+    assert_eq!(error.kind(), DecodeErrorKind::UnknownType);
+    // A reader that knows v2 but was told to accept only v1 says the same.
+    let error = decode_as::<v2::OrderCreated>(&v2.to_json().unwrap(), &[Version::V1]).unwrap_err();
+    assert_eq!(error, DecodeError::UnknownType("orderflow.orders.created.v2".into()));
+}
+
+#[test]
+fn a_v2_reader_takes_both_versions_of_one_event_as_the_same_event() {
+    let v1 = order_created();
+    let as_v2 = v1.clone().map_data(v2::OrderCreated::from);
+    let v1_bytes = v2::OrderCreated::downcast(&as_v2, Version::V1).unwrap().unwrap();
+    let v2_bytes = v2::OrderCreated::downcast(&as_v2, Version::V2).unwrap().unwrap();
+    let from_v1 = decode_as::<v2::OrderCreated>(&v1_bytes, &Version::ALL).unwrap();
+    let from_v2 = decode_as::<v2::OrderCreated>(&v2_bytes, &Version::ALL).unwrap();
+    assert_eq!(from_v1, from_v2);
+    assert_eq!(from_v1.id, v1.id);
+    assert_eq!(from_v1.event_type, "orderflow.orders.created.v2");
+    // The v1 bytes are exactly what a v1 producer publishes.
+    assert_eq!(decode::<OrderCreated>(&v1_bytes).unwrap(), v1);
+}
+
+#[test]
+fn what_v1_cannot_say_is_not_downcast() {
+    let mut created = order_created().map_data(v2::OrderCreated::from);
+    created.data.currency = Some(Currency::parse("EUR").unwrap());
+    assert_eq!(v2::OrderCreated::downcast(&created, Version::V1).unwrap(), None);
+    let v2_bytes = v2::OrderCreated::downcast(&created, Version::V2).unwrap().unwrap();
+    assert_eq!(decode::<v2::OrderCreated>(&v2_bytes).unwrap(), created);
+
+    let order_id = created.data.order_id;
+    let rejected = Envelope::new(
+        SOURCE,
+        CorrelationId::parse("req-1").unwrap(),
+        v2::InventoryRejected {
+            order_id,
+            reason: v2::RejectReason::CurrencyMismatch,
+            product_ids: vec![ProductId::parse("sku-1").unwrap()],
+            lines: vec![v2::RejectedLine {
+                product_id: ProductId::parse("sku-1").unwrap(),
+                requested: 2,
+                available: Some(10),
+                currency: Some(Currency::parse("USD").unwrap()),
+            }],
+        },
+    );
+    assert_eq!(v2::InventoryRejected::downcast(&rejected, Version::V1).unwrap(), None);
+    let bytes = v2::InventoryRejected::downcast(&rejected, Version::V2).unwrap().unwrap();
+    assert_eq!(decode_as::<v2::InventoryRejected>(&bytes, &Version::ALL).unwrap(), rejected);
+
+    let cancelled = Envelope::new(
+        SOURCE,
+        CorrelationId::parse("req-1").unwrap(),
+        v2::OrderCancelled { order_id, reason: v2::CancelReason::CurrencyMismatch },
+    );
+    assert_eq!(v2::OrderCancelled::downcast(&cancelled, Version::V1).unwrap(), None);
+    let out_of_stock =
+        cancelled.with_data(v2::OrderCancelled { order_id, reason: v2::CancelReason::OutOfStock });
+    let v1_bytes = v2::OrderCancelled::downcast(&out_of_stock, Version::V1).unwrap().unwrap();
+    assert_eq!(decode::<OrderCancelled>(&v1_bytes).unwrap().data.reason, CancelReason::OutOfStock);
+}
+
+#[test]
+fn a_v1_rejection_upcasts_without_line_detail() {
+    let order_id = OrderId::new();
+    let v1 = Envelope::new(
+        SOURCE,
+        CorrelationId::parse("req-1").unwrap(),
+        InventoryRejected {
+            order_id,
+            reason: RejectReason::OutOfStock,
+            product_ids: vec![ProductId::parse("sku-1").unwrap()],
+        },
+    );
+    let up = decode_as::<v2::InventoryRejected>(&v1.to_json().unwrap(), &Version::ALL).unwrap();
+    assert_eq!(up.data.reason, v2::RejectReason::OutOfStock);
+    assert!(up.data.lines.is_empty());
+    assert_eq!(up.id, v1.id);
 }
 
 #[test]
@@ -192,7 +275,10 @@ fn a_known_type_other_than_the_one_asked_for_is_a_wrong_type_classified_as_unkno
     let error = decode::<OrderCreated>(&payload).unwrap_err();
     assert_eq!(
         error,
-        DecodeError::WrongType { expected: EventKind::OrdersCreated, found: EventKind::PaymentsFailed }
+        DecodeError::WrongType {
+            expected: EventKind::OrdersCreated.at(Version::V1),
+            found: EventKind::PaymentsFailed.at(Version::V1)
+        }
     );
     assert_eq!(error.kind(), DecodeErrorKind::UnknownType);
 }
@@ -291,6 +377,8 @@ fn peek_reads_the_head_without_validating_the_payload() {
     assert_eq!(head.subject, Some(envelope.data.order_id.to_string()));
 
     value["type"] = json!("orderflow.orders.created.v2");
+    assert_eq!(peek(&bytes(&value)).unwrap().version, Version::V2);
+    value["type"] = json!("orderflow.orders.created.v3");
     assert_eq!(peek(&bytes(&value)).unwrap_err().kind(), DecodeErrorKind::UnknownType);
 }
 
