@@ -26,6 +26,7 @@ pub mod headers;
 pub mod publish;
 pub mod schedule;
 pub mod topology;
+pub mod versions;
 
 pub use connect::{ConnectConfig, connect};
 pub use consumer::{
@@ -36,6 +37,7 @@ pub use dlq::DlqReason;
 pub use publish::{OutgoingMessage, PublishError, Publisher};
 pub use schedule::RedeliverySchedule;
 pub use topology::{ConsumerSpec, StreamSpec, Topology};
+pub use versions::{EventVersions, Unpublishable};
 
 /// A boxed error that handlers and callbacks may return.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

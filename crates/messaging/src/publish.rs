@@ -7,7 +7,7 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::context::{PublishError as ClientError, PublishErrorKind};
 use async_nats::jetstream::{self, publish::PublishAck};
 use bytes::Bytes;
-use orderflow_events::{CorrelationId, Envelope, Event};
+use orderflow_events::{CorrelationId, Envelope, Event, MessageType};
 use orderflow_telemetry::trace::TraceContext;
 use tokio_util::sync::CancellationToken;
 
@@ -60,16 +60,28 @@ pub struct OutgoingMessage {
 }
 
 impl OutgoingMessage {
-    /// Serializes an envelope; `express` routes it to the kind's express-lane subject.
+    /// Serializes an envelope, in `T`'s version only; `express` routes it to the express lane's
+    /// subject. A service publishes through [`EventVersions::messages`](crate::EventVersions::messages),
+    /// which makes one message per version it publishes.
     pub fn from_envelope<T: Event>(envelope: &Envelope<T>, express: bool) -> Result<Self, serde_json::Error> {
-        let kind = T::KIND;
-        Ok(Self {
-            subject: if express { kind.express_subject() } else { kind.subject() }.to_owned(),
-            message_id: envelope.id.to_string(),
-            payload: Bytes::from(envelope.to_json()?),
+        Ok(Self::from_payload(T::message_type(), envelope, Bytes::from(envelope.to_json()?), express))
+    }
+
+    /// The message of `envelope` serialized as `message` (one of its kind's versions) into
+    /// `payload`.
+    pub(crate) fn from_payload<T>(
+        message: MessageType,
+        envelope: &Envelope<T>,
+        payload: Bytes,
+        express: bool,
+    ) -> Self {
+        Self {
+            subject: message.lane_subject(express).to_owned(),
+            message_id: message.message_id(&envelope.id.to_string()),
+            payload,
             correlation_id: Some(envelope.correlationid.as_str().to_owned()),
             traceparent: envelope.traceparent.clone(),
-        })
+        }
     }
 
     /// The same message on the express lane (`true`) or the standard one.

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
-use orderflow_events::{EventKind, subjects};
+use orderflow_events::{EventKind, Version, subjects};
 
 use crate::schedule::RedeliverySchedule;
 
@@ -104,30 +104,55 @@ pub struct ConsumerSpec {
     pub(crate) schedule: RedeliverySchedule,
     /// Bound on un-acked messages.
     pub max_ack_pending: i64,
+    /// The event it carries and its lane (`true`: express); `None` for the advisories' consumer.
+    pub(crate) event: Option<(EventKind, bool)>,
+    /// The versions of the event it subscribes to and decodes (every one this build knows,
+    /// unless [`Self::accepting`] narrowed them).
+    pub(crate) accept: Vec<Version>,
 }
 
 impl ConsumerSpec {
-    /// The contract consumer of `service` for `kind`: `inventory-orders-created`.
+    /// The contract consumer of `service` for `kind`: `inventory-orders-created`, on the
+    /// standard lane's subject of every version of `kind` (`orders.created.v1`,
+    /// `orders.created.v2`).
     pub fn for_event(service: &str, kind: EventKind) -> Self {
-        let subject = kind.subject();
-        let base = subject.strip_suffix(".v1").unwrap_or(subject);
         Self {
             service: service.to_owned(),
             stream: kind.stream().to_owned(),
-            durable: format!("{service}-{}", base.replace('.', "-")),
-            filter_subjects: vec![subject.to_owned()],
+            durable: format!("{service}-{}", kind.name().replace('.', "-")),
+            filter_subjects: Vec::new(),
             max_deliver: MAX_DELIVER,
             schedule: RedeliverySchedule::standard(),
             max_ack_pending: MAX_ACK_PENDING,
+            event: Some((kind, false)),
+            accept: Vec::new(),
         }
+        .accepting(kind.versions())
     }
 
     /// The express lane twin: `inventory-orders-created-express` on `<subject>.express`.
     pub(crate) fn express_for_event(service: &str, kind: EventKind) -> Self {
         let mut spec = Self::for_event(service, kind);
         spec.durable.push_str("-express");
-        spec.filter_subjects = vec![kind.express_subject().to_owned()];
-        spec
+        spec.event = Some((kind, true));
+        spec.accepting(kind.versions())
+    }
+
+    /// Subscribes to and decodes only these versions of the event (those of them the event
+    /// has): a service told to accept only v1 neither receives nor understands a v2.
+    #[must_use]
+    pub fn accepting(mut self, versions: &[Version]) -> Self {
+        if let Some((kind, express)) = self.event {
+            self.accept = kind.versions().iter().copied().filter(|v| versions.contains(v)).collect();
+            self.filter_subjects =
+                self.accept.iter().map(|v| kind.at(*v).lane_subject(express).to_owned()).collect();
+        }
+        self
+    }
+
+    /// The versions it decodes.
+    pub(crate) fn accepted(&self) -> &[Version] {
+        &self.accept
     }
 
     /// The standard or the express lane's consumer.
@@ -164,6 +189,8 @@ impl ConsumerSpec {
             max_deliver: -1,
             schedule: RedeliverySchedule::standard(),
             max_ack_pending: MAX_ACK_PENDING,
+            event: None,
+            accept: Vec::new(),
         }
     }
 

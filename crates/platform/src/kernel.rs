@@ -26,9 +26,10 @@ use anyhow::Context as _;
 use async_nats::jetstream;
 use axum::Router;
 use clap::{Args as _, FromArgMatches as _};
-use orderflow_events::{Event, EventKind};
+use orderflow_events::{EventKind, Versioned};
 use orderflow_messaging::{
-    ConsumerHandle, ConsumerRuntime, ConsumerSpec, Handler, MaxDeliveriesRuntime, RuntimeConfig,
+    ConsumerHandle, ConsumerRuntime, ConsumerSpec, EventVersions, Handler, MaxDeliveriesRuntime,
+    RuntimeConfig,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -74,6 +75,9 @@ pub struct CommonSettings {
     /// The admin token its admin routes ask for (`Authorization: Bearer …`); none keeps them
     /// closed. Usually from `ORDERFLOW_ADMIN_TOKEN` or `--admin-token`, shared by every service.
     pub admin_token: Option<Secret>,
+    /// The versions of each event the service publishes and accepts (`[order.events]
+    /// publish = ["v1", "v2"]`): the knob of a schema migration (docs/EVENTS.md).
+    pub events: EventVersions,
 }
 
 /// Tuning of one consumer runtime.
@@ -113,6 +117,7 @@ impl Default for CommonSettings {
             consumer: ConsumerSettings::default(),
             max_concurrent_requests: 1024,
             admin_token: None,
+            events: EventVersions::default(),
         }
     }
 }
@@ -146,6 +151,7 @@ impl CommonSettings {
             concurrency: self.consumer.concurrency.max(1),
             fetch_batch: self.consumer.fetch_batch.max(1),
             handler_timeout: Duration::from_secs(self.consumer.handler_timeout_secs.max(1)),
+            versions: Arc::new(self.events.clone()),
             ..RuntimeConfig::default()
         }
     }
@@ -166,6 +172,7 @@ impl std::fmt::Debug for CommonSettings {
             .field("consumer", &self.consumer)
             .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("admin_token", &self.admin_token)
+            .field("events", &self.events)
             .finish()
     }
 }
@@ -328,10 +335,13 @@ impl Wiring {
     }
 
     /// Runs `handler` for every `kind` event, on the standard lane's consumer and on the express
-    /// lane's (`<section>-<event>` and `<section>-<event>-express`).
-    pub fn consume<T: Event, H: Handler<T> + Clone>(&mut self, kind: EventKind, handler: H) -> &mut Self {
+    /// lane's (`<section>-<event>` and `<section>-<event>-express`), in every version of `kind`
+    /// the service accepts (`events.consume`), each upcast into `T`.
+    pub fn consume<T: Versioned, H: Handler<T> + Clone>(&mut self, kind: EventKind, handler: H) -> &mut Self {
+        debug_assert_eq!(kind, T::KIND, "a consumer of {kind} must handle that kind");
+        let accept = self.runtime.versions.consume_of(kind);
         for express in [false, true] {
-            let spec = ConsumerSpec::for_lane(self.section, kind, express);
+            let spec = ConsumerSpec::for_lane(self.section, kind, express).accepting(&accept);
             self.registered.push(ConsumerId { stream: spec.stream.clone(), durable: spec.durable.clone() });
             let mut runtime = ConsumerRuntime::new(self.js.clone(), spec, handler.clone())
                 .with_config(self.runtime.clone());
@@ -404,6 +414,7 @@ impl<S: Service> Application<S> {
         let common = settings.common();
         let admin = AdminGuard::from_setting(common.admin_token.as_ref())
             .with_context(|| format!("{}: invalid admin_token", S::NAME))?;
+        common.events.validate().with_context(|| format!("{}: invalid events", S::NAME))?;
         let listener = crate::http::bind(&common.host, common.port, S::NAME).await?;
         let port = listener.local_addr().context("reading the bound HTTP address")?.port();
         let infra = Infra::connect(InfraConfig {

@@ -73,6 +73,16 @@ pub async fn enqueue(tx: &mut Tx, msg: &OutgoingMessage) -> Result<(), SqlError>
     Ok(())
 }
 
+/// Writes every message of one event (one per version published: see
+/// [`EventVersions::messages`](orderflow_messaging::EventVersions::messages)) to the outbox in the
+/// caller's transaction.
+pub async fn enqueue_all(tx: &mut Tx, msgs: &[OutgoingMessage]) -> Result<(), SqlError> {
+    for msg in msgs {
+        enqueue(tx, msg).await?;
+    }
+    Ok(())
+}
+
 /// `UPDATE outbox SET sent_at = now WHERE id IN (…)` for `ids` (at most [`BATCH`]).
 ///
 /// The list is padded to a power of two by repeating the last id (the same row, matched once),

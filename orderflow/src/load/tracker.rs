@@ -1,10 +1,11 @@
 //! Watches the system's terminal order events and matches them to the orders a run placed.
 //!
-//! A core NATS subscription to `orders.confirmed.v1`, `orders.cancelled.v1` and their `.express`
-//! lanes sees every terminal event the order service publishes (the JetStream stream captures
-//! the same subjects). Events are matched by `data.order_id`. An event can arrive before the
-//! client has read the `202` that created its order (the saga is fast, the HTTP answer was
-//! delayed): such events wait in an "early" map until the order is registered.
+//! A core NATS subscription to `orders.confirmed.v1`, `orders.cancelled.v1`,
+//! `orders.cancelled.v2` and their `.express` lanes sees every terminal event the order service
+//! publishes (the JetStream stream captures the same subjects). Events are matched by
+//! `data.order_id`. An event can arrive before the client has read the `202` that created its
+//! order (the saga is fast, the HTTP answer was delayed): such events wait in an "early" map
+//! until the order is registered.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -13,19 +14,23 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures_util::StreamExt;
-use orderflow_events::subjects;
+use orderflow_events::{EventKind, Version, subjects};
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::latency::Latency;
 
-/// Terminal-event subjects, standard and express lanes.
-pub const TERMINAL_SUBJECTS: [&str; 4] = [
+/// Terminal-event subjects, standard and express lanes, every version (an order cancelled for a
+/// `currency_mismatch` is announced in v2 only; the second version of a dual-published event
+/// finds its order no longer pending and ages out of the early map).
+pub const TERMINAL_SUBJECTS: [&str; 6] = [
     subjects::ORDERS_CONFIRMED_V1,
     subjects::ORDERS_CANCELLED_V1,
     subjects::ORDERS_CONFIRMED_V1_EXPRESS,
     subjects::ORDERS_CANCELLED_V1_EXPRESS,
+    EventKind::OrdersCancelled.at(Version::V2).subject(),
+    EventKind::OrdersCancelled.at(Version::V2).express_subject(),
 ];
 
 /// Early events older than this are dropped: they belong to someone else's orders.

@@ -127,11 +127,17 @@ impl TestSystem {
     }
 
     pub async fn put_product(&mut self, id: &str, available: i64, unit_price_cents: i64) {
+        self.put_product_in(id, available, unit_price_cents, "USD").await;
+    }
+
+    pub async fn put_product_in(&mut self, id: &str, available: i64, unit_price_cents: i64, currency: &str) {
         let res = self
             .http
             .put(format!("{}/inventory/{id}", self.system.inventory_url))
             .bearer_auth(&self.system.admin_token)
-            .json(&json!({"available": available, "unit_price_cents": unit_price_cents}))
+            .json(
+                &json!({"available": available, "unit_price_cents": unit_price_cents, "currency": currency}),
+            )
             .send()
             .await
             .unwrap();

@@ -12,6 +12,8 @@ both_databases!(
     a_paid_order_is_confirmed_with_its_total_and_history,
     an_order_for_more_than_the_stock_is_cancelled_and_reserves_nothing,
     an_unknown_product_cancels_the_order,
+    an_order_mixing_currencies_is_cancelled_currency_mismatch_with_its_stock_untouched,
+    an_order_paid_in_another_currency_than_its_products_is_cancelled_and_one_in_theirs_confirmed,
     a_declined_payment_releases_the_stock_and_cancels_the_order,
     a_gateway_outage_delays_orders_which_confirm_after_recovery,
     an_order_waiting_past_the_maximum_is_cancelled_as_payment_unavailable,
@@ -70,6 +72,46 @@ async fn an_unknown_product_cancels_the_order(backend: DbBackend) {
     let order = sys.terminal(&id).await;
     assert_eq!(order["status"], "cancelled");
     assert_eq!(order["reason"], "unknown_product");
+    sys.finish().await;
+}
+
+async fn an_order_mixing_currencies_is_cancelled_currency_mismatch_with_its_stock_untouched(
+    backend: DbBackend,
+) {
+    let mut sys = spawn_system(backend, Tune::default()).await;
+    sys.put_product_in("sku-eur", 5, 900, "EUR").await;
+    let usd_before = sys.product("sku-001").await;
+
+    let id = sys
+        .place(json!([{"product_id": "sku-001", "quantity": 1}, {"product_id": "sku-eur", "quantity": 1}]))
+        .await;
+
+    let order = sys.terminal(&id).await;
+    assert_eq!(order["status"], "cancelled");
+    assert_eq!(order["reason"], "currency_mismatch");
+    assert_eq!(sys.product("sku-001").await, usd_before, "no line was reserved");
+    assert_eq!(sys.product("sku-eur").await["available"], 5);
+    assert!(sys.charges(&id).await.is_empty());
+    sys.finish().await;
+}
+
+async fn an_order_paid_in_another_currency_than_its_products_is_cancelled_and_one_in_theirs_confirmed(
+    backend: DbBackend,
+) {
+    let sys = spawn_system(backend, Tune::default()).await;
+    let items = json!([{"product_id": "sku-001", "quantity": 1}]);
+
+    let res = sys.post(json!({"customer_id": "c-eur", "items": items, "currency": "EUR"}), None).await;
+    assert_eq!(res.status(), 202);
+    let in_eur = res.json::<serde_json::Value>().await.unwrap()["order_id"].as_str().unwrap().to_owned();
+    let res = sys.post(json!({"customer_id": "c-usd", "items": items, "currency": "USD"}), None).await;
+    assert_eq!(res.status(), 202);
+    let in_usd = res.json::<serde_json::Value>().await.unwrap()["order_id"].as_str().unwrap().to_owned();
+
+    let order = sys.terminal(&in_eur).await;
+    assert_eq!((&order["status"], &order["reason"]), (&json!("cancelled"), &json!("currency_mismatch")));
+    let order = sys.terminal(&in_usd).await;
+    assert_eq!((&order["status"], &order["currency"]), (&json!("confirmed"), &json!("USD")));
     sys.finish().await;
 }
 

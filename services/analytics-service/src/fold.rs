@@ -5,9 +5,10 @@
 //! of an order arrives second), so the result does not depend on the order the events arrive
 //! in: the streams are consumed in parallel live and one after the other by the rebuild.
 
+use orderflow_events::v2::{InventoryRejected, OrderCancelled, OrderCreated};
 use orderflow_events::{
-    Envelope, Event, EventKind, InventoryRejected, InventoryReleased, InventoryReserved, OrderCancelled,
-    OrderConfirmed, OrderCreated, PaymentCompleted, PaymentFailed,
+    Envelope, Event, EventKind, InventoryReleased, InventoryReserved, OrderConfirmed, PaymentCompleted,
+    PaymentFailed,
 };
 use orderflow_messaging::ConsumerSpec;
 use orderflow_platform::sql::{SqlError, Tx};
@@ -95,8 +96,9 @@ pub enum Fact {
     Step,
 }
 
-/// An event the read model folds: its saga step and its fact.
-pub trait Foldable: orderflow_events::Event {
+/// An event the read model folds (in the newest version of its kind, every version upcast into
+/// it): its saga step and its fact.
+pub trait Foldable: orderflow_events::Versioned {
     /// The step it counts as.
     const STEP: Step;
     /// Its fact.

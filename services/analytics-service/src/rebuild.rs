@@ -14,9 +14,10 @@ use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer};
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
+use orderflow_events::v2::{InventoryRejected, OrderCancelled, OrderCreated};
 use orderflow_events::{
-    EventKind, InventoryRejected, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed,
-    OrderCreated, PaymentCompleted, PaymentFailed, decode,
+    EventKind, InventoryReleased, InventoryReserved, OrderConfirmed, PaymentCompleted, PaymentFailed,
+    Version, decode_as,
 };
 use orderflow_platform::{Db, WriteError};
 use serde::Serialize;
@@ -126,7 +127,8 @@ async fn fold_message(db: &Db, subject: &str, payload: &[u8]) -> anyhow::Result<
 }
 
 async fn fold_one<T: Foldable>(db: &Db, payload: &[u8]) -> anyhow::Result<Option<bool>> {
-    let Ok(envelope) = decode::<T>(payload) else { return Ok(None) };
+    // Both versions of a dual-published event share its id: the second folds as a duplicate.
+    let Ok(envelope) = decode_as::<T>(payload, &Version::ALL) else { return Ok(None) };
     Ok(Some(fold::fold_event(db, &envelope).await?))
 }
 

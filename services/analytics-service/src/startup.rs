@@ -2,9 +2,9 @@
 //! lanes each), the live summary task and the HTTP API.
 
 use axum::Router;
+use orderflow_events::v2::{InventoryRejected, OrderCancelled, OrderCreated};
 use orderflow_events::{
-    EventKind, InventoryRejected, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed,
-    OrderCreated, PaymentCompleted, PaymentFailed,
+    EventKind, InventoryReleased, InventoryReserved, OrderConfirmed, PaymentCompleted, PaymentFailed,
 };
 use orderflow_platform::Migration;
 use orderflow_platform::kernel::{NoFlags, Service, Wiring};

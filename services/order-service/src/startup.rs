@@ -1,12 +1,14 @@
 //! The order service's wiring on the kernel: its routes, its three consumers (both lanes each),
 //! the saga-backlog watch for admission control, and the hourly purge of idempotency keys.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use orderflow_events::EventKind;
+use orderflow_messaging::EventVersions;
 use orderflow_platform::http::{ClientRateLimit, limit_per_client};
 use orderflow_platform::kernel::{NoFlags, Service, Wiring};
 use orderflow_platform::{Db, Migration};
@@ -29,6 +31,8 @@ pub(crate) struct AppState {
     pub(crate) saga_backlog: SagaBacklog,
     /// Admission bound on [`Self::saga_backlog`] (0: none).
     pub(crate) max_saga_backlog: u64,
+    /// The versions of `orders.created` it publishes.
+    pub(crate) events: Arc<EventVersions>,
 }
 
 /// The order service, as the kernel runs it.
@@ -52,6 +56,7 @@ impl Service for OrderService {
     fn wire(self, settings: &Settings, wiring: &mut Wiring) -> Router {
         let state = AppState {
             db: wiring.db().clone(),
+            events: Arc::new(settings.common.events.clone()),
             saga_backlog: SagaBacklog::default(),
             max_saga_backlog: settings.max_saga_backlog,
         };

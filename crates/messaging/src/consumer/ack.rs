@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
 use futures_util::FutureExt;
-use orderflow_events::Event;
+use orderflow_events::Versioned;
 use orderflow_telemetry::metrics::names;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
@@ -34,7 +34,7 @@ enum Outcome {
 }
 
 impl<H> Shared<H> {
-    pub(super) async fn process<T: Event>(&self, msg: jetstream::Message, _slot: OwnedSemaphorePermit)
+    pub(super) async fn process<T: Versioned>(&self, msg: jetstream::Message, _slot: OwnedSemaphorePermit)
     where
         H: Handler<T>,
     {
@@ -46,7 +46,7 @@ impl<H> Shared<H> {
             }
         };
         let subject = msg.subject.to_string();
-        let outcome = match orderflow_events::decode::<T>(&msg.payload) {
+        let outcome = match orderflow_events::decode_as::<T>(&msg.payload, self.spec.accepted()) {
             Err(e) => {
                 self.count(names::MESSAGES_FAILED, &subject, Some(("kind", "undecodable")));
                 let reason = e.kind().as_str().parse().unwrap_or(DlqReason::SchemaInvalid);
@@ -79,6 +79,7 @@ impl<H> Shared<H> {
                     headers: msg.headers.clone(),
                     delivered,
                     trace,
+                    versions: self.config.versions.clone(),
                 };
                 self.run_handler(&msg, delivery).instrument(span).await
             }
@@ -125,7 +126,7 @@ impl<H> Shared<H> {
         }
     }
 
-    async fn run_handler<T: Event>(&self, msg: &jetstream::Message, delivery: Delivery<T>) -> Outcome
+    async fn run_handler<T: Versioned>(&self, msg: &jetstream::Message, delivery: Delivery<T>) -> Outcome
     where
         H: Handler<T>,
     {

@@ -32,7 +32,7 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream;
 use futures_util::StreamExt;
-use orderflow_events::{Envelope, Event};
+use orderflow_events::{Envelope, Event, Versioned};
 use orderflow_telemetry::trace::TraceContext;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
@@ -42,6 +42,7 @@ use tracing::Instrument;
 use crate::BoxError;
 use crate::connect::ConnectionMark;
 use crate::topology::{ConsumerSpec, ProvisionReport, ensure_consumer};
+use crate::versions::EventVersions;
 
 mod ack;
 mod advisories;
@@ -88,6 +89,8 @@ pub struct Delivery<T> {
     /// The trace it is handled in: its `traceparent` (header, else envelope) when valid, else a
     /// new trace, so that what it causes is always traced.
     pub(crate) trace: TraceContext,
+    /// The versions the service publishes its follow-ups in.
+    pub(crate) versions: Arc<EventVersions>,
 }
 
 impl<T> Delivery<T> {
@@ -102,28 +105,43 @@ impl<T> Delivery<T> {
         orderflow_events::EventKind::is_express_subject(&self.subject)
     }
 
+    /// The versions the service publishes.
+    pub fn versions(&self) -> &EventVersions {
+        &self.versions
+    }
+
     /// The event `data`, caused by this delivery — same correlation id, trace context continued —
-    /// as a message for the outbox, on the lane this delivery came on. `source` is the emitting
-    /// service's CloudEvents source.
+    /// as messages for the outbox, one per version the service publishes, on the lane this
+    /// delivery came on. `source` is the emitting service's CloudEvents source.
     ///
     /// The lane rule: a follow-up travels on its order's lane. A service that remembers the lane
     /// with the order's state (the order service, inventory's reservations) uses what it
     /// remembered ([`Self::follow_up_on`]), so that a cause delivered on the other lane (a replay,
     /// a misrouted publish) does not move the order; one that does not, follows its cause.
-    pub fn follow_up<E: Event>(&self, source: &str, data: E) -> Result<crate::OutgoingMessage, HandlerError> {
+    ///
+    /// # Errors
+    /// Permanent: no published version can carry the event (see [`EventVersions::messages`]).
+    pub fn follow_up<E: Versioned>(
+        &self,
+        source: &str,
+        data: E,
+    ) -> Result<Vec<crate::OutgoingMessage>, HandlerError> {
         self.follow_up_on(source, data, self.is_express())
     }
 
     /// [`Self::follow_up`] on the lane the service remembered for the order.
-    pub fn follow_up_on<E: Event>(
+    ///
+    /// # Errors
+    /// As [`Self::follow_up`].
+    pub fn follow_up_on<E: Versioned>(
         &self,
         source: &str,
         data: E,
         express: bool,
-    ) -> Result<crate::OutgoingMessage, HandlerError> {
+    ) -> Result<Vec<crate::OutgoingMessage>, HandlerError> {
         let envelope = crate::publish::follow_up(source, &self.envelope, &self.trace, data);
-        // Serializing our own types cannot fail in practice; if it did, retrying would not help.
-        crate::OutgoingMessage::from_envelope(&envelope, express).map_err(HandlerError::permanent)
+        // Retrying cannot make a version appear or serialization succeed.
+        self.versions.messages(&envelope, express).map_err(HandlerError::permanent)
     }
 }
 
@@ -167,6 +185,8 @@ pub struct RuntimeConfig {
     pub retry_min: Duration,
     /// Backoff after a failed fetch: ceiling.
     pub retry_max: Duration,
+    /// The versions follow-ups are published in ([`Delivery::follow_up`]).
+    pub versions: Arc<EventVersions>,
 }
 
 impl Default for RuntimeConfig {
@@ -178,6 +198,7 @@ impl Default for RuntimeConfig {
             handler_timeout: Duration::from_secs(60),
             retry_min: Duration::from_millis(100),
             retry_max: Duration::from_secs(5),
+            versions: Arc::new(EventVersions::default()),
         }
     }
 }
@@ -250,7 +271,7 @@ pub struct ConsumerRuntime<T, H> {
     _event: PhantomData<fn() -> T>,
 }
 
-impl<T: Event, H: Handler<T>> ConsumerRuntime<T, H> {
+impl<T: Versioned, H: Handler<T>> ConsumerRuntime<T, H> {
     /// A runtime with default tuning.
     pub fn new(js: jetstream::Context, spec: ConsumerSpec, handler: H) -> Self {
         Self { js, spec, config: RuntimeConfig::default(), handler, pause: None, _event: PhantomData }

@@ -255,7 +255,7 @@ async fn undecodable_payloads_are_dead_lettered_with_distinct_reasons() {
     let mut zero_qty = good.clone();
     zero_qty["data"]["items"][0]["quantity"] = 0.into();
     let mut v2 = good.clone();
-    v2["type"] = "orderflow.orders.created.v2".into();
+    v2["type"] = "orderflow.orders.created.v9".into();
     publish_raw(&env, b"{not json", "m1").await;
     publish_raw(&env, Box::leak(serde_json::to_vec(&zero_qty).unwrap().into_boxed_slice()), "m2").await;
     publish_raw(&env, Box::leak(serde_json::to_vec(&v2).unwrap().into_boxed_slice()), "m3").await;

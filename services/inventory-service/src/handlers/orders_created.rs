@@ -1,23 +1,29 @@
-//! `orders.created.v1` → reserve every line atomically, or reject the order with nothing
+//! `orders.created` (v1 or v2) → reserve every line atomically, or reject the order with nothing
 //! reserved.
 //!
-//! - Unknown products → `inventory.rejected.v1` (`unknown_product`, the unknown ids).
+//! - Unknown products → `inventory.rejected` (`unknown_product`, the unknown ids).
 //! - Not enough stock for any line → the stock moves are rolled back (a savepoint of their own)
-//!   and `inventory.rejected.v1` (`out_of_stock`, every short product) is recorded with the
+//!   and `inventory.rejected` (`out_of_stock`, every short product) is recorded with the
 //!   claims: nothing stays reserved.
+//! - Products priced in a currency other than the one the order asks for (v2's `currency`), or
+//!   in more than one currency → the stock moves are rolled back and `inventory.rejected.v2`
+//!   (`currency_mismatch`, the products not priced in the order's currency — every product
+//!   when the order names none) is recorded: the order is cancelled, nothing stays reserved.
+//!   v1 has no such reason, so a service that publishes only v1 dead-letters the order instead
+//!   (nothing reserved, nothing recorded; replayable once v2 is published).
 //! - Otherwise the reservation is stored and `inventory.reserved.v1` announces it with the unit
 //!   prices read under the same row locks as the stock moves.
-//! - Products priced in different currencies cannot be charged as one amount: that is a catalog
-//!   error an operator must fix, so the event is dead-lettered (permanent error, nothing reserved,
-//!   nothing recorded) and can be replayed from the DLQ once the catalog is consistent. The v1
-//!   contract has no rejection reason for it, and inventing `out_of_stock` would mislead.
+//!
+//! Rejections published as v2 carry per-product detail: units requested, units available (read
+//! after the stock moves were undone) and the product's currency.
 //!
 //! One decision per order: besides the event's inbox row, the order id itself is claimed in the
 //! inbox (handler [`ORDER_CLAIM`]), in the same transaction as the decision. A second
 //! `orders.created` for the same order under another event id (a re-emission) therefore finds the
 //! order decided — reserved or rejected — and does nothing, even when both run concurrently.
 
-use orderflow_events::{InventoryRejected, OrderCreated, Priority, ProductId, RejectReason};
+use orderflow_events::v2::{InventoryRejected, OrderCreated, RejectReason, RejectedLine};
+use orderflow_events::{Currency, Priority, ProductId};
 use orderflow_messaging::{Delivery, Handler, HandlerError};
 use orderflow_platform::{Tx, inbox, outbox};
 
@@ -43,7 +49,9 @@ enum Reserve {
     Priced(Priced),
     /// These products had too few units.
     Short(Vec<ProductId>),
-    /// Reserved, but priced in different currencies (a catalog error).
+    /// Reserved, but not priced in the order's currency, or in more than one: these products.
+    Mismatch(Vec<ProductId>),
+    /// Reserved, but the lines cannot be priced (a bug or corrupt data).
     Unpriceable(PricingError),
 }
 
@@ -78,6 +86,7 @@ impl OrdersCreatedHandler {
     async fn reject(
         conn: &mut Tx,
         delivery: &Delivery<OrderCreated>,
+        plan: &[PlannedLine],
         reason: RejectReason,
         mut product_ids: Vec<ProductId>,
         express: bool,
@@ -85,13 +94,30 @@ impl OrdersCreatedHandler {
         product_ids.sort();
         product_ids.dedup();
         tracing::info!(?reason, products = ?product_ids, "order rejected");
-        let data = InventoryRejected { order_id: delivery.envelope.data.order_id, reason, product_ids };
-        Ok(outbox::enqueue(conn, &delivery.follow_up_on(SOURCE, data, express)?).await?)
+        let mut lines = Vec::with_capacity(product_ids.len());
+        for product_id in &product_ids {
+            let requested = plan.iter().find(|l| &l.product_id == product_id).map_or(0, |l| l.quantity);
+            let product = products::find(conn, product_id).await?;
+            lines.push(RejectedLine {
+                product_id: product_id.clone(),
+                requested: u64::try_from(requested).unwrap_or(0),
+                available: product.as_ref().map(|p| u64::try_from(p.available).unwrap_or(0)),
+                currency: product.map(|p| p.currency),
+            });
+        }
+        let data =
+            InventoryRejected { order_id: delivery.envelope.data.order_id, reason, product_ids, lines };
+        Ok(outbox::enqueue_all(conn, &delivery.follow_up_on(SOURCE, data, express)?).await?)
     }
 
     /// Tries to reserve every line (all of them, even after a short one, so that the rejection
-    /// names every short product).
-    async fn reserve_all(conn: &mut Tx, plan: &[PlannedLine]) -> Result<Reserve, HandlerError> {
+    /// names every short product), then checks the lines' currencies against `wanted` (the
+    /// order's) or, with none, against each other.
+    async fn reserve_all(
+        conn: &mut Tx,
+        plan: &[PlannedLine],
+        wanted: Option<&Currency>,
+    ) -> Result<Reserve, HandlerError> {
         let mut priced = Vec::with_capacity(plan.len());
         let mut short = Vec::new();
         for line in plan {
@@ -108,8 +134,17 @@ impl OrdersCreatedHandler {
         if !short.is_empty() {
             return Ok(Reserve::Short(short));
         }
+        if let Some(wanted) = wanted {
+            let other: Vec<ProductId> =
+                priced.iter().filter(|l| &l.currency != wanted).map(|l| l.product_id.clone()).collect();
+            if !other.is_empty() {
+                return Ok(Reserve::Mismatch(other));
+            }
+        }
+        let products: Vec<ProductId> = priced.iter().map(|l| l.product_id.clone()).collect();
         Ok(match price_lines(priced) {
             Ok(p) => Reserve::Priced(p),
+            Err(PricingError::MixedCurrencies(_)) => Reserve::Mismatch(products),
             Err(e) => Reserve::Unpriceable(e),
         })
     }
@@ -132,23 +167,25 @@ impl OrdersCreatedHandler {
             }
         }
         if !unknown.is_empty() {
-            Self::reject(conn, delivery, RejectReason::UnknownProduct, unknown, express).await?;
+            Self::reject(conn, delivery, &plan, RejectReason::UnknownProduct, unknown, express).await?;
             return Ok(());
         }
 
-        // The stock moves of a multi-line order get a savepoint of their own: if any line is
-        // short (or the lines cannot be priced together) they are undone, and the claims (taken
-        // above, in the same unit, so nobody else can decide this order meanwhile) stay with the
-        // rejection. A one-line order needs none: its one conditional UPDATE either moved the
-        // stock or changed nothing (two round trips fewer on the common path).
-        let reserved = if plan.len() == 1 {
-            Self::reserve_all(conn, &plan).await?
+        // The stock moves get a savepoint of their own when they may have to be undone: if any
+        // line is short, or the lines are not priced in the order's currency (or in one), they
+        // are, and the claims (taken above, in the same unit, so nobody else can decide this
+        // order meanwhile) stay with the rejection. A one-line order with no currency of its own
+        // needs none: its one conditional UPDATE either moved the stock or changed nothing (two
+        // round trips fewer on the common path).
+        let wanted = order.currency.as_ref();
+        let reserved = if plan.len() == 1 && wanted.is_none() {
+            Self::reserve_all(conn, &plan, None).await?
         } else {
             conn.savepoint("reserve_lines").await?;
-            let reserved = Self::reserve_all(conn, &plan).await?;
+            let reserved = Self::reserve_all(conn, &plan, wanted).await?;
             match reserved {
                 Reserve::Priced(_) => conn.release("reserve_lines").await?,
-                Reserve::Short(_) | Reserve::Unpriceable(_) => {
+                Reserve::Short(_) | Reserve::Mismatch(_) | Reserve::Unpriceable(_) => {
                     conn.rollback_to("reserve_lines").await?;
                 }
             }
@@ -157,7 +194,12 @@ impl OrdersCreatedHandler {
         let priced = match reserved {
             Reserve::Priced(p) => p,
             Reserve::Short(short) => {
-                Self::reject(conn, delivery, RejectReason::OutOfStock, short, express).await?;
+                Self::reject(conn, delivery, &plan, RejectReason::OutOfStock, short, express).await?;
+                return Ok(());
+            }
+            Reserve::Mismatch(products) => {
+                Self::reject(conn, delivery, &plan, RejectReason::CurrencyMismatch, products, express)
+                    .await?;
                 return Ok(());
             }
             Reserve::Unpriceable(e) => {
@@ -168,7 +210,8 @@ impl OrdersCreatedHandler {
         };
         let reservation = Reservation::new(order.order_id, priced, express);
         reservations::insert(conn, &reservation).await?;
-        outbox::enqueue(conn, &delivery.follow_up_on(SOURCE, reservation.reserved_event(), express)?).await?;
+        outbox::enqueue_all(conn, &delivery.follow_up_on(SOURCE, reservation.reserved_event(), express)?)
+            .await?;
         // The happy path's detail is DEBUG: the order service logs the order's own state changes
         // at INFO, and rejections are logged here at INFO.
         tracing::debug!(

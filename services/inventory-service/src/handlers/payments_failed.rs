@@ -67,7 +67,7 @@ impl PaymentsFailedHandler {
             }
         }
         let released = reservation.released_event();
-        outbox::enqueue(conn, &delivery.follow_up_on(SOURCE, released, reservation.express)?).await?;
+        outbox::enqueue_all(conn, &delivery.follow_up_on(SOURCE, released, reservation.express)?).await?;
         tracing::info!(reservation_id = %reservation.reservation_id, reason = ?failure.reason, "reservation released");
         Ok(())
     }

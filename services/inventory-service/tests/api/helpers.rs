@@ -6,7 +6,8 @@ pub use orderflow_test_support::service::{Received, WAIT};
 
 use inventory_service::InventoryService;
 use orderflow_events::{
-    CorrelationId, CustomerId, Envelope, OrderCreated, OrderId, OrderItem, Priority, ProductId, Quantity,
+    CorrelationId, Currency, CustomerId, Envelope, OrderCreated, OrderId, OrderItem, Priority, ProductId,
+    Quantity, v2,
 };
 use orderflow_test_support::DbBackend;
 use orderflow_test_support::service::{TEST_ADMIN_TOKEN, TestService};
@@ -26,6 +27,14 @@ impl std::ops::Deref for TestApp {
 /// Starts a nats-server, a fresh database of `backend` and the service on a free port.
 pub async fn spawn_app(backend: DbBackend) -> TestApp {
     TestApp(TestService::spawn(backend).await)
+}
+
+/// [`spawn_app`] with the settings changed by `configure`.
+pub async fn spawn_app_with(
+    backend: DbBackend,
+    configure: impl FnOnce(&mut inventory_service::Settings),
+) -> TestApp {
+    TestApp(TestService::spawn_with(backend, configure).await)
 }
 
 impl TestApp {
@@ -85,4 +94,11 @@ pub fn order_created(items: &[(&str, u32)], priority: Priority) -> Envelope<Orde
         OrderCreated::new(OrderId::new(), CustomerId::parse("customer-1").unwrap(), items, priority).unwrap();
     Envelope::new("orderflow/order-service", CorrelationId::generate(), data)
         .with_traceparent(Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned()))
+}
+
+/// An `orders.created.v2` envelope for `items`, paid in `currency` (`None`: the products').
+pub fn order_created_in(items: &[(&str, u32)], currency: Option<&str>) -> Envelope<v2::OrderCreated> {
+    let order = order_created(items, Priority::Standard);
+    let currency = currency.map(|c| Currency::parse(c).unwrap());
+    order.map_data(|d| v2::OrderCreated { currency, ..v2::OrderCreated::from(d) })
 }

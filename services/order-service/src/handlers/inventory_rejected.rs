@@ -1,6 +1,6 @@
-//! `inventory.rejected.v1` → the order is cancelled with the inventory's reason.
+//! `inventory.rejected` (v1 or v2) → the order is cancelled with the inventory's reason.
 
-use orderflow_events::InventoryRejected;
+use orderflow_events::v2::InventoryRejected;
 use orderflow_messaging::{Delivery, HandlerError};
 
 use super::{Outcome, finish};

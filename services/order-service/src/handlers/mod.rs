@@ -4,7 +4,8 @@ pub(crate) mod inventory_rejected;
 pub(crate) mod payments_completed;
 pub(crate) mod payments_failed;
 
-use orderflow_events::{CancelReason, Event, Money, OrderCancelled, OrderConfirmed, OrderId, Priority};
+use orderflow_events::v2::{CancelReason, OrderCancelled};
+use orderflow_events::{Event, Money, OrderConfirmed, OrderId, Priority};
 use orderflow_messaging::{Delivery, HandlerError, OutgoingMessage};
 use orderflow_platform::{Tx, inbox, outbox};
 
@@ -68,7 +69,7 @@ pub(crate) async fn finish<T: Event>(
     order_id: OrderId,
     outcome: Outcome,
 ) -> Result<(), HandlerError> {
-    let msg = match &outcome {
+    let msgs = match &outcome {
         Outcome::Confirmed(total) => cause.follow_up(
             crate::SOURCE,
             OrderConfirmed { order_id, total_cents: total.cents(), currency: total.currency().clone() },
@@ -81,7 +82,7 @@ pub(crate) async fn finish<T: Event>(
     let moved = state
         .db
         .write(move |conn| {
-            Box::pin(async move { apply(conn, handler, &event_id, order_id, outcome, msg).await })
+            Box::pin(async move { apply(conn, handler, &event_id, order_id, outcome, msgs).await })
         })
         .await?;
     let Some((target, reason)) = moved else { return Ok(()) };
@@ -104,7 +105,7 @@ async fn apply(
     event_id: &str,
     order_id: OrderId,
     outcome: Outcome,
-    msg: OutgoingMessage,
+    msgs: Vec<OutgoingMessage>,
 ) -> Result<Option<(OrderStatus, &'static str)>, HandlerError> {
     if !inbox::first_time(conn, handler, event_id).await? {
         tracing::debug!(%order_id, "event already processed");
@@ -134,6 +135,8 @@ async fn apply(
     };
     // The lane the order was placed on, whatever lane its cause came on.
     let express = order.priority == Priority::Express;
-    outbox::enqueue(conn, &msg.on_lane(express)).await?;
+    for msg in msgs {
+        outbox::enqueue(conn, &msg.on_lane(express)).await?;
+    }
     Ok(Some((target, reason)))
 }

@@ -4,11 +4,11 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
+use orderflow_events::v2::{CancelReason, OrderCreated};
 use orderflow_events::{
-    CancelReason, Currency, CustomerId, OrderCreated, OrderId, OrderItem, Priority, ProductId, Quantity,
+    Currency, CustomerId, EventKind, OrderId, OrderItem, Priority, ProductId, Quantity, Version,
     v1::MAX_LINES,
 };
-use orderflow_messaging::OutgoingMessage;
 use orderflow_platform::http::{ApiJson, Problem, ProblemType, RequestCorrelation, RequestTrace};
 use orderflow_platform::{WriteError, outbox};
 use orderflow_telemetry::metrics::names;
@@ -38,6 +38,9 @@ pub(crate) struct CreateOrder {
     /// `standard` (default) or `express`.
     #[serde(default)]
     pub(crate) priority: Priority,
+    /// The currency the customer pays in (ISO 4217); absent or `null`: the products' own.
+    #[serde(default)]
+    pub(crate) currency: Option<Currency>,
 }
 
 /// One line of an order.
@@ -146,25 +149,43 @@ pub(crate) async fn create_order(
         .iter()
         .map(|i| OrderItem { product_id: i.product_id.clone(), quantity: i.quantity })
         .collect();
-    let created = OrderCreated::new(order_id, body.customer_id.clone(), items.clone(), body.priority)
-        .map_err(|e| Problem::invalid_field("items", e.to_string()))?;
+    if body.currency.is_some() && !state.events.publishes(EventKind::OrdersCreated, Version::V2) {
+        return Err(Problem::invalid_field(
+            "currency",
+            "this deployment publishes orders.created only as v1, which cannot carry a currency \
+             (events.publish must list v2)",
+        ));
+    }
+    let created = OrderCreated::new(
+        order_id,
+        body.customer_id.clone(),
+        items.clone(),
+        body.priority,
+        body.currency.clone(),
+    )
+    .map_err(|e| Problem::invalid_field("items", e.to_string()))?;
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
     let envelope =
         orderflow_messaging::publish::originate(crate::SOURCE, correlation.clone(), &trace, created);
     let express = body.priority == Priority::Express;
-    let msg = OutgoingMessage::from_envelope(&envelope, express).map_err(|e| Problem::internal(&e))?;
+    let msgs = state.events.messages(&envelope, express).map_err(|e| Problem::internal(&e))?;
 
     let id = order_id.to_string();
     let location = format!("/orders/{id}");
     let response_body = serde_json::to_string(&Accepted { order_id: &id, status: "pending" })
         .map_err(|e| Problem::internal(&e))?;
     // The canonical form of the request: same key + same canonical body = same request.
-    let canonical = serde_json::to_string(&serde_json::json!({
+    let mut canonical = serde_json::json!({
         "customer_id": body.customer_id.as_str(),
         "items": serde_json::to_value(&body.items).map_err(|e| Problem::internal(&e))?,
         "priority": body.priority.as_str(),
-    }))
-    .map_err(|e| Problem::internal(&e))?;
+    });
+    // Only when given, so that a request stored before orders had a currency canonicalizes as
+    // it did then.
+    if let (Some(currency), Some(fields)) = (&body.currency, canonical.as_object_mut()) {
+        fields.insert("currency".to_owned(), currency.as_str().into());
+    }
+    let canonical = serde_json::to_string(&canonical).map_err(|e| Problem::internal(&e))?;
     let now = orderflow_platform::now_rfc3339();
 
     // The idempotency record, the order and its event: one unit of the group commit, answered
@@ -197,7 +218,7 @@ pub(crate) async fn create_order(
                     now: &now,
                 };
                 storage::insert_order(conn, &new).await?;
-                outbox::enqueue(conn, &msg).await?;
+                outbox::enqueue_all(conn, &msgs).await?;
                 Ok::<_, StorageError>(None)
             })
         })

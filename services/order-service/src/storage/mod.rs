@@ -8,9 +8,8 @@
 use std::fmt;
 
 use http::StatusCode;
-use orderflow_events::{
-    CancelReason, CorrelationId, Currency, CustomerId, Money, OrderId, OrderItem, Priority,
-};
+use orderflow_events::v2::CancelReason;
+use orderflow_events::{CorrelationId, Currency, CustomerId, Money, OrderId, OrderItem, Priority};
 use orderflow_platform::args;
 use orderflow_platform::sql::{Row, SqlError, Tx};
 
@@ -515,6 +514,7 @@ mod tests {
         for reason in [
             CancelReason::OutOfStock,
             CancelReason::UnknownProduct,
+            CancelReason::CurrencyMismatch,
             CancelReason::PaymentDeclined,
             CancelReason::PaymentUnavailable,
         ] {

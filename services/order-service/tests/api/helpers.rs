@@ -21,6 +21,14 @@ pub async fn spawn_app(backend: DbBackend) -> TestApp {
     TestApp(TestService::spawn(backend).await)
 }
 
+/// [`spawn_app`] with the settings changed by `configure`.
+pub async fn spawn_app_with(
+    backend: DbBackend,
+    configure: impl FnOnce(&mut order_service::Settings),
+) -> TestApp {
+    TestApp(TestService::spawn_with(backend, configure).await)
+}
+
 impl TestApp {
     pub async fn post_order(&self, body: &serde_json::Value) -> reqwest::Response {
         self.http.post(self.url("/orders")).json(body).send().await.unwrap()

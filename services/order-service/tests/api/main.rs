@@ -8,3 +8,4 @@ mod rate_limit;
 mod saga_events;
 mod trace_context;
 mod validation;
+mod versions;

@@ -167,7 +167,7 @@ async fn record(
             (PaymentStatus::Failed, None, Some(PaymentFailureReason::PaymentUnavailable), Some(d.clone()))
         }
     };
-    let msg = match (&charge_id, reason) {
+    let msgs = match (&charge_id, reason) {
         (Some(charge_id), None) => {
             let event = PaymentCompleted {
                 order_id: data.order_id,
@@ -204,7 +204,7 @@ async fn record(
                     return Ok(false);
                 }
                 if storage::insert(conn, &record).await? {
-                    outbox::enqueue(conn, &msg).await?;
+                    outbox::enqueue_all(conn, &msgs).await?;
                 }
                 Ok::<_, StorageError>(true)
             })
