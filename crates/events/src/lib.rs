@@ -1,8 +1,9 @@
 //! The orderflow event contract: the CloudEvents 1.0 envelope, the v1 and v2 event
 //! payloads and how one converts into the other and the identifier newtypes inside them, the subjects and streams
 //! they travel on, their JSON Schemas (generated from these types into
-//! `schemas/`), and validating decoding that classifies every failure as a DLQ
-//! reason. It is pure data and functions: it must never do I/O beyond reading
+//! `schemas/`), the classifier that tells a compatible schema change from a
+//! breaking one ([`compat`]), and validating decoding that classifies every
+//! failure as a DLQ reason. It is pure data and functions: it must never do I/O beyond reading
 //! and writing schema files on request, never talk to NATS or a database, and
 //! never hold global mutable state (the compiled validators are immutable and
 //! built once).
@@ -28,6 +29,7 @@
 //! # }
 //! ```
 
+pub mod compat;
 mod de;
 pub(crate) mod decode;
 pub(crate) mod envelope;
