@@ -4,8 +4,8 @@ use async_nats::HeaderMap;
 
 // The event headers are named in the events crate, which also describes them in the AsyncAPI
 // document: one home for both.
-pub use orderflow_events::headers::{CORRELATION_ID, NATS_MSG_ID};
 pub(crate) use orderflow_events::headers::{CLOUDEVENTS_JSON, CONTENT_TYPE, TRACEPARENT};
+pub use orderflow_events::headers::{CORRELATION_ID, NATS_MSG_ID};
 
 /// Why the message was dead-lettered (`schema_invalid`, `malformed`, …).
 pub const DLQ_REASON: &str = "Orderflow-Dlq-Reason";
