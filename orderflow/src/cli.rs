@@ -20,8 +20,9 @@ enum Command {
     /// Start the whole system in this process: nats-server, the four services and the gateway
     /// simulator. Ctrl-C drains and stops it.
     Up(UpArgs),
-    /// Write the JSON Schemas of every event (or check them with --check).
-    Schemas(SchemasArgs),
+    /// Write the JSON Schemas of every event (or check them with --check); list the events and
+    /// their versions, diff two versions, show a schema.
+    Schemas(crate::schemas::SchemasArgs),
     /// List, show, replay or purge dead letters on any NATS server.
     Dlq(crate::dlq::DlqArgs),
     /// Drive orders through a running system (or one started for the run) and report throughput,
@@ -86,17 +87,6 @@ pub struct UpArgs {
     admin_token: Option<orderflow_platform::http::Secret>,
 }
 
-/// Flags of `orderflow schemas`.
-#[derive(Debug, Args)]
-pub struct SchemasArgs {
-    /// Exit non-zero when the files differ from the types instead of writing them.
-    #[arg(long)]
-    check: bool,
-    /// Directory of the schema files.
-    #[arg(default_value = "schemas")]
-    dir: PathBuf,
-}
-
 impl Cli {
     /// Runs the command; the exit code says how it went.
     pub async fn run(self) -> ExitCode {
@@ -113,7 +103,7 @@ impl Cli {
         orderflow_telemetry::init(default_filter);
         let result = match self.command {
             Command::Up(args) => up(args).await,
-            Command::Schemas(args) => schemas(&args),
+            Command::Schemas(args) => args.run(),
             Command::Dlq(args) => crate::dlq::run(args).await,
             Command::Analytics(args) => args.run().await,
             Command::Load(args) => args.run(orderflow_platform::shutdown::on_signals()).await,
@@ -153,20 +143,4 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
     .await?;
     crate::output::line(system.banner())?;
     system.run_until(shutdown).await
-}
-
-fn schemas(a: &SchemasArgs) -> anyhow::Result<()> {
-    if a.check {
-        match orderflow_events::check_schemas(&a.dir) {
-            Ok(()) => {
-                crate::output::line(format_args!("schemas in {} match the event types", a.dir.display()))
-            }
-            Err(problems) => anyhow::bail!("schemas drifted:\n  {}", problems.join("\n  ")),
-        }
-    } else {
-        for path in orderflow_events::write_schemas(&a.dir)? {
-            crate::output::line(format_args!("wrote {}", path.display()))?;
-        }
-        Ok(())
-    }
 }

@@ -9,6 +9,7 @@ pub mod dlq;
 pub mod invariants;
 pub mod load;
 mod output;
+pub mod schemas;
 pub mod serve;
 pub mod system;
 pub mod verify;

@@ -253,7 +253,7 @@ fn require_all_properties(schema: &mut Value) {
 
 /// Sorts object keys recursively, so the output is stable even if some other
 /// crate in the build turns on serde_json's `preserve_order`.
-fn canonical(value: Value) -> Value {
+pub(crate) fn canonical(value: Value) -> Value {
     match value {
         Value::Object(map) => {
             let mut entries: Vec<(String, Value)> = map.into_iter().collect();

@@ -11,7 +11,7 @@ use orderflow_events::{
     Event, EventKind, InventoryRejected, InventoryReleased, InventoryReserved, OrderCancelled,
     OrderConfirmed, OrderCreated, OrderId, OrderItem, PaymentCompleted, PaymentFailed, PaymentFailureReason,
     PaymentId, Priority, ProductId, Quantity, RejectReason, ReservationId, ReservedLine, Version, Versioned,
-    check_schemas, decode, decode_as, peek, v2, write_schemas,
+    check_asyncapi, check_schemas, decode, decode_as, peek, v2, write_schemas,
 };
 use serde_json::{Value, json};
 
@@ -82,6 +82,22 @@ fn committed_schemas_match_the_rust_types() {
             problems.join("\n  ")
         );
     }
+}
+
+#[test]
+fn committed_asyncapi_matches_the_rust_types() {
+    if let Err(problem) = check_asyncapi(&schemas_dir()) {
+        panic!(
+            "schemas/asyncapi.yaml has drifted from the Rust types: {problem}\nrun `cargo xtask schemas` and commit the result"
+        );
+    }
+}
+
+#[test]
+fn committed_schemas_pass_the_compatibility_gate() {
+    let findings = orderflow_events::gate::compare_with_dir(&schemas_dir());
+    let lines: Vec<String> = findings.iter().flat_map(|f| f.lines()).collect();
+    assert!(lines.is_empty(), "{}\nrun `cargo xtask schemas --check` for the verdict", lines.join("\n"));
 }
 
 #[test]

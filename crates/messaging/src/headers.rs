@@ -2,16 +2,10 @@
 
 use async_nats::HeaderMap;
 
-/// JetStream's de-duplication header; orderflow sets it to the event id.
-pub const NATS_MSG_ID: &str = "Nats-Msg-Id";
-/// Correlation id of the request that caused the event (same name as over HTTP).
-pub const CORRELATION_ID: &str = "X-Correlation-ID";
-/// W3C trace context.
-pub(crate) const TRACEPARENT: &str = "traceparent";
-/// CloudEvents structured mode content type.
-pub(crate) const CONTENT_TYPE: &str = "Content-Type";
-/// The value of [`CONTENT_TYPE`] for every orderflow event.
-pub(crate) const CLOUDEVENTS_JSON: &str = "application/cloudevents+json; charset=utf-8";
+// The event headers are named in the events crate, which also describes them in the AsyncAPI
+// document: one home for both.
+pub(crate) use orderflow_events::headers::{CLOUDEVENTS_JSON, CONTENT_TYPE, TRACEPARENT};
+pub use orderflow_events::headers::{CORRELATION_ID, NATS_MSG_ID};
 
 /// Why the message was dead-lettered (`schema_invalid`, `malformed`, …).
 pub const DLQ_REASON: &str = "Orderflow-Dlq-Reason";

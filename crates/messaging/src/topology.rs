@@ -243,16 +243,9 @@ pub struct Topology {
     pub consumers: Vec<ConsumerSpec>,
 }
 
-/// Which service consumes which event: SPEC.md's consumer table.
-pub(crate) const SUBSCRIPTIONS: [(&str, EventKind); 7] = [
-    ("inventory", EventKind::OrdersCreated),
-    ("inventory", EventKind::PaymentsCompleted),
-    ("inventory", EventKind::PaymentsFailed),
-    ("payment", EventKind::InventoryReserved),
-    ("order", EventKind::InventoryRejected),
-    ("order", EventKind::PaymentsCompleted),
-    ("order", EventKind::PaymentsFailed),
-];
+/// Which service consumes which event: SPEC.md's consumer table, kept in the events crate so the
+/// AsyncAPI document lists the same consumers.
+pub(crate) use orderflow_events::routing::SUBSCRIPTIONS;
 
 impl Topology {
     /// SPEC.md's streams and consumers (plus an express-lane twin of each consumer), and the

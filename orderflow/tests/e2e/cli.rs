@@ -28,3 +28,31 @@ fn output_into_a_pipe_closed_early_ends_cleanly() {
     assert!(output.status.success(), "{:?}: {stderr}", output.status);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// `orderflow schemas list|diff|show`: the event contract from the command line, no server.
+#[test]
+fn schemas_list_diff_and_show_describe_every_version() {
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_orderflow")).args(args).output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        (output.status.success(), stdout, String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+
+    let (ok, list, stderr) = run(&["schemas", "list"]);
+    assert!(ok, "{stderr}");
+    assert!(list.lines().any(|l| l.contains("orders.created.v2.express") && l.contains("ORDERS")), "{list}");
+    assert!(list.contains("orderflow.inventory.rejected.v2"), "{list}");
+
+    let (ok, diff, stderr) = run(&["schemas", "diff", "orders.created", "v1", "v2"]);
+    assert!(ok, "{stderr}");
+    assert!(diff.starts_with("orders.created.v1 → orders.created.v2"), "{diff}");
+    assert!(diff.contains("added:"), "{diff}");
+
+    let (ok, show, stderr) = run(&["schemas", "show", "inventory.rejected.v2.express"]);
+    assert!(ok, "{stderr}");
+    assert!(show.contains("\"const\": \"orderflow.inventory.rejected.v2\""), "{show}");
+
+    let (ok, _, stderr) = run(&["schemas", "show", "orders.created.v7"]);
+    assert!(!ok);
+    assert!(stderr.contains("unknown subject"), "{stderr}");
+}
