@@ -169,4 +169,25 @@ mod tests {
             Ok(())
         });
     }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+    fn event_versions_are_set_from_the_environment_as_lists() {
+        use orderflow_events::Version;
+        use orderflow_messaging::EventVersions;
+        #[derive(Debug, Default, Serialize, Deserialize)]
+        struct WithEvents {
+            events: EventVersions,
+        }
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ORDERFLOW__SVC__EVENTS__PUBLISH", "[v2]");
+            jail.set_env("ORDERFLOW__SVC__EVENTS__CONSUME", "[v1, v2]");
+
+            let s = load("svc", &WithEvents::default(), None, &Flags { port: None }).unwrap();
+
+            assert_eq!(s.events.publish, [Version::V2]);
+            assert_eq!(s.events.consume, [Version::V1, Version::V2]);
+            Ok(())
+        });
+    }
 }

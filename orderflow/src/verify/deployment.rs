@@ -10,8 +10,9 @@ use async_nats::jetstream;
 use orderflow_platform::http::{ADMIN_TOKEN_ENV, AdminToken};
 
 use super::cluster::{self, Cluster, free_port};
+use super::faults::UPGRADE_STAGES;
 use super::procs::{Role, ServiceProc};
-use super::{Deployment, PLENTY, PRODUCTS, SCARCE, VerifyConfig};
+use super::{Deployment, FaultFamily, PLENTY, PRODUCTS, SCARCE, VerifyConfig};
 use crate::invariants::{self, Targets};
 use crate::load;
 use crate::system::DbTarget;
@@ -109,7 +110,12 @@ impl Deployment {
                 "--config".into(),
                 config_arg.clone(),
             ];
-            procs.push(ServiceProc::new(&config.exe, role, index, port, args, token_env(), &log_dir));
+            let mut env = token_env();
+            if config.only.contains(&FaultFamily::Upgrade) {
+                // A rolling upgrade starts where every deployment before v2 was.
+                env.extend(UPGRADE_STAGES[0].env(role.as_str()));
+            }
+            procs.push(ServiceProc::new(&config.exe, role, index, port, args, env, &log_dir));
         }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))

@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 
+use orderflow_events::Version;
 use serde::Serialize;
 
 /// Which NATS node a fault hits, resolved when it is injected.
@@ -90,6 +91,52 @@ pub enum Fault {
         /// Events taken from the end of each stream.
         per_stream: usize,
     },
+    /// One step of a rolling schema upgrade: every service instance, one at a time, drained
+    /// (SIGTERM) and started again with the event versions of `stage` (an index into
+    /// [`UPGRADE_STAGES`], 1 or more). Before v1 is retired, every consumer has handled the last
+    /// v1 event.
+    Upgrade {
+        /// The stage the instances move to.
+        stage: usize,
+    },
+}
+
+/// A stage of a rolling schema upgrade (docs/EVENTS.md, "Migrating an event"): its name and
+/// the versions every service publishes and accepts in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UpgradeStage {
+    /// What the stage is.
+    pub name: &'static str,
+    /// `events.publish`.
+    pub publish: &'static [Version],
+    /// `events.consume`.
+    pub consume: &'static [Version],
+}
+
+/// The stages of a rolling upgrade from v1 to v2, in order; a run of the `upgrade` family starts
+/// in the first.
+pub const UPGRADE_STAGES: [UpgradeStage; 5] = [
+    UpgradeStage { name: "all v1", publish: &[Version::V1], consume: &[Version::V1] },
+    UpgradeStage { name: "consumers know v2", publish: &[Version::V1], consume: &[Version::V1, Version::V2] },
+    UpgradeStage {
+        name: "producers dual-publish",
+        publish: &[Version::V1, Version::V2],
+        consume: &[Version::V1, Version::V2],
+    },
+    UpgradeStage { name: "producers v2 only", publish: &[Version::V2], consume: &[Version::V1, Version::V2] },
+    UpgradeStage { name: "v1 retired", publish: &[Version::V2], consume: &[Version::V2] },
+];
+
+impl UpgradeStage {
+    /// The environment that sets this stage for a service's `section`
+    /// (`ORDERFLOW__ORDER__EVENTS__PUBLISH=[v1, v2]`).
+    pub fn env(&self, section: &str) -> [(String, String); 2] {
+        let list = |versions: &[Version]| {
+            format!("[{}]", versions.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", "))
+        };
+        let key = |list_name: &str| format!("ORDERFLOW__{}__EVENTS__{list_name}", section.to_uppercase());
+        [(key("PUBLISH"), list(self.publish)), (key("CONSUME"), list(self.consume))]
+    }
 }
 
 impl Fault {
@@ -103,7 +150,7 @@ impl Fault {
             | Self::GatewayOutage { hold_ms }
             | Self::GatewayErrors { hold_ms, .. }
             | Self::GatewaySlow { hold_ms, .. } => *hold_ms,
-            Self::DuplicateStorm { .. } => 0,
+            Self::DuplicateStorm { .. } | Self::Upgrade { .. } => 0,
         }
     }
 }
@@ -147,6 +194,10 @@ impl fmt::Display for Fault {
             Self::DuplicateStorm { per_stream } => {
                 write!(f, "duplicate storm, last {per_stream} events per stream")
             }
+            Self::Upgrade { stage } => match UPGRADE_STAGES.get(*stage) {
+                Some(s) => write!(f, "rolling restart into upgrade stage {}: {}", stage + 1, s.name),
+                None => write!(f, "rolling restart into upgrade stage {} (unknown)", stage + 1),
+            },
         }
     }
 }
@@ -168,12 +219,16 @@ pub enum FaultFamily {
     /// Two of the three NATS nodes killed at once: no quorum, no order completes until one is
     /// back. Drawn only when asked for.
     Quorum,
+    /// A rolling schema upgrade from v1 to v2 through [`UPGRADE_STAGES`], every instance
+    /// restarted one at a time between stages; the run starts in the first stage. Its four
+    /// steps are taken in order, once. Drawn only when asked for.
+    Upgrade,
 }
 
 impl FaultFamily {
     /// Every family, in the order the schedule takes them.
-    pub const ALL: [FaultFamily; 5] =
-        [Self::Services, Self::Nats, Self::Gateway, Self::Duplicates, Self::Quorum];
+    pub const ALL: [FaultFamily; 6] =
+        [Self::Services, Self::Nats, Self::Gateway, Self::Duplicates, Self::Quorum, Self::Upgrade];
     /// The families a schedule takes in turn when none is named: one fault at a time, each of
     /// which the system is built to ride through.
     pub const DEFAULT: [FaultFamily; 4] = [Self::Services, Self::Nats, Self::Gateway, Self::Duplicates];
@@ -216,6 +271,7 @@ pub fn plan(
             ]),
             FaultFamily::Duplicates => Family::new(vec![Draft::Storm]),
             FaultFamily::Quorum => Family::new(vec![Draft::QuorumLoss]),
+            FaultFamily::Upgrade => Family::in_order((1..UPGRADE_STAGES.len()).map(Draft::Upgrade).collect()),
         })
         .collect();
     let mut out = Vec::with_capacity(count);
@@ -223,6 +279,10 @@ pub fn plan(
     for i in 0..count {
         let family = &mut families[i % taken];
         let Some(draft) = family.next(&mut rng) else { continue };
+        if let Draft::Upgrade(stage) = draft {
+            out.push(Fault::Upgrade { stage });
+            continue;
+        }
         out.push(match draft {
             Draft::Kill(instance) => Fault::KillService { instance, down_ms: hold(&mut rng, 500, 3_000) },
             Draft::PauseNats(node) => Fault::PauseNats { node, hold_ms: hold(&mut rng, 2_000, 8_000) },
@@ -238,6 +298,7 @@ pub fn plan(
             },
             Draft::Storm => Fault::DuplicateStorm { per_stream: rng.usize(50..=200) },
             Draft::QuorumLoss => Fault::QuorumLoss { down_ms: hold(&mut rng, 2_000, 10_000) },
+            Draft::Upgrade(stage) => Fault::Upgrade { stage },
         });
     }
     out
@@ -253,20 +314,30 @@ enum Draft {
     GatewaySlow,
     Storm,
     QuorumLoss,
+    Upgrade(usize),
 }
 
-/// A family's drafts, dealt in a seeded shuffle that is redone each time the deck runs out.
+/// A family's drafts, dealt in a seeded shuffle that is redone each time the deck runs out — or,
+/// for a sequence, in order and once.
 struct Family {
     all: Vec<Draft>,
     deck: VecDeque<Draft>,
+    sequence: bool,
 }
 
 impl Family {
     fn new(all: Vec<Draft>) -> Self {
-        Self { all, deck: VecDeque::new() }
+        Self { all, deck: VecDeque::new(), sequence: false }
+    }
+
+    fn in_order(all: Vec<Draft>) -> Self {
+        Self { deck: all.clone().into(), all: Vec::new(), sequence: true }
     }
 
     fn next(&mut self, rng: &mut fastrand::Rng) -> Option<Draft> {
+        if self.sequence {
+            return self.deck.pop_front();
+        }
         if self.deck.is_empty() {
             let mut deck = self.all.clone();
             rng.shuffle(&mut deck);
@@ -282,6 +353,17 @@ mod tests {
 
     fn instances() -> Vec<String> {
         ["order-1", "inventory-1", "inventory-2", "payment-1", "payment-2"].map(String::from).to_vec()
+    }
+
+    #[test]
+    fn an_upgrade_is_its_four_steps_in_order_once() {
+        let faults = plan(3, 12, &[FaultFamily::Upgrade], &instances(), 15_000);
+        assert_eq!(faults, (1..=4).map(|stage| Fault::Upgrade { stage }).collect::<Vec<_>>());
+        assert_eq!(UPGRADE_STAGES[0].publish, [Version::V1]);
+        assert_eq!(UPGRADE_STAGES[4].consume, [Version::V2]);
+        let [publish, consume] = UPGRADE_STAGES[2].env("order");
+        assert_eq!(publish, ("ORDERFLOW__ORDER__EVENTS__PUBLISH".to_owned(), "[v1, v2]".to_owned()));
+        assert_eq!(consume.1, "[v1, v2]");
     }
 
     #[test]

@@ -9,8 +9,10 @@ use async_nats::jetstream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::faults::UPGRADE_STAGES;
 use super::procs::Role;
 use super::{Deployment, Fault, FaultRecord, NodeChoice, VerifyConfig};
+use orderflow_events::Version;
 
 impl Deployment {
     /// Injects the schedule, spread evenly over the load's duration, one fault at a time.
@@ -75,6 +77,7 @@ impl Deployment {
                 record.target = "gateway-1".into();
                 self.gateway_fault(fault, hold).await
             }
+            Fault::Upgrade { stage } => self.upgrade(*stage, &mut record).await,
             Fault::DuplicateStorm { per_stream } => {
                 record.target = "ORDERS, INVENTORY, PAYMENTS".into();
                 match storm(&self.js, *per_stream, index).await {
@@ -133,6 +136,95 @@ impl Deployment {
         p.kill().await;
         tokio::time::sleep(down).await;
         p.start(&http, Duration::from_secs(60)).await
+    }
+
+    /// Moves every service instance to upgrade `stage`, one at a time: SIGTERM (a graceful drain,
+    /// so no request in flight fails and nothing is left unpublished), then a start with the
+    /// stage's event versions, ready before the next instance goes. Before v1 is retired (a
+    /// stage that no longer accepts it), every consumer must have handled every event published
+    /// so far, the last v1 among them: what an operator checks before that step.
+    async fn upgrade(&mut self, stage: usize, record: &mut FaultRecord) -> anyhow::Result<()> {
+        let to = UPGRADE_STAGES.get(stage).with_context(|| format!("no upgrade stage {}", stage + 1))?;
+        let before = self.created_counts().await?;
+        let mut caught_up = String::new();
+        if !to.consume.contains(&Version::V1) {
+            let waited = self.wait_consumers_caught_up(Duration::from_secs(120)).await?;
+            caught_up = format!("; consumers caught up with the last v1 event in {} ms", waited.as_millis());
+        }
+        let http = self.http.clone();
+        let mut restarted = Vec::new();
+        for p in self.procs.iter_mut().filter(|p| p.role != Role::Gateway) {
+            for (key, value) in to.env(p.role.as_str()) {
+                p.set_env(&key, &value);
+            }
+            p.stop(Duration::from_secs(15)).await;
+            p.start(&http, Duration::from_secs(60)).await?;
+            restarted.push(p.name.clone());
+        }
+        record.target = restarted.join(", ");
+        let after = self.created_counts().await?;
+        record.detail = Some(format!(
+            "orders.created v1 {}→{}, v2 {}→{}{caught_up}",
+            before[0], after[0], before[1], after[1]
+        ));
+        Ok(())
+    }
+
+    /// How many `orders.created` messages ORDERS holds in v1 and in v2 (both lanes).
+    async fn created_counts(&self) -> anyhow::Result<[u64; 2]> {
+        use futures_util::TryStreamExt as _;
+        let stream =
+            self.js.get_stream(orderflow_events::subjects::STREAM_ORDERS).await.context("stream ORDERS")?;
+        let mut subjects = stream.info_with_subjects("orders.created.>").await.context("ORDERS subjects")?;
+        let mut counts = [0u64; 2];
+        while let Some((subject, count)) = subjects.try_next().await.context("ORDERS subjects")? {
+            match orderflow_events::MessageType::from_subject(&subject).map(|m| m.version) {
+                Some(Version::V1) => counts[0] += u64::try_from(count).unwrap_or(0),
+                Some(Version::V2) => counts[1] += u64::try_from(count).unwrap_or(0),
+                None => {}
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Waits until every durable consumer of the event streams has acknowledged everything its
+    /// stream held when called (the last sequence, or all of its own filter's messages).
+    async fn wait_consumers_caught_up(&self, timeout: Duration) -> anyhow::Result<Duration> {
+        use futures_util::StreamExt as _;
+        use orderflow_events::subjects::{STREAM_INVENTORY, STREAM_ORDERS, STREAM_PAYMENTS};
+        let started = Instant::now();
+        let mut targets = Vec::new();
+        for name in [STREAM_ORDERS, STREAM_INVENTORY, STREAM_PAYMENTS] {
+            let mut stream = self.js.get_stream(name).await.with_context(|| format!("stream {name}"))?;
+            let last =
+                stream.info().await.with_context(|| format!("stream {name} info"))?.state.last_sequence;
+            let mut names = stream.consumer_names();
+            while let Some(consumer) = names.next().await {
+                targets.push((
+                    stream.clone(),
+                    consumer.with_context(|| format!("consumers of {name}"))?,
+                    last,
+                ));
+            }
+        }
+        for (stream, consumer, last) in targets {
+            loop {
+                let info =
+                    stream.consumer_info(&consumer).await.with_context(|| format!("consumer {consumer}"))?;
+                // Caught up: its ack floor passed `last`, or nothing of its filter is left.
+                if info.ack_floor.stream_sequence >= last
+                    || (info.num_pending == 0 && info.num_ack_pending == 0)
+                {
+                    break;
+                }
+                anyhow::ensure!(
+                    started.elapsed() < timeout,
+                    "consumer {consumer} did not catch up with sequence {last} within {timeout:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Ok(started.elapsed())
     }
 
     /// The ORDERS stream's leader now, or a node that is not it.

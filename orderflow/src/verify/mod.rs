@@ -37,7 +37,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use cli::{VerifyArgs, VerifyConfig};
-pub use faults::{Fault, FaultFamily, NodeChoice, plan};
+pub use faults::{Fault, FaultFamily, NodeChoice, UPGRADE_STAGES, UpgradeStage, plan};
 pub use memory::MemoryRow;
 pub use report::{FaultRecord, LoadSummary, Probe, VerifyReport};
 pub use sabotage::Sabotage;

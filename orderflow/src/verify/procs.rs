@@ -91,6 +91,14 @@ impl ServiceProc {
         }
     }
 
+    /// Sets an environment variable for its next start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        match self.env.iter_mut().find(|(k, _)| k == key) {
+            Some(entry) => value.clone_into(&mut entry.1),
+            None => self.env.push((key.to_owned(), value.to_owned())),
+        }
+    }
+
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)

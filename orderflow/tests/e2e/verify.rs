@@ -82,6 +82,52 @@ async fn losing_two_of_three_nats_nodes_loses_nothing_and_the_flow_resumes_when_
     assert_eq!(report.check.charges_succeeded, report.check.confirmed);
 }
 
+/// A rolling schema upgrade under load (issue 14): every instance starts with v1 only, then all
+/// of them are restarted one at a time into each next stage — consumers know v2, producers
+/// dual-publish, producers v2 only, v1 retired — while orders keep coming. No invariant breaks,
+/// nothing is dead-lettered (no consumer ever meets a version it does not accept) and no order
+/// is left pending.
+async fn a_rolling_upgrade_from_v1_to_v2_under_load_loses_and_dead_letters_nothing(backend: DbBackend) {
+    orderflow_telemetry::init_for_tests();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(&dir, Duration::from_secs(60), 4, 5);
+    c.only = vec![FaultFamily::Upgrade];
+    if backend == DbBackend::Postgres {
+        c.database_url = Some(orderflow_test_support::postgres_url());
+    }
+    let report = run_verify(&c, &CancellationToken::new()).await.unwrap();
+    println!("{}", report.render());
+    assert!(report.passed, "{}", report.render());
+    let stages: Vec<_> = report.faults.iter().map(|f| f.fault.clone()).collect();
+    assert_eq!(stages, (1..=4).map(|stage| Fault::Upgrade { stage }).collect::<Vec<_>>());
+    assert!(
+        report.faults.iter().all(|f| f.recovered_after_ms.is_some() && f.error.is_none()),
+        "{:?}",
+        report.faults
+    );
+    assert!(report.check.dlq.is_empty(), "dead letters: {:?}", report.check.dlq);
+    // "orders.created v1 a→b, v2 c→d": counted before and after each step's restarts.
+    let counts: Vec<[u64; 4]> = report
+        .faults
+        .iter()
+        .map(|f| {
+            let detail = f.detail.as_deref().unwrap_or_default();
+            let numbers: Vec<u64> =
+                detail.split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse().ok()).collect();
+            // v1 a b v2 c d …: the version digits come before each pair.
+            [numbers[1], numbers[2], numbers[4], numbers[5]]
+        })
+        .collect();
+    println!("orders.created per step (v1 before, v1 after, v2 before, v2 after): {counts:?}");
+    assert_eq!(counts[0][3], 0, "no v2 before the producers dual-publish");
+    assert!(counts[2][2] > 0, "dual publishing published v2");
+    assert_eq!(counts[3][0], counts[2][1], "no v1 once every producer is on v2 only");
+    assert!(counts[3][2] > counts[2][3], "v2 kept flowing");
+    assert_eq!(report.check.pending, 0);
+    assert!(report.check.confirmed > 0);
+    assert!(report.check.orders as u64 >= report.load.accepted);
+}
+
 /// The suite can fail: after a run, one product gets a unit committed twice (what a handler
 /// that applied an event twice would leave), and the report must name it. On PostgreSQL, so
 /// that the suite's PostgreSQL path runs in CI too.
@@ -105,4 +151,7 @@ async fn a_double_applied_commit_is_reported_as_a_violation() {
     assert!(report.database.starts_with("PostgreSQL"));
 }
 
-orderflow_test_support::both_databases!(a_short_run_survives_its_faults_with_every_invariant_intact);
+orderflow_test_support::both_databases!(
+    a_short_run_survives_its_faults_with_every_invariant_intact,
+    a_rolling_upgrade_from_v1_to_v2_under_load_loses_and_dead_letters_nothing,
+);
