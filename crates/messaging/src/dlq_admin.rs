@@ -107,6 +107,20 @@ pub enum DlqAdminError {
         #[source]
         source: BoxError,
     },
+    /// No durable consumer of the original stream subscribes to the original subject (a
+    /// version every service retired from `events.consume`): replayed, the event would be
+    /// stored and read by nobody, so the dead letter stays in the DLQ.
+    #[error(
+        "no consumer of {stream} subscribes to {subject} (a retired event version?); dead letter {seq} stays in the DLQ — put the version back in events.consume, then replay"
+    )]
+    Unsubscribed {
+        /// The DLQ sequence.
+        seq: u64,
+        /// The original stream.
+        stream: String,
+        /// The original subject.
+        subject: String,
+    },
     /// The replay was not acknowledged; the dead letter stays in the DLQ.
     #[error("replaying dead letter {seq} to {subject} failed; it stays in the DLQ")]
     Publish {
@@ -341,6 +355,39 @@ impl DeadLetterRecord {
     }
 }
 
+/// Whether a durable consumer of `stream` receives `subject`. An error (the stream or its
+/// consumers unreadable) is not an answer: the caller replays as it would without the check.
+async fn subscribed(js: &jetstream::Context, stream: &str, subject: &str) -> Result<bool, BoxError> {
+    use futures_util::StreamExt as _;
+    let stream = js.get_stream(stream).await?;
+    let mut consumers = stream.consumers();
+    while let Some(info) = consumers.next().await {
+        let config = info?.config;
+        let mut filters = config.filter_subjects;
+        if !config.filter_subject.is_empty() {
+            filters.push(config.filter_subject);
+        }
+        if filters.is_empty() || filters.iter().any(|f| subject_matches(f, subject)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// NATS subject matching: `*` is one token, `>` one or more trailing tokens.
+fn subject_matches(filter: &str, subject: &str) -> bool {
+    let mut subject_tokens = subject.split('.');
+    for token in filter.split('.') {
+        match (token, subject_tokens.next()) {
+            (">", Some(_)) => return true,
+            ("*", Some(_)) => {}
+            (literal, Some(s)) if literal == s => {}
+            _ => return false,
+        }
+    }
+    subject_tokens.next().is_none()
+}
+
 fn is_dead_letter_header(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     lower.starts_with("orderflow-dlq-")
@@ -362,7 +409,7 @@ impl EnvelopeFields {
     fn read(payload: &[u8]) -> Self {
         if let Ok(head) = orderflow_events::peek(payload) {
             return Self {
-                event_type: Some(head.kind.type_name().to_owned()),
+                event_type: Some(head.kind.at(head.version).type_name().to_owned()),
                 id: head.id,
                 order_id: head.subject,
                 correlation_id: head.correlation_id,
@@ -517,6 +564,22 @@ impl Dlq {
     ) -> Vec<ReplayOutcome> {
         let Some(first) = letters.first() else { return Vec::new() };
         let subject = first.original_subject.clone();
+        if let Some(stream) = &first.original_stream
+            && let Ok(false) = subscribed(js, stream, &subject).await
+        {
+            return letters
+                .iter()
+                .map(|letter| ReplayOutcome {
+                    seq: letter.seq,
+                    original_subject: subject.clone(),
+                    result: Err(DlqAdminError::Unsubscribed {
+                        seq: letter.seq,
+                        stream: stream.clone(),
+                        subject: subject.clone(),
+                    }),
+                })
+                .collect();
+        }
         let ack = match js
             .publish_with_headers(subject.clone(), first.replay_headers(), first.payload.clone())
             .await
@@ -666,6 +729,18 @@ pub async fn purge(js: &jetstream::Context, filter: &Filter) -> Result<u64, DlqA
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn subjects_match_nats_wildcards() {
+        assert!(subject_matches("orders.created.v1", "orders.created.v1"));
+        assert!(subject_matches("orders.*.v1", "orders.created.v1"));
+        assert!(subject_matches("orders.>", "orders.created.v1.express"));
+        assert!(!subject_matches("orders.created.v2", "orders.created.v1"));
+        assert!(!subject_matches("orders.created.v1", "orders.created.v1.express"));
+        assert!(!subject_matches("orders.created.v1.express", "orders.created.v1"));
+        assert!(!subject_matches("orders.>", "orders"));
+    }
+
     use super::*;
 
     #[test]

@@ -437,3 +437,40 @@ async fn the_dead_letters_of_one_event_from_two_consumers_are_replayed_by_one_pu
     assert_eq!(stream_messages(&env, "PAYMENTS").await, 2);
     assert_eq!(stream_messages(&env, "DLQ").await, 0);
 }
+
+#[tokio::test]
+async fn a_replay_to_a_subject_no_consumer_subscribes_to_keeps_the_dead_letter() {
+    let env = setup().await;
+    let seq =
+        publish_dead_letter(&env, "orders.created.v1", "inventory-orders-created", DlqReason::UnknownType)
+            .await;
+    // v1 retired: the only consumer of ORDERS left takes orders.created.v2.
+    let stream = env.js.get_stream("ORDERS").await.unwrap();
+    let names: Vec<String> = {
+        use futures_util::TryStreamExt as _;
+        stream.consumer_names().try_collect().await.unwrap()
+    };
+    for name in names {
+        stream.delete_consumer(&name).await.unwrap();
+    }
+    let v2_only = async_nats::jetstream::consumer::pull::Config {
+        durable_name: Some("inventory-orders-created".into()),
+        filter_subject: "orders.created.v2".into(),
+        ..Default::default()
+    };
+    stream.create_consumer(v2_only).await.unwrap();
+
+    let refused = dlq_admin::replay(&env.js, seq).await;
+
+    assert!(
+        matches!(&refused, Err(DlqAdminError::Unsubscribed { subject, .. }) if subject == "orders.created.v1"),
+        "{refused:?}"
+    );
+    assert_eq!(stream_messages(&env, "ORDERS").await, 0, "nothing was republished");
+    assert_eq!(dlq_admin::get(&env.js, seq).await.unwrap().seq, seq, "the dead letter is kept");
+
+    // v1 accepted again: the same dead letter replays.
+    provision(&env.js, &topology()).await.unwrap();
+    dlq_admin::replay(&env.js, seq).await.unwrap();
+    assert_eq!(stream_messages(&env, "ORDERS").await, 1);
+}
