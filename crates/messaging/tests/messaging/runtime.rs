@@ -824,3 +824,38 @@ async fn a_comma_separated_server_list_connects_to_any_live_server() {
     client.flush().await.unwrap();
     assert_eq!(client.connection_state(), async_nats::connection::State::Connected);
 }
+
+/// Streams created by a release without limits (no max_age or max_bytes, DiscardPolicy::Old)
+/// are updated in place to the bounded spec, and keep their messages.
+#[tokio::test]
+async fn unbounded_streams_of_an_older_release_are_updated_to_the_limits_and_keep_their_messages() {
+    let nats = TestNats::start().unwrap();
+    let js = jetstream::new(nats.client().await.unwrap());
+    for (name, subject) in [("ORDERS", "orders.>"), ("DLQ", "dlq.>")] {
+        js.create_stream(jetstream::stream::Config {
+            name: name.into(),
+            subjects: vec![subject.into()],
+            storage: jetstream::stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            allow_direct: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    js.publish("orders.created.v1", "{}".into()).await.unwrap().await.unwrap();
+
+    let report = provision(&js, &Topology::orderflow(1)).await.unwrap();
+
+    assert!(report.updated.contains(&"stream ORDERS".to_owned()), "{report:?}");
+    assert!(report.updated.contains(&"stream DLQ".to_owned()), "{report:?}");
+    let mut orders = js.get_stream("ORDERS").await.unwrap();
+    let info = orders.info().await.unwrap();
+    assert_eq!(info.state.messages, 1);
+    assert_eq!(info.config.max_age, orderflow_messaging::topology::EVENT_MAX_AGE);
+    assert_eq!(info.config.max_bytes, orderflow_messaging::topology::EVENT_MAX_BYTES);
+    assert_eq!(info.config.discard, jetstream::stream::DiscardPolicy::New);
+    let dlq = js.get_stream("DLQ").await.unwrap().get_info().await.unwrap();
+    assert_eq!(dlq.config.max_age, orderflow_messaging::topology::DLQ_MAX_AGE);
+    assert!(provision(&js, &Topology::orderflow(1)).await.unwrap().is_noop());
+}
