@@ -93,7 +93,7 @@ pub enum DbError {
 /// One embedded migration of a service.
 #[derive(Clone, Copy, Debug)]
 pub struct Migration {
-    /// Version; services use 100 and up (the platform's own tables are version 1).
+    /// Version; services use 100 and up (the platform's own tables are versions 1 and 2).
     pub version: i64,
     /// Short description.
     pub description: &'static str,
@@ -101,12 +101,19 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-/// The platform's own tables: outbox and inbox.
-const PLATFORM_MIGRATION: Migration = Migration {
-    version: 1,
-    description: "outbox and inbox",
-    sql: include_str!("../migrations/0001_outbox_inbox.sql"),
-};
+/// The platform's own tables: outbox and inbox (versions below 100).
+const PLATFORM_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "outbox and inbox",
+        sql: include_str!("../migrations/0001_outbox_inbox.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "inbox processed_at index",
+        sql: include_str!("../migrations/0002_inbox_processed_at.sql"),
+    },
+];
 
 /// A service's database: its writer, its readers, and a small pool for migrations and tools.
 #[derive(Clone, Debug)]
@@ -237,7 +244,7 @@ impl Db {
     }
 
     async fn migrate(&self, schema: &str, migrations: &[Migration]) -> Result<(), DbError> {
-        let all = std::iter::once(&PLATFORM_MIGRATION).chain(migrations).map(|m| {
+        let all = PLATFORM_MIGRATIONS.iter().chain(migrations).map(|m| {
             sqlx::migrate::Migration::new(
                 m.version,
                 Cow::Borrowed(m.description),
