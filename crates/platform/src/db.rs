@@ -445,18 +445,38 @@ fn sqlite_path(url: &str) -> Option<&Path> {
     (!path.is_empty() && path != ":memory:").then(|| Path::new(path))
 }
 
-/// The URL without its password, for errors and logs.
+/// `url` with its password replaced by `***`: in the user-info (`postgres://u:***@h/db`) and in
+/// query parameters that carry one (`?password=***`, `sslpassword`). For logs, errors and
+/// `Debug` output; a URL without a password comes back unchanged.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    // The query starts after the user-info: a password may hold a raw `?` or `@`.
+    let after_creds = url.rfind('@').map_or(0, |at| at + 1);
+    let (base, query) = match url[after_creds..].find('?') {
+        Some(q) => (&url[..after_creds + q], Some(&url[after_creds + q + 1..])),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
+            let creds = &base[scheme + 3..at];
             match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
+                Some((user, _)) => format!("{}{user}:***{}", &base[..scheme + 3], &base[at..]),
+                None => base.to_owned(),
             }
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((key, _)) if key.to_ascii_lowercase().contains("password") => format!("{key}=***"),
+                _ => param.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
+    out
 }
 
 /// Is this error worth retrying (lock contention, serialization failure, lost connection)?
@@ -487,6 +507,15 @@ mod tests {
         assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(redact("postgres://h/db"), "postgres://h/db");
         assert_eq!(redact("sqlite://./x.db"), "sqlite://./x.db");
+        assert_eq!(
+            redact("postgres://u:p?a@ss@h/db?sslmode=require"),
+            "postgres://u:***@h/db?sslmode=require"
+        );
+        assert_eq!(
+            redact("postgres://h/db?user=u&password=secret&sslpassword=k"),
+            "postgres://h/db?user=u&password=***&sslpassword=***"
+        );
+        assert_eq!(redact("nats://u:secret@h:4222"), "nats://u:***@h:4222");
     }
 
     #[test]

@@ -859,3 +859,34 @@ async fn unbounded_streams_of_an_older_release_are_updated_to_the_limits_and_kee
     assert_eq!(dlq.config.max_age, orderflow_messaging::topology::DLQ_MAX_AGE);
     assert!(provision(&js, &Topology::orderflow(1)).await.unwrap().is_noop());
 }
+
+/// A server that requires a user and password is reached with them in the URL (async-nats itself
+/// ignores URL credentials), and without them the connect fails.
+#[tokio::test]
+async fn credentials_in_the_url_reach_a_server_that_requires_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let conf = dir.path().join("auth.conf");
+    std::fs::write(
+        &conf,
+        format!("listen: 127.0.0.1:{port}\nauthorization {{ user: svc, password: \"p@ss:w\" }}\n"),
+    )
+    .unwrap();
+    let mut options = orderflow_natsd::Options::new(dir.path().join("store"));
+    options.port = Some(port);
+    options.config_file = Some(conf);
+    let _server = orderflow_natsd::NatsServer::start(options).unwrap();
+    let quick = |url: String| {
+        let mut cfg = ConnectConfig::new(url, "orderflow/test");
+        cfg.initial_timeout = Some(Duration::from_secs(1));
+        cfg
+    };
+
+    let with = connect(&quick(format!("nats://svc:p%40ss:w@127.0.0.1:{port}"))).await;
+    let without = connect(&quick(format!("nats://127.0.0.1:{port}"))).await;
+
+    let client = with.unwrap();
+    client.flush().await.unwrap();
+    let error = without.unwrap_err().to_string();
+    assert!(!error.contains("p@ss"), "{error}");
+}
