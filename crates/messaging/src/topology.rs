@@ -67,12 +67,13 @@ pub const MAX_PAYLOAD: usize = 256 * 1024;
 
 /// The longest time after an event was first processed at which a copy of it can still be
 /// delivered to a handler, so how long an inbox row must be kept for the copy to stay a no-op:
-/// - a redelivery after a lost ack: within `max_deliver` deliveries on the standard schedule;
+/// - a redelivery after a lost ack: within `max_deliver` deliveries on the standard schedule
+///   (plus the handlers' own time, minutes at most, which the inbox's day of margin covers);
 /// - a duplicate publish: within the JetStream duplicate window (de-duplicated before that);
 /// - a consumer recreated from the start of its stream (deleted by an operator, lost with a
 ///   server's store): every event the stream still holds, so up to [`EVENT_MAX_AGE`];
 /// - a DLQ replay of an event that did go through (processed, but its last ack lost): it reached
-///   the DLQ at most the redelivery span later, plus [`ADVISORIES_MAX_AGE`] when it went through
+///   the DLQ at most the redelivery span later, plus `ADVISORIES`' 7 days when it went through
 ///   a MAX_DELIVERIES advisory that waited for a service to come back, and the DLQ keeps it for
 ///   [`DLQ_MAX_AGE`].
 ///

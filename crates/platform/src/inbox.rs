@@ -16,7 +16,7 @@
 //! (both versions of a dual-published `orders.created`), so every copy of either arrives by the
 //! same bounded paths as the event that first claimed it.
 //!
-//! Pruning runs in the background ([`prune_in_background`], started by the kernel for every
+//! Pruning runs in the background (`prune_in_background`, started by the kernel for every
 //! service) in units of [`PRUNE_BATCH`] rows, each its own unit of work in the writer's group
 //! commit, so it never holds the writer for more than a small delete.
 
