@@ -6,8 +6,9 @@
 //! messages at MaxDeliver) and file storage.
 //!
 //! Every stream is bounded in age and in bytes ([`EVENT_MAX_AGE`], [`EVENT_MAX_BYTES`],
-//! [`DLQ_MAX_AGE`], [`DLQ_MAX_BYTES`]) with `DiscardPolicy::New`: a stream at its byte limit
-//! refuses new messages instead of dropping old ones. Nothing is lost then — the outbox keeps
+//! [`DLQ_MAX_AGE`], [`DLQ_MAX_BYTES`]), and the ones orderflow publishes to use
+//! `DiscardPolicy::New`: a stream at its byte limit refuses new messages instead of dropping old
+//! ones. Nothing is lost then — the outbox keeps
 //! the event and publishes it again, the dead-lettering consumer naks and retries — and the
 //! `OrderflowStreamNearlyFull` alert (on `orderflow_stream_bytes` / `orderflow_stream_max_bytes`)
 //! fires well before. Age still expires messages: an event stream keeps a week of replayable
@@ -106,13 +107,15 @@ pub struct StreamSpec {
     pub(crate) duplicate_window: Duration,
     /// Maximum age of a message; zero keeps messages until limits say otherwise.
     pub(crate) max_age: Duration,
-    /// Most messages kept (the oldest go first); -1 for no limit.
+    /// Most messages kept; -1 for no limit.
     pub(crate) max_messages: i64,
-    /// Most bytes kept; -1 for no limit. At the limit new messages are refused
-    /// (`DiscardPolicy::New`), nothing old is dropped.
+    /// Most bytes kept; -1 for no limit. What happens at the limit is [`Self::discard`].
     pub(crate) max_bytes: i64,
     /// Largest message stored (headers included); -1 for the server's `max_payload`.
     pub(crate) max_message_size: i32,
+    /// What happens at a limit: `New` refuses new messages (every stream orderflow publishes
+    /// to), `Old` drops the oldest (`ADVISORIES`, which the server fills and nobody can retry).
+    pub(crate) discard: stream::DiscardPolicy,
 }
 
 impl StreamSpec {
@@ -128,7 +131,7 @@ impl StreamSpec {
             max_messages: self.max_messages,
             max_bytes: self.max_bytes,
             max_message_size: self.max_message_size,
-            discard: stream::DiscardPolicy::New,
+            discard: self.discard,
             allow_direct: true,
             ..Default::default()
         }
@@ -305,6 +308,7 @@ impl Topology {
             max_messages: -1,
             max_bytes: EVENT_MAX_BYTES,
             max_message_size: EVENT_MAX_MSG_SIZE,
+            discard: stream::DiscardPolicy::New,
         };
         let streams = vec![
             stream(subjects::STREAM_ORDERS, subjects::STREAM_ORDERS_SUBJECTS),
@@ -318,6 +322,9 @@ impl Topology {
             },
             StreamSpec {
                 max_message_size: -1,
+                // The server publishes advisories without retrying a refused one: at the limit,
+                // the oldest go (those of consumers nobody watches pile up there), not the news.
+                discard: stream::DiscardPolicy::Old,
                 max_age: ADVISORIES_MAX_AGE,
                 max_messages: ADVISORIES_MAX_MESSAGES,
                 max_bytes: ADVISORIES_MAX_BYTES,
@@ -503,13 +510,16 @@ mod tests {
     }
 
     #[test]
-    fn every_stream_is_bounded_refuses_when_full_and_the_dlq_outlives_the_events() {
+    fn every_stream_is_bounded_those_orderflow_publishes_to_refuse_when_full_and_the_dlq_outlives_the_events()
+    {
         let topology = Topology::orderflow(1);
 
         for s in &topology.streams {
             let config = s.config();
             assert!(config.max_age > Duration::ZERO && config.max_bytes > 0, "{} is unbounded", s.name);
-            assert_eq!(config.discard, stream::DiscardPolicy::New, "{} drops old messages", s.name);
+            let discard =
+                if s.name == "ADVISORIES" { stream::DiscardPolicy::Old } else { stream::DiscardPolicy::New };
+            assert_eq!(config.discard, discard, "{}", s.name);
         }
         let dlq = topology.streams.iter().find(|s| s.name == "DLQ").unwrap();
         let orders = topology.streams.iter().find(|s| s.name == "ORDERS").unwrap();

