@@ -37,7 +37,7 @@ enum AnalyticsCommand {
 #[derive(Debug, Args)]
 struct RebuildArgs {
     /// The NATS server holding the streams.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222", hide_env_values = true)]
     nats_url: String,
     /// The store to rebuild (sqlite://… or postgres://…); default: a fresh SQLite file in a
     /// temporary directory, removed afterwards.

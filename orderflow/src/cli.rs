@@ -67,13 +67,13 @@ pub struct UpArgs {
     #[arg(long, default_value = ".orderflow")]
     data_dir: PathBuf,
     /// Use this NATS server instead of starting one.
-    #[arg(long, env = "NATS_URL")]
+    #[arg(long, env = "NATS_URL", hide_env_values = true)]
     nats_url: Option<String>,
     /// Client port of the embedded nats-server (0 picks a free one).
     #[arg(long, default_value_t = 0)]
     nats_port: u16,
     /// postgres://… to use PostgreSQL (a schema per service) instead of SQLite files.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
     /// Configuration file (TOML) layered under the environment and these flags.
     #[arg(long)]

@@ -26,7 +26,13 @@ const ERROR_COLUMN: usize = 60;
 #[derive(Debug, Args)]
 pub struct DlqArgs {
     /// The NATS server whose DLQ stream to work on.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222", global = true)]
+    #[arg(
+        long,
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        global = true,
+        hide_env_values = true
+    )]
     nats_url: String,
     #[command(subcommand)]
     command: DlqCommand,

@@ -3,6 +3,11 @@
 //!
 //! Both schedules are the one [`Backoff`] of `orderflow-resilience`, shaped by
 //! `ConnectConfig::backoff`.
+//!
+//! Credentials in a server URL (`nats://user:password@host`, or `nats://token@host`) are taken
+//! out of it and given to the client as options: async-nats does not read them from the URL
+//! (nats.rs #1623), and it logs the URLs it connects to (DEBUG) — so do we (INFO) — which must
+//! never show a password. Every URL this module logs or puts in an error is the stripped one.
 
 use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
@@ -13,8 +18,8 @@ use async_nats::{Client, ConnectOptions, Event, ReconnectToServer, Server, Serve
 use orderflow_resilience::{Backoff, BackoffConfig, BackoffConfigError};
 use tokio::sync::watch;
 
-/// How to reach NATS.
-#[derive(Clone, Debug)]
+/// How to reach NATS. `Debug` shows the URLs without their credentials.
+#[derive(Clone)]
 pub struct ConnectConfig {
     /// Server URL(s), comma-separated (`nats://127.0.0.1:4222,nats://…`).
     pub(crate) url: String,
@@ -28,6 +33,19 @@ pub struct ConnectConfig {
     pub initial_timeout: Option<Duration>,
     /// Timeout of JetStream API requests and PubAcks.
     pub request_timeout: Duration,
+}
+
+impl std::fmt::Debug for ConnectConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectConfig")
+            .field("url", &split_credentials(&self.url).0.join(","))
+            .field("name", &self.name)
+            .field("min_backoff", &self.min_backoff)
+            .field("max_backoff", &self.max_backoff)
+            .field("initial_timeout", &self.initial_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
 }
 
 impl ConnectConfig {
@@ -95,18 +113,27 @@ pub(crate) fn reconnect_delay(attempt: usize, min: Duration, max: Duration) -> D
 pub async fn connect(cfg: &ConnectConfig) -> Result<Client, ConnectError> {
     let mut backoff = Backoff::new(cfg.backoff())?;
     // A comma-separated list names several servers of a cluster; any of them will do.
-    let servers = server_list(&cfg.url);
+    let (servers, credentials) = split_credentials(&cfg.url);
+    let url = servers.join(",");
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let err = match options(cfg).connect(servers.as_slice()).await {
+        let mut options = options(cfg, &url);
+        options = match &credentials {
+            Some(Credentials::UserPassword(user, password)) => {
+                options.user_and_password(user.clone(), password.clone())
+            }
+            Some(Credentials::Token(token)) => options.token(token.clone()),
+            None => options,
+        };
+        let err = match options.connect(servers.as_slice()).await {
             Ok(client) => return Ok(client),
             Err(err) => err,
         };
         let Some(delay) = backoff.next_delay() else {
-            return Err(ConnectError::Unreachable { url: cfg.url.clone(), attempts, source: err });
+            return Err(ConnectError::Unreachable { url, attempts, source: err });
         };
-        tracing::warn!(url = %cfg.url, error = %err, retry_in = ?delay, "NATS not reachable yet");
+        tracing::warn!(%url, error = %err, retry_in = ?delay, "NATS not reachable yet");
         tokio::time::sleep(delay).await;
     }
 }
@@ -164,6 +191,61 @@ pub(crate) async fn connected(client: &Client) {
     }
 }
 
+/// What a server URL's user-info says: `user:password`, or a bare token.
+enum Credentials {
+    UserPassword(String, String),
+    Token(String),
+}
+
+/// The server URLs without their user-info, and the credentials the first URL that had any
+/// carried (percent-decoded). A cluster's servers share one identity; a URL with other
+/// credentials than the first is connected to with the first's.
+fn split_credentials(urls: &str) -> (Vec<String>, Option<Credentials>) {
+    let mut credentials = None;
+    let servers = server_list(urls)
+        .into_iter()
+        .map(|url| {
+            let scheme_end = url.find("://").map_or(0, |i| i + 3);
+            let rest = &url[scheme_end..];
+            // The user-info ends at the last `@` before the path.
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            let Some(at) = rest[..authority_end].rfind('@') else { return url };
+            let userinfo = &rest[..at];
+            if credentials.is_none() {
+                credentials = Some(match userinfo.split_once(':') {
+                    Some((user, password)) => {
+                        Credentials::UserPassword(percent_decode(user), percent_decode(password))
+                    }
+                    None => Credentials::Token(percent_decode(userinfo)),
+                });
+            }
+            format!("{}{}", &url[..scheme_end], &rest[at + 1..])
+        })
+        .collect();
+    (servers, credentials)
+}
+
+/// `%40` → `@`; anything that is not a valid escape stays as it is.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'?'));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// `nats://a:4222, nats://b:4222` → `["nats://a:4222", "nats://b:4222"]`.
 pub fn server_list(urls: &str) -> Vec<String> {
     urls.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect()
@@ -186,9 +268,10 @@ fn next_server(servers: &[Server], last: &ServerInfo) -> Option<ServerAddr> {
     servers.iter().min_by_key(|s| (s.failed_attempts, was_last(s), fastrand::u32(..))).map(|s| s.addr.clone())
 }
 
-fn options(cfg: &ConnectConfig) -> ConnectOptions {
+/// The client's options; `url` (without credentials) is what its events are logged with.
+fn options(cfg: &ConnectConfig, url: &str) -> ConnectOptions {
     let reconnect = BackoffConfig { max_elapsed: None, ..cfg.backoff() };
-    let url = cfg.url.clone();
+    let url = url.to_owned();
     ConnectOptions::new()
         .name(&cfg.name)
         .max_reconnects(None)
@@ -232,6 +315,21 @@ mod tests {
     fn a_comma_separated_url_names_every_server() {
         assert_eq!(server_list("nats://a:4222, nats://b:4222,,"), ["nats://a:4222", "nats://b:4222"]);
         assert_eq!(server_list("nats://a:4222"), ["nats://a:4222"]);
+    }
+
+    #[test]
+    fn credentials_are_taken_out_of_the_urls_and_kept_out_of_debug_output() {
+        let (servers, credentials) =
+            split_credentials("nats://svc:p%40ss:w@a:4222, nats://svc:p%40ss:w@b:4222/x, nats://c:4222");
+
+        assert_eq!(servers, ["nats://a:4222", "nats://b:4222/x", "nats://c:4222"]);
+        assert!(matches!(credentials, Some(Credentials::UserPassword(u, p)) if u == "svc" && p == "p@ss:w"));
+        let (servers, token) = split_credentials("tok3n@127.0.0.1:4222");
+        assert_eq!(servers, ["127.0.0.1:4222"]);
+        assert!(matches!(token, Some(Credentials::Token(t)) if t == "tok3n"));
+        assert!(split_credentials("nats://a:4222").1.is_none());
+        let debug = format!("{:?}", ConnectConfig::new("nats://svc:S3cret@a:4222", "orderflow/test"));
+        assert!(!debug.contains("S3cret") && debug.contains("nats://a:4222"), "{debug}");
     }
 
     #[test]

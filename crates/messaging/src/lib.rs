@@ -11,6 +11,8 @@
 //!   never touch acks. A message the server gave up on by itself (its last delivery never
 //!   answered) is copied to the DLQ from the MAX_DELIVERIES advisory the `ADVISORIES` stream
 //!   kept, by each service's `<service>-max-deliveries` consumer (`MaxDeliveriesRuntime`).
+//! - [`stream_fill`]: how full each stream is (`orderflow_stream_bytes` and its limit), for the
+//!   alert that fires before a bounded stream starts refusing messages.
 //! - [`dlq`]: the dead-letter format (original payload and headers plus the `Orderflow-Dlq-*`
 //!   headers) and its publisher.
 //!
@@ -25,6 +27,7 @@ pub mod dlq_admin;
 pub mod headers;
 pub mod publish;
 pub mod schedule;
+pub mod stream_fill;
 pub mod topology;
 pub mod versions;
 

@@ -132,6 +132,17 @@ impl PublishError {
             .is_some_and(|e| e.error_code() == async_nats::jetstream::ErrorCode(10158))
     }
 
+    /// The message is too large ever to be stored: over the server's `max_payload` (the client
+    /// refuses it before sending anything, `MaxPayloadExceeded`, naming both sizes), or over the
+    /// stream's `max_msg_size` (JetStream answers error code 10054). Sending it again cannot
+    /// help.
+    pub fn is_too_large(&self) -> bool {
+        self.kind() == PublishErrorKind::MaxPayloadExceeded
+            || std::error::Error::source(&self.source)
+                .and_then(|e| e.downcast_ref::<async_nats::jetstream::Error>())
+                .is_some_and(|e| e.error_code() == async_nats::jetstream::ErrorCode(10054))
+    }
+
     /// What kind of failure the client reports: `BrokenPipe` for a PubAck that was due on a
     /// connection that dropped, `TimedOut` for one that did not come within [`ACK_TIMEOUT`],
     /// `StreamNotFound` for "no responders".

@@ -5,6 +5,16 @@
 //! no-op. Streams use Limits retention (events stay replayable; WorkQueue and Interest lose
 //! messages at MaxDeliver) and file storage.
 //!
+//! Every stream is bounded in age and in bytes ([`EVENT_MAX_AGE`], [`EVENT_MAX_BYTES`],
+//! [`DLQ_MAX_AGE`], [`DLQ_MAX_BYTES`]), and the ones orderflow publishes to use
+//! `DiscardPolicy::New`: a stream at its byte limit refuses new messages instead of dropping old
+//! ones. Nothing is lost then — the outbox keeps
+//! the event and publishes it again, the dead-lettering consumer naks and retries — and the
+//! `OrderflowStreamNearlyFull` alert (on `orderflow_stream_bytes` / `orderflow_stream_max_bytes`)
+//! fires well before. Age still expires messages: an event stream keeps a week of replayable
+//! history, the DLQ two weeks, and [`redelivery_horizon`] (how long the services keep their
+//! inbox rows) is derived from both.
+//!
 //! Besides SPEC's four streams there is `ADVISORIES`: the server's MAX_DELIVERIES advisories,
 //! kept (7 days, bounded in count and size) until a service's max-deliveries consumer
 //! ([`ConsumerSpec::for_max_deliveries`]) has copied the message they name to the DLQ, so an
@@ -31,6 +41,56 @@ pub(crate) const ADVISORIES_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 360
 pub(crate) const ADVISORIES_MAX_MESSAGES: i64 = 1_000_000;
 /// Bound on the bytes `ADVISORIES` keeps.
 pub(crate) const ADVISORIES_MAX_BYTES: i64 = 512 * 1024 * 1024;
+/// How long ORDERS, INVENTORY and PAYMENTS keep an event: a week of history to replay (an
+/// analytics rebuild, a consumer recreated from the start, a service back after a long outage).
+pub const EVENT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Bytes each event stream may hold. An event is about 1 KB with its headers and an order makes
+/// about two per stream, so 8 GiB is about four million orders: a week at ~7 orders/s sustained,
+/// or ~8 hours of the 200 orders/s soak. Beyond it the stream refuses publishes (see the module
+/// docs) and the alert fires at 80 %. The three event streams, the DLQ and ADVISORIES together
+/// reserve about 26.5 GiB per node; `deploy/nats/jetstream.conf` allows 40 GB.
+pub const EVENT_MAX_BYTES: i64 = 8 * 1024 * 1024 * 1024;
+/// How long the DLQ keeps a dead letter: two weeks, so one that arrives on a Friday evening is
+/// still there after a two-week holiday. Longer than the event streams: a dead letter is the
+/// only copy left of an event whose stream has expired it.
+pub const DLQ_MAX_AGE: Duration = Duration::from_secs(14 * 24 * 3600);
+/// Bytes the DLQ may hold. Dead letters are rare (a poison message, a bug); a full DLQ refuses
+/// new ones and the dead-lettering consumer keeps the original message un-acked and retries.
+pub const DLQ_MAX_BYTES: i64 = 2 * 1024 * 1024 * 1024;
+/// Largest message an event stream stores (headers included). Smaller than the server's
+/// `max_payload` ([`MAX_PAYLOAD`]) so that any stored event still fits once dead-lettering adds
+/// its `Orderflow-Dlq-*` headers; the DLQ itself takes up to `max_payload`.
+pub const EVENT_MAX_MSG_SIZE: i32 = 128 * 1024;
+/// The `max_payload` orderflow's NATS servers are configured with (256 KiB, a quarter of the
+/// server default): an order is at most a 64 KiB HTTP body, so its event is well below, and a
+/// client that floods large messages is cut off sooner.
+pub const MAX_PAYLOAD: usize = 256 * 1024;
+
+/// The longest time after an event was first processed at which a copy of it can still be
+/// delivered to a handler, so how long an inbox row must be kept for the copy to stay a no-op:
+/// - a redelivery after a lost ack: within `max_deliver` deliveries on the standard schedule
+///   (plus the handlers' own time, minutes at most, which the inbox's day of margin covers);
+/// - a duplicate publish: within the JetStream duplicate window (de-duplicated before that);
+/// - a consumer recreated from the start of its stream (deleted by an operator, lost with a
+///   server's store): every event the stream still holds, so up to [`EVENT_MAX_AGE`];
+/// - a DLQ replay of an event that did go through (processed, but its last ack lost): it reached
+///   the DLQ at most the redelivery span later, plus `ADVISORIES`' 7 days when it went through
+///   a MAX_DELIVERIES advisory that waited for a service to come back, and the DLQ keeps it for
+///   [`DLQ_MAX_AGE`].
+///
+/// About 21 days with today's constants. Not covered: an outbox row re-sent after NATS lost its
+/// PubAck *and* the service could not mark it for longer than this (see docs/SECURITY.md).
+pub fn redelivery_horizon() -> Duration {
+    let schedule = RedeliverySchedule::standard();
+    let deliveries = u32::try_from(MAX_DELIVER).unwrap_or(u32::MAX);
+    // Each delivery waits at most its ack wait plus the longest backoff delay before the next.
+    let longest = schedule.delays().iter().copied().max().unwrap_or_default();
+    let redelivery = (schedule.ack_wait().saturating_add(longest)).saturating_mul(deliveries);
+    let via_dlq = redelivery.saturating_add(ADVISORIES_MAX_AGE).saturating_add(DLQ_MAX_AGE);
+    let replay = EVENT_MAX_AGE.max(via_dlq);
+    replay.max(redelivery).max(DUPLICATE_WINDOW)
+}
+
 /// The suffix of a service's max-deliveries consumer: `inventory-max-deliveries`.
 pub(crate) const MAX_DELIVERIES_SUFFIX: &str = "-max-deliveries";
 
@@ -47,10 +107,15 @@ pub struct StreamSpec {
     pub(crate) duplicate_window: Duration,
     /// Maximum age of a message; zero keeps messages until limits say otherwise.
     pub(crate) max_age: Duration,
-    /// Most messages kept (the oldest go first); -1 for no limit.
+    /// Most messages kept; -1 for no limit.
     pub(crate) max_messages: i64,
-    /// Most bytes kept (the oldest messages go first); -1 for no limit.
+    /// Most bytes kept; -1 for no limit. What happens at the limit is [`Self::discard`].
     pub(crate) max_bytes: i64,
+    /// Largest message stored (headers included); -1 for the server's `max_payload`.
+    pub(crate) max_message_size: i32,
+    /// What happens at a limit: `New` refuses new messages (every stream orderflow publishes
+    /// to), `Old` drops the oldest (`ADVISORIES`, which the server fills and nobody can retry).
+    pub(crate) discard: stream::DiscardPolicy,
 }
 
 impl StreamSpec {
@@ -65,7 +130,8 @@ impl StreamSpec {
             max_age: self.max_age,
             max_messages: self.max_messages,
             max_bytes: self.max_bytes,
-            discard: stream::DiscardPolicy::Old,
+            max_message_size: self.max_message_size,
+            discard: self.discard,
             allow_direct: true,
             ..Default::default()
         }
@@ -82,6 +148,7 @@ impl StreamSpec {
             || have.max_age != want.max_age
             || have.max_messages != want.max_messages
             || have.max_bytes != want.max_bytes
+            || have.max_message_size != want.max_message_size
             || have.discard != want.discard
             || have.allow_direct != want.allow_direct
     }
@@ -257,16 +324,27 @@ impl Topology {
             subjects: vec![subject.to_owned()],
             replicas,
             duplicate_window: DUPLICATE_WINDOW,
-            max_age: Duration::ZERO,
+            max_age: EVENT_MAX_AGE,
             max_messages: -1,
-            max_bytes: -1,
+            max_bytes: EVENT_MAX_BYTES,
+            max_message_size: EVENT_MAX_MSG_SIZE,
+            discard: stream::DiscardPolicy::New,
         };
         let streams = vec![
             stream(subjects::STREAM_ORDERS, subjects::STREAM_ORDERS_SUBJECTS),
             stream(subjects::STREAM_INVENTORY, subjects::STREAM_INVENTORY_SUBJECTS),
             stream(subjects::STREAM_PAYMENTS, subjects::STREAM_PAYMENTS_SUBJECTS),
-            stream(subjects::STREAM_DLQ, subjects::STREAM_DLQ_SUBJECTS),
             StreamSpec {
+                max_age: DLQ_MAX_AGE,
+                max_bytes: DLQ_MAX_BYTES,
+                max_message_size: -1,
+                ..stream(subjects::STREAM_DLQ, subjects::STREAM_DLQ_SUBJECTS)
+            },
+            StreamSpec {
+                max_message_size: -1,
+                // The server publishes advisories without retrying a refused one: at the limit,
+                // the oldest go (those of consumers nobody watches pile up there), not the news.
+                discard: stream::DiscardPolicy::Old,
                 max_age: ADVISORIES_MAX_AGE,
                 max_messages: ADVISORIES_MAX_MESSAGES,
                 max_bytes: ADVISORIES_MAX_BYTES,
@@ -449,6 +527,37 @@ mod tests {
         assert_eq!((config.filter_subject.as_str(), config.filter_subjects.len()), ("", 3));
         assert_eq!(config.max_deliver, -1);
         assert!(!spec.drifted(&consumer::IntoConsumerConfig::into_consumer_config(config)));
+    }
+
+    #[test]
+    fn every_stream_is_bounded_those_orderflow_publishes_to_refuse_when_full_and_the_dlq_outlives_the_events()
+    {
+        let topology = Topology::orderflow(1);
+
+        for s in &topology.streams {
+            let config = s.config();
+            assert!(config.max_age > Duration::ZERO && config.max_bytes > 0, "{} is unbounded", s.name);
+            let discard =
+                if s.name == "ADVISORIES" { stream::DiscardPolicy::Old } else { stream::DiscardPolicy::New };
+            assert_eq!(config.discard, discard, "{}", s.name);
+        }
+        let dlq = topology.streams.iter().find(|s| s.name == "DLQ").unwrap();
+        let orders = topology.streams.iter().find(|s| s.name == "ORDERS").unwrap();
+        assert!(dlq.max_age > orders.max_age);
+        assert_eq!(dlq.max_message_size, -1, "a dead letter is an event plus headers");
+        assert!(usize::try_from(orders.max_message_size).unwrap() < MAX_PAYLOAD);
+    }
+
+    #[test]
+    fn the_redelivery_horizon_outlasts_every_way_a_duplicate_can_arrive() {
+        let horizon = redelivery_horizon();
+        let schedule = RedeliverySchedule::standard();
+        let redelivery: Duration = schedule.delays().iter().sum::<Duration>() + schedule.ack_wait() * 5;
+
+        assert!(horizon >= DUPLICATE_WINDOW);
+        assert!(horizon >= EVENT_MAX_AGE);
+        assert!(horizon >= redelivery + ADVISORIES_MAX_AGE + DLQ_MAX_AGE);
+        assert!(horizon < Duration::from_secs(30 * 24 * 3600), "{horizon:?}: sized by today's constants");
     }
 
     #[test]

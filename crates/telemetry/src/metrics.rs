@@ -32,6 +32,12 @@ pub mod names {
     pub const CONSUMER_PENDING: &str = "orderflow_consumer_pending";
     /// Gauge: messages delivered but not yet acknowledged, by `service`, `consumer`.
     pub const CONSUMER_ACK_PENDING: &str = "orderflow_consumer_ack_pending";
+    /// Gauge: bytes a JetStream stream holds, by `service` (the reporter), `stream`.
+    pub const STREAM_BYTES: &str = "orderflow_stream_bytes";
+    /// Gauge: the stream's byte limit (at it, new messages are refused), by `service`, `stream`.
+    pub const STREAM_MAX_BYTES: &str = "orderflow_stream_max_bytes";
+    /// Gauge: messages a JetStream stream holds, by `service`, `stream`.
+    pub const STREAM_MESSAGES: &str = "orderflow_stream_messages";
     /// Gauge: circuit breaker state (0 closed, 1 open, 2 half-open), by `service`, `breaker`.
     pub const BREAKER_STATE: &str = "orderflow_breaker_state";
     /// Counter: circuit breaker transitions, by `service`, `breaker`, `to`.
@@ -115,6 +121,9 @@ fn describe() {
     describe_gauge!(OUTBOX_OLDEST_AGE, metrics::Unit::Seconds, "Age of the oldest unsent outbox row");
     describe_gauge!(CONSUMER_PENDING, "Messages not yet delivered to the consumer");
     describe_gauge!(CONSUMER_ACK_PENDING, "Messages delivered and not yet acknowledged");
+    describe_gauge!(STREAM_BYTES, metrics::Unit::Bytes, "Bytes a JetStream stream holds");
+    describe_gauge!(STREAM_MAX_BYTES, metrics::Unit::Bytes, "Byte limit of a JetStream stream");
+    describe_gauge!(STREAM_MESSAGES, "Messages a JetStream stream holds");
     describe_gauge!(BREAKER_STATE, "Circuit breaker state: 0 closed, 1 open, 2 half-open");
     describe_counter!(BREAKER_TRANSITIONS, "Circuit breaker state changes");
     describe_counter!(HTTP_REQUESTS, "HTTP requests");

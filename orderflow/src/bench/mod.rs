@@ -379,7 +379,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "bench-results")]
     out_dir: PathBuf,
     /// postgres://… to also measure the saga on PostgreSQL (fresh schemas, dropped afterwards).
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
     /// No progress lines.
     #[arg(long)]

@@ -118,10 +118,10 @@ pub struct LoadArgs {
     #[arg(long, default_value = "http://127.0.0.1:8081")]
     inventory_url: String,
     /// NATS of the running system (`orderflow up` prints it), to watch terminal order events.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222", hide_env_values = true)]
     nats_url: String,
     /// With --spawn: postgres://… for PostgreSQL instead of SQLite.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
     /// Open loop: orders per second, sent on schedule whatever the system does [default: 500].
     #[arg(long, conflicts_with = "clients")]

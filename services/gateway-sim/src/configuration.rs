@@ -19,6 +19,9 @@ use crate::domain::Faults;
 /// Prefix of the environment variables read by [`Config::load`].
 pub(crate) const ENV_PREFIX: &str = "ORDERFLOW__GATEWAY__";
 
+/// Default [`Config::idempotency_key_ttl_secs`]: 24 hours.
+pub(crate) const DEFAULT_KEY_TTL: Duration = Duration::from_secs(24 * 3600);
+
 /// Everything the simulator needs to start.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -37,6 +40,10 @@ pub struct Config {
     pub data_dir: std::path::PathBuf,
     /// The admin token `/admin/*` asks for (`Authorization: Bearer …`); none keeps them closed.
     pub admin_token: Option<Secret>,
+    /// How long an `Idempotency-Key` is honoured, in seconds (default 86,400: 24 h; real
+    /// gateways keep them 24–48 h). Past it the same key is a new charge; the old charge stays
+    /// in the ledger, and expired keys are pruned in the background.
+    pub idempotency_key_ttl_secs: u64,
 }
 
 impl Default for Config {
@@ -49,6 +56,7 @@ impl Default for Config {
             shutdown_timeout_secs: 30,
             data_dir: ".orderflow".into(),
             admin_token: None,
+            idempotency_key_ttl_secs: DEFAULT_KEY_TTL.as_secs(),
         }
     }
 }
@@ -138,6 +146,11 @@ impl Config {
     /// The address to bind.
     pub(crate) fn address(&self) -> SocketAddr {
         SocketAddr::new(self.host, self.port)
+    }
+
+    /// How long an idempotency key is honoured (at least a second).
+    pub(crate) fn idempotency_key_ttl(&self) -> Duration {
+        Duration::from_secs(self.idempotency_key_ttl_secs.max(1))
     }
 
     /// The drain deadline.

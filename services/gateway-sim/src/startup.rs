@@ -48,7 +48,9 @@ pub async fn bind(config: &Config) -> anyhow::Result<TcpListener> {
 pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let address = listener.local_addr().context("reading the bound address")?;
     let state = AppState::open(&config, shutdown.clone()).await.context("opening the ledger")?;
-    tokio::spawn(expire_keys(state.clone(), shutdown.clone()));
+    // Prune hourly, or once per TTL when that is shorter (tests).
+    let every = config.idempotency_key_ttl().min(std::time::Duration::from_secs(3600));
+    tokio::spawn(expire_keys(state.clone(), every, shutdown.clone()));
     let server = orderflow_platform::http::serve(listener, router(state), shutdown.clone());
     tokio::pin!(server);
     tracing::info!(%address, "gateway-sim listening");
@@ -69,9 +71,10 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     Ok(())
 }
 
-/// Forgets idempotency keys past their retention, hourly, until `shutdown`.
-async fn expire_keys(state: AppState, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+/// Forgets idempotency keys past their TTL every `every`, until `shutdown`.
+async fn expire_keys(state: AppState, every: std::time::Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,

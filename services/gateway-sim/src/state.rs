@@ -45,7 +45,7 @@ impl AppState {
                 "no admin token is configured (ORDERFLOW_ADMIN_TOKEN or --admin-token): /admin/* answers 401"
             );
         }
-        let ledger = Ledger::open(&config.data_dir).await?;
+        let ledger = Ledger::open(&config.data_dir, config.idempotency_key_ttl()).await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 faults: RwLock::new(config.faults),

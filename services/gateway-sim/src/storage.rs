@@ -1,5 +1,11 @@
 //! The durable ledger: every charge the simulator made, and the idempotency keys of the last
-//! [`KEY_RETENTION`], in a SQLite file of its own (`<data-dir>/gateway-sim.db`).
+//! `idempotency_key_ttl_secs` (24 h by default), in a SQLite file of its own
+//! (`<data-dir>/gateway-sim.db`).
+//!
+//! A key older than its TTL is not honoured any more — the lookup ignores it, so expiry is exact
+//! whenever the pruning last ran — and the same key then makes a new charge, as at a real
+//! gateway. [`Ledger::expire_keys`] deletes expired keys (the charges stay), so the table holds
+//! about one TTL of keys.
 //!
 //! A real gateway keeps both across its restarts; so must its stand-in, or a charge retried
 //! after a restart would charge the customer twice, and the invariant "one charge per confirmed
@@ -19,10 +25,6 @@ use crate::domain::{
     AmountCents, Charge, ChargeOutcome, ChargeRequest, ChargeStatus, Currency, Faults, IdempotencyKey,
     OrderRef, Rolls, decide,
 };
-
-/// How long an idempotency key is honoured (real gateways keep them 24–48 h). The charge itself
-/// stays in the ledger.
-pub(crate) const KEY_RETENTION: Duration = Duration::from_secs(48 * 3600);
 
 const MIGRATION: Migration = Migration {
     version: 100,
@@ -59,13 +61,26 @@ const COLUMNS: &str = "c.charge_id, c.order_id, c.amount_cents, c.currency, c.st
 #[derive(Clone, Debug)]
 pub(crate) struct Ledger {
     db: Db,
+    /// How long a key is honoured.
+    key_ttl: Duration,
 }
 
 impl Ledger {
     /// Opens (or creates) `<data_dir>/gateway-sim.db`.
-    pub(crate) async fn open(data_dir: &Path) -> Result<Self, DbError> {
+    /// Keys are honoured for `key_ttl`.
+    pub(crate) async fn open(data_dir: &Path, key_ttl: Duration) -> Result<Self, DbError> {
         let url = format!("sqlite://{}", data_dir.join("gateway-sim.db").display());
-        Ok(Self { db: Db::connect(&url, "gateway", &[MIGRATION, TRACEPARENT_MIGRATION]).await? })
+        let db = Db::connect(&url, "gateway", &[MIGRATION, TRACEPARENT_MIGRATION]).await?;
+        Ok(Self { db, key_ttl })
+    }
+
+    /// Keys created before this are expired.
+    fn key_cutoff(&self, now: OffsetDateTime) -> String {
+        let oldest = time::Duration::try_from(self.key_ttl)
+            .ok()
+            .and_then(|ttl| now.checked_sub(ttl))
+            .unwrap_or(time::PrimitiveDateTime::MIN.assume_utc());
+        orderflow_platform::format_rfc3339(oldest)
     }
 
     /// Decides a charge request against the recorded charge of its key and records a new one
@@ -81,6 +96,7 @@ impl Ledger {
         // Stored with millisecond precision: answer with what a replay will read back.
         let now = OffsetDateTime::now_utc();
         let now = now.replace_nanosecond(u32::from(now.millisecond()) * 1_000_000).unwrap_or(now);
+        let cutoff = self.key_cutoff(now);
         self.db
             .write(move |tx| {
                 Box::pin(async move {
@@ -88,9 +104,9 @@ impl Ledger {
                         .query_opt(
                             &format!(
                                 "SELECT {COLUMNS} FROM idempotency_keys k JOIN charges c ON c.charge_id = k.charge_id \
-                                 WHERE k.idem_key = $1"
+                                 WHERE k.idem_key = $1 AND k.created_at >= $2"
                             ),
-                            args![key.as_str()],
+                            args![key.as_str(), &cutoff],
                         )
                         .await?
                         .map(|row| charge(&row))
@@ -154,9 +170,9 @@ impl Ledger {
             .await
     }
 
-    /// Forgets the idempotency keys older than [`KEY_RETENTION`]; returns how many.
+    /// Forgets the idempotency keys older than their TTL; returns how many.
     pub(crate) async fn expire_keys(&self) -> Result<u64, SqlError> {
-        let cutoff = orderflow_platform::format_rfc3339(OffsetDateTime::now_utc() - KEY_RETENTION);
+        let cutoff = self.key_cutoff(OffsetDateTime::now_utc());
         self.db
             .write(move |tx| {
                 Box::pin(async move {
@@ -192,7 +208,9 @@ async fn insert(tx: &mut Tx, c: &Charge) -> Result<(), SqlError> {
     )
     .await?;
     tx.execute(
-        "INSERT INTO idempotency_keys (idem_key, charge_id, created_at) VALUES ($1, $2, $3)",
+        // An expired key not pruned yet is taken over by the new charge.
+        "INSERT INTO idempotency_keys (idem_key, charge_id, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (idem_key) DO UPDATE SET charge_id = excluded.charge_id, created_at = excluded.created_at",
         args![c.idempotency_key.as_str(), c.charge_id.as_str(), &created_at],
     )
     .await?;
@@ -219,4 +237,49 @@ fn charge(row: &Row) -> Result<Charge, SqlError> {
         created_at,
         traceparent: row.opt_text(7)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn expiring_keys_forgets_only_those_past_their_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path(), Duration::from_secs(3600)).await.unwrap();
+        let now = OffsetDateTime::now_utc();
+        for (key, age) in [("old", 3601), ("new", 3599)] {
+            let at = orderflow_platform::format_rfc3339(now - Duration::from_secs(age));
+            ledger
+                .db
+                .write(move |tx| {
+                    Box::pin(async move {
+                        tx.execute(
+                            "INSERT INTO idempotency_keys (idem_key, charge_id, created_at) VALUES ($1, 'c', $2)",
+                            args![key, &at],
+                        )
+                        .await
+                    })
+                })
+                .await
+                .unwrap();
+        }
+
+        let expired = ledger.expire_keys().await.unwrap();
+
+        assert_eq!(expired, 1);
+        let left: Vec<String> = ledger
+            .db
+            .read(|tx| {
+                Box::pin(async move { tx.query_all("SELECT idem_key FROM idempotency_keys", &[]).await })
+            })
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.text(0).unwrap())
+            .collect();
+        assert_eq!(left, ["new"]);
+    }
 }

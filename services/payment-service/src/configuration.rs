@@ -6,8 +6,9 @@ use orderflow_platform::kernel::CommonSettings;
 use orderflow_resilience::BreakerConfig;
 use serde::{Deserialize, Serialize};
 
-/// Everything the payment service needs to run.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// Everything the payment service needs to run. `Debug` redacts a password in `gateway_url`
+/// (and, through [`CommonSettings`], in the database and NATS URLs).
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
     /// What every service has (SPEC port 8082). `consumer.concurrency` is how many charges are
@@ -32,6 +33,22 @@ pub struct Settings {
 }
 
 orderflow_platform::common_settings!(Settings);
+
+// By hand so that gateway credentials in the URL never reach a log line.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("common", &self.common)
+            .field("gateway_url", &orderflow_platform::db::redact(&self.gateway_url))
+            .field("gateway_timeout_ms", &self.gateway_timeout_ms)
+            .field("max_wait_secs", &self.max_wait_secs)
+            .field("breaker_window_ms", &self.breaker_window_ms)
+            .field("breaker_min_calls", &self.breaker_min_calls)
+            .field("breaker_failure_rate", &self.breaker_failure_rate)
+            .field("breaker_open_ms", &self.breaker_open_ms)
+            .finish()
+    }
+}
 
 impl Default for Settings {
     fn default() -> Self {

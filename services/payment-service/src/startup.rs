@@ -55,6 +55,10 @@ pub struct PaymentService {
     gateway: GatewayClient,
 }
 
+/// The largest `max_wait_secs` accepted (one day): far above SPEC's 5 minutes, and small enough
+/// that every deadline computed from it is a real instant.
+pub(crate) const MAX_WAIT_LIMIT_SECS: u64 = 24 * 3600;
+
 /// A built, not yet running, payment service.
 pub type Application = orderflow_platform::kernel::Application<PaymentService>;
 
@@ -64,6 +68,12 @@ impl PaymentService {
     /// [`Application::build_with`](orderflow_platform::kernel::Application::build_with)) to
     /// open, probe and time out without waiting.
     pub fn with_clock(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            settings.max_wait_secs <= MAX_WAIT_LIMIT_SECS,
+            "payment.max_wait_secs is {}; at most {MAX_WAIT_LIMIT_SECS} (one day): an order must not \
+             hold its consumer slot and its reservation for longer",
+            settings.max_wait_secs
+        );
         let breaker = CircuitBreaker::with_clock(settings.breaker(), clock.clone())?;
         let retry = Backoff::new(handlers::inventory_reserved::GATEWAY_RETRY)?.with_clock(clock.clone());
         let gateway =
@@ -102,7 +112,7 @@ impl Service for PaymentService {
         let paused = pause_while_open(breaker, wiring.shutdown().clone());
         // A charge may wait for the breaker up to max_wait; the runtime must not abandon it first,
         // whatever `consumer.handler_timeout_secs` says.
-        let at_least = state.max_wait + Duration::from_secs(60);
+        let at_least = state.max_wait.saturating_add(Duration::from_secs(60));
         wiring
             .tune(|r| r.handler_timeout = r.handler_timeout.max(at_least))
             .pause_while(paused)
@@ -143,4 +153,18 @@ fn pause_while_open(breaker: CircuitBreaker, shutdown: CancellationToken) -> wat
         }
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_max_wait_beyond_one_day_is_refused_at_start_up_instead_of_overflowing_later() {
+        let huge = Settings { max_wait_secs: u64::MAX, ..Settings::default() };
+        let day = Settings { max_wait_secs: MAX_WAIT_LIMIT_SECS, ..Settings::default() };
+
+        assert!(PaymentService::with_clock(&huge, Arc::new(SystemClock)).is_err());
+        assert!(PaymentService::with_clock(&day, Arc::new(SystemClock)).is_ok());
+    }
 }

@@ -103,3 +103,72 @@ async fn a_server_that_finds_no_responders_is_left_for_one_that_has_the_stream()
     assert!(no_responders.into_inner() > 0, "the first publishes must have found no responders");
     assert_eq!(client.server_info().port, env.nats.port());
 }
+
+fn raw(subject: &str, id: &str, size: usize) -> OutgoingMessage {
+    OutgoingMessage {
+        subject: subject.into(),
+        message_id: id.into(),
+        payload: vec![b'x'; size].into(),
+        correlation_id: None,
+        traceparent: None,
+    }
+}
+
+async fn stored(env: &crate::helpers::Env, stream: &str) -> u64 {
+    env.js.get_stream(stream).await.unwrap().get_info().await.unwrap().state.messages
+}
+
+/// A message over the server's `max_payload` (256 KiB, set by orderflow's server configuration)
+/// is refused by the client before anything is sent; one under it but over the event streams'
+/// 128 KiB `max_msg_size` is refused by the stream. Both say so, and neither is stored.
+#[tokio::test]
+async fn an_oversize_event_is_refused_with_a_clear_error_and_nothing_is_stored() {
+    let env = setup().await;
+    assert_eq!(env.js.client().server_info().max_payload, orderflow_messaging::topology::MAX_PAYLOAD);
+
+    let over_payload =
+        env.publisher.publish(&raw("orders.created.v1", "big-1", 300 * 1024)).await.unwrap_err();
+    let over_stream =
+        env.publisher.publish(&raw("orders.created.v1", "big-2", 200 * 1024)).await.unwrap_err();
+    let fine = env.publisher.publish(&raw("orders.created.v1", "ok-1", 100 * 1024)).await;
+
+    assert_eq!(over_payload.kind(), PublishErrorKind::MaxPayloadExceeded, "{over_payload}");
+    assert!(over_payload.is_too_large());
+    assert!(over_payload.to_string().contains("262144"), "{over_payload}");
+    assert!(over_stream.is_too_large(), "{over_stream:?}");
+    assert!(fine.is_ok(), "{fine:?}");
+    assert_eq!(stored(&env, "ORDERS").await, 1);
+}
+
+/// A stream at its byte limit refuses new messages (DiscardPolicy::New) and keeps every message
+/// it has: the publisher gets an error (the outbox keeps the event and retries), nothing is
+/// dropped. Provisioning brings a stream whose limits drifted back to the spec.
+#[tokio::test]
+async fn a_full_stream_refuses_new_messages_keeps_the_old_ones_and_provisioning_restores_its_limits() {
+    let env = setup().await;
+    let mut small = env.js.get_stream("DLQ").await.unwrap().get_info().await.unwrap().config;
+    let limit = small.max_bytes;
+    assert_eq!(small.discard, async_nats::jetstream::stream::DiscardPolicy::New);
+    small.max_bytes = 64 * 1024;
+    env.js.update_stream(small).await.unwrap();
+
+    let mut refused = None;
+    for i in 0..20 {
+        if let Err(e) =
+            env.publisher.publish(&raw("dlq.orders.created.v1", &format!("dead-{i}"), 10 * 1024)).await
+        {
+            refused = Some((i, e));
+            break;
+        }
+    }
+    let (accepted, error) = refused.expect("a 64 KiB stream takes fewer than twenty 10 KiB messages");
+    let report =
+        orderflow_messaging::topology::provision(&env.js, &crate::helpers::topology()).await.unwrap();
+
+    assert!(accepted >= 5, "{accepted} accepted before: {error}");
+    assert_eq!(stored(&env, "DLQ").await, accepted, "nothing old was dropped to make room");
+    assert_eq!(report.updated, ["stream DLQ"]);
+    let restored = env.js.get_stream("DLQ").await.unwrap().get_info().await.unwrap().config;
+    assert_eq!(restored.max_bytes, limit);
+    assert!(env.publisher.publish(&raw("dlq.orders.created.v1", "dead-after", 10 * 1024)).await.is_ok());
+}

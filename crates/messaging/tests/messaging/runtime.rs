@@ -824,3 +824,69 @@ async fn a_comma_separated_server_list_connects_to_any_live_server() {
     client.flush().await.unwrap();
     assert_eq!(client.connection_state(), async_nats::connection::State::Connected);
 }
+
+/// Streams created by a release without limits (no max_age or max_bytes, DiscardPolicy::Old)
+/// are updated in place to the bounded spec, and keep their messages.
+#[tokio::test]
+async fn unbounded_streams_of_an_older_release_are_updated_to_the_limits_and_keep_their_messages() {
+    let nats = TestNats::start().unwrap();
+    let js = jetstream::new(nats.client().await.unwrap());
+    for (name, subject) in [("ORDERS", "orders.>"), ("DLQ", "dlq.>")] {
+        js.create_stream(jetstream::stream::Config {
+            name: name.into(),
+            subjects: vec![subject.into()],
+            storage: jetstream::stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            allow_direct: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    js.publish("orders.created.v1", "{}".into()).await.unwrap().await.unwrap();
+
+    let report = provision(&js, &Topology::orderflow(1)).await.unwrap();
+
+    assert!(report.updated.contains(&"stream ORDERS".to_owned()), "{report:?}");
+    assert!(report.updated.contains(&"stream DLQ".to_owned()), "{report:?}");
+    let mut orders = js.get_stream("ORDERS").await.unwrap();
+    let info = orders.info().await.unwrap();
+    assert_eq!(info.state.messages, 1);
+    assert_eq!(info.config.max_age, orderflow_messaging::topology::EVENT_MAX_AGE);
+    assert_eq!(info.config.max_bytes, orderflow_messaging::topology::EVENT_MAX_BYTES);
+    assert_eq!(info.config.discard, jetstream::stream::DiscardPolicy::New);
+    let dlq = js.get_stream("DLQ").await.unwrap().get_info().await.unwrap();
+    assert_eq!(dlq.config.max_age, orderflow_messaging::topology::DLQ_MAX_AGE);
+    assert!(provision(&js, &Topology::orderflow(1)).await.unwrap().is_noop());
+}
+
+/// A server that requires a user and password is reached with them in the URL (async-nats itself
+/// ignores URL credentials), and without them the connect fails.
+#[tokio::test]
+async fn credentials_in_the_url_reach_a_server_that_requires_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let conf = dir.path().join("auth.conf");
+    std::fs::write(
+        &conf,
+        format!("listen: 127.0.0.1:{port}\nauthorization {{ user: svc, password: \"p@ss:w\" }}\n"),
+    )
+    .unwrap();
+    let mut options = orderflow_natsd::Options::new(dir.path().join("store"));
+    options.port = Some(port);
+    options.config_file = Some(conf);
+    let _server = orderflow_natsd::NatsServer::start(options).unwrap();
+    let quick = |url: String| {
+        let mut cfg = ConnectConfig::new(url, "orderflow/test");
+        cfg.initial_timeout = Some(Duration::from_secs(1));
+        cfg
+    };
+
+    let with = connect(&quick(format!("nats://svc:p%40ss:w@127.0.0.1:{port}"))).await;
+    let without = connect(&quick(format!("nats://127.0.0.1:{port}"))).await;
+
+    let client = with.unwrap();
+    client.flush().await.unwrap();
+    let error = without.unwrap_err().to_string();
+    assert!(!error.contains("p@ss"), "{error}");
+}

@@ -45,6 +45,32 @@ async fn the_same_key_returns_the_same_charge_without_creating_another() {
 }
 
 #[tokio::test]
+async fn a_key_past_its_ttl_is_a_new_charge_and_the_old_charge_stays_in_the_ledger() {
+    // A one-second TTL stands for the default 24 hours.
+    let app = spawn_app_with(gateway_sim::Config {
+        seed: Some(42),
+        idempotency_key_ttl_secs: 1,
+        ..gateway_sim::Config::default()
+    })
+    .await;
+    let body = charge_body("order-1", 500);
+    let first: Value = app.charge("key-1", &body).await.json().await.unwrap();
+    let replay: Value = app.charge("key-1", &body).await.json().await.unwrap();
+
+    // Time has to pass for a key to expire.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let after = app.charge("key-1", &body).await;
+
+    assert_eq!(replay, first, "inside its TTL the key replays the charge");
+    assert_eq!(after.status(), StatusCode::OK);
+    assert!(after.headers().get("idempotent-replayed").is_none());
+    let second: Value = after.json().await.unwrap();
+    assert_ne!(second["charge_id"], first["charge_id"]);
+    let ids: Vec<Value> = app.charges_of("order-1").await.iter().map(|c| c["charge_id"].clone()).collect();
+    assert_eq!(ids, [first["charge_id"].clone(), second["charge_id"].clone()]);
+}
+
+#[tokio::test]
 async fn the_same_key_with_a_different_body_is_rejected_with_422() {
     let app = spawn_app().await;
     app.charge("key-1", &charge_body("order-1", 500)).await;

@@ -44,10 +44,17 @@ struct ChargeResponse {
 }
 
 /// A gateway client.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct GatewayClient {
     http: reqwest::Client,
     base: String,
+}
+
+// By hand: the base URL may carry gateway credentials.
+impl std::fmt::Debug for GatewayClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayClient").field("base", &orderflow_platform::db::redact(&self.base)).finish()
+    }
 }
 
 impl GatewayClient {
@@ -81,7 +88,9 @@ impl GatewayClient {
             .json(&ChargeRequest { order_id, amount_cents, currency })
             .send()
             .await
-            .map_err(|e| GatewayError::Unavailable(e.to_string()))?;
+            // Without the URL: it may carry credentials, and the detail goes into logs and into
+            // the `payments.failed` event.
+            .map_err(|e| GatewayError::Unavailable(e.without_url().to_string()))?;
         let status = res.status();
         if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             return Err(GatewayError::Unavailable(format!("HTTP {status}")));
@@ -93,12 +102,33 @@ impl GatewayClient {
                 body.chars().take(300).collect::<String>()
             )));
         }
-        let body: ChargeResponse =
-            res.json().await.map_err(|e| GatewayError::Unavailable(format!("unreadable response: {e}")))?;
+        let body: ChargeResponse = res
+            .json()
+            .await
+            .map_err(|e| GatewayError::Unavailable(format!("unreadable response: {}", e.without_url())))?;
         match body.status.as_str() {
             "succeeded" => Ok(ChargeOutcome::Succeeded { charge_id: body.charge_id }),
             "declined" => Ok(ChargeOutcome::Declined { charge_id: body.charge_id }),
             other => Err(GatewayError::Rejected(format!("unknown charge status {other:?}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn gateway_credentials_in_the_url_reach_neither_errors_nor_debug_output() {
+        let client =
+            GatewayClient::new("http://gateway:GwS3cret@127.0.0.1:9/", Duration::from_secs(1)).unwrap();
+
+        let error = client.charge("order-1", 100, "USD", "corr-1", "").await.unwrap_err();
+
+        let text = format!("{error} {error:?} {client:?}");
+        assert!(matches!(error, GatewayError::Unavailable(_)), "{text}");
+        assert!(!text.contains("GwS3cret"), "{text}");
     }
 }

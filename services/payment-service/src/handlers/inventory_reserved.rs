@@ -55,6 +55,24 @@ pub(crate) const GATEWAY_RETRY: BackoffConfig = BackoffConfig {
     max_elapsed: None,
 };
 
+/// What is left at `now` of the `max_wait` budget of a reservation stamped `reserved_at` (the
+/// event's `time`, which comes off the network and may be anything RFC 3339 can say).
+///
+/// No arithmetic here can overflow or panic, whatever the time: the difference of two
+/// `OffsetDateTime`s always fits a `time::Duration`, and everything after it saturates.
+/// - A time in the past: the budget shrinks by the age, down to zero (an event older than
+///   `max_wait` fails at once with `payment_unavailable`, without calling the gateway).
+/// - A time in the future (clock skew, or a forged event): counted as "now", so the order
+///   waits at most `max_wait` from its arrival — a far-future time never buys an endless wait.
+pub(crate) fn budget_left(
+    now: time::OffsetDateTime,
+    reserved_at: time::OffsetDateTime,
+    max_wait: Duration,
+) -> Duration {
+    let age = Duration::try_from(now - reserved_at).unwrap_or(Duration::ZERO);
+    max_wait.saturating_sub(age)
+}
+
 /// Calls the gateway until it answers, the wait budget runs out, or shutdown begins. Every
 /// attempt carries the order's trace (`trace`, the delivery's) in its `traceparent`.
 async fn charge_with_retries(
@@ -68,13 +86,13 @@ async fn charge_with_retries(
     let clock = &state.clock;
     // The budget runs from the reservation, not from this delivery: a redelivered message does
     // not restart it. Its age is wall-clock time; from here on the service's clock counts.
-    let age = time::OffsetDateTime::now_utc() - env.time;
-    let left = state.max_wait.saturating_sub(Duration::try_from(age).unwrap_or_default());
+    let left = budget_left(time::OffsetDateTime::now_utc(), env.time, state.max_wait);
     let mut backoff = state.retry.clone();
     backoff.reset();
-    if let Some(deadline) = clock.now().checked_add(left) {
-        backoff = backoff.give_up_at(deadline);
-    }
+    // `left` is at most `max_wait`, which the settings bound, so this cannot overflow; if it
+    // ever did, the budget is spent rather than endless.
+    let deadline = clock.now().checked_add(left).unwrap_or_else(|| clock.now());
+    backoff = backoff.give_up_at(deadline);
     let mut attempts = 0i64;
     loop {
         let remaining = backoff.remaining().unwrap_or(Duration::MAX);
@@ -227,7 +245,52 @@ async fn record(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    const FIVE_MINUTES: Duration = Duration::from_secs(300);
+
+    fn at(text: &str) -> time::OffsetDateTime {
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    #[test]
+    fn a_recent_reservation_has_what_is_left_of_the_budget() {
+        let now = at("2026-12-04T12:00:00Z");
+
+        let left = budget_left(now, at("2026-12-04T11:58:00Z"), FIVE_MINUTES);
+
+        assert_eq!(left, Duration::from_secs(180));
+    }
+
+    #[test]
+    fn a_reservation_from_the_far_past_has_no_budget_left_and_nothing_panics() {
+        let now = at("2026-12-04T12:00:00Z");
+        let oldest = time::PrimitiveDateTime::MIN.assume_utc();
+
+        assert_eq!(budget_left(now, at("0000-01-01T00:00:00Z"), FIVE_MINUTES), Duration::ZERO);
+        assert_eq!(budget_left(now, oldest, FIVE_MINUTES), Duration::ZERO);
+        assert_eq!(
+            budget_left(now, oldest, Duration::MAX),
+            Duration::MAX - Duration::try_from(now - oldest).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_reservation_from_the_future_waits_at_most_max_wait_from_now() {
+        let now = at("2026-12-04T12:00:00Z");
+        let latest =
+            time::PrimitiveDateTime::MAX.assume_offset(time::UtcOffset::from_hms(-23, 59, 59).unwrap());
+
+        assert_eq!(budget_left(now, at("2026-12-04T12:00:30Z"), FIVE_MINUTES), FIVE_MINUTES);
+        assert_eq!(budget_left(now, at("9999-12-31T23:59:59Z"), FIVE_MINUTES), FIVE_MINUTES);
+        assert_eq!(budget_left(now, latest, FIVE_MINUTES), FIVE_MINUTES);
+        assert_eq!(
+            budget_left(time::PrimitiveDateTime::MIN.assume_utc(), latest, FIVE_MINUTES),
+            FIVE_MINUTES
+        );
+    }
 
     #[test]
     fn the_gateway_retry_schedule_is_valid_and_doubles_from_100_ms_to_5_s() {

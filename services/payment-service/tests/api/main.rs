@@ -9,3 +9,4 @@ mod charges;
 mod helpers;
 mod max_wait;
 mod retries;
+mod secrets;
