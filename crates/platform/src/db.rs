@@ -14,6 +14,8 @@
 //!
 //! PostgreSQL: a schema per service selected with `search_path`, created if missing; sqlx's
 //! native driver (prepared statements), a writer task for group commit and the pool for reads.
+//! TLS follows the URL's `sslmode` (`prefer` when absent; `require`, `verify-ca`, `verify-full`
+//! with `sslrootcert=`), over rustls with ring; a failed handshake is [`DbError::Tls`].
 //!
 //! Migrations and the operator tools (the invariant checker, `verify`) use a small sqlx `Any`
 //! pool ([`Db::pool`]); the services' own paths never do.
@@ -61,6 +63,17 @@ pub enum DbError {
         #[source]
         source: sqlx::Error,
     },
+    /// The TLS handshake with PostgreSQL failed: the server refused TLS that `sslmode` requires,
+    /// or its certificate did not verify against the trusted roots (`sslrootcert` and the
+    /// system's) or, with `sslmode=verify-full`, did not name the host.
+    #[error("TLS to {url} failed (check sslmode, sslrootcert and the server's certificate): {source}")]
+    Tls {
+        /// The URL, without password.
+        url: String,
+        /// The driver's error (the rustls error is its source).
+        #[source]
+        source: sqlx::Error,
+    },
     /// A migration failed.
     #[error("migrating {schema}: {source}")]
     Migrate {
@@ -88,6 +101,21 @@ pub enum DbError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl DbError {
+    /// A connection error, as [`DbError::Tls`] when TLS is what failed: sqlx reports a refused
+    /// certificate as an I/O error ("error communicating with database: invalid peer
+    /// certificate…"), which reads like a network fault.
+    fn connect(url: &str, source: sqlx::Error) -> Self {
+        let tls = match &source {
+            sqlx::Error::Tls(_) => true,
+            sqlx::Error::Io(e) => crate::tls::rustls_error(e).is_some(),
+            _ => false,
+        };
+        let url = redact(url);
+        if tls { Self::Tls { url, source } } else { Self::Connect { url, source } }
+    }
 }
 
 /// One embedded migration of a service.
@@ -144,6 +172,7 @@ impl Db {
     /// checker), never for the service itself.
     pub async fn open(url: &str, schema: &str) -> Result<Self, DbError> {
         sqlx::any::install_default_drivers();
+        crate::tls::install_crypto_provider();
         if schema.is_empty() || !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(DbError::InvalidSchema(schema.to_owned()));
         }
@@ -154,7 +183,7 @@ impl Db {
         } else {
             return Err(DbError::UnsupportedUrl(redact(url)));
         };
-        let connect_err = |source| DbError::Connect { url: redact(url), source };
+        let connect_err = |source| DbError::connect(url, source);
         let committed = CommittedOutbox::default();
         let (pool, engine) = match kind {
             DbKind::Sqlite => {

@@ -17,6 +17,7 @@
 //!   graceful shutdown.
 //! - [`config`]: layered configuration (defaults < file < `ORDERFLOW__…` env < flags).
 //! - [`shutdown`]: SIGTERM/SIGINT to a cancellation token.
+//! - [`tls`]: ring as the process's one rustls crypto provider.
 //!
 //! It holds no global state and never decides business rules.
 
@@ -30,6 +31,7 @@ pub mod outbox;
 pub(crate) mod service;
 pub mod shutdown;
 pub mod sql;
+pub mod tls;
 pub(crate) mod writer;
 
 pub use db::{Db, DbError, Migration};

@@ -60,6 +60,7 @@ impl Infra {
     pub(crate) async fn connect(cfg: InfraConfig<'_>) -> anyhow::Result<Self> {
         let service = cfg.service;
         orderflow_telemetry::metrics::install();
+        crate::tls::install_crypto_provider();
         let db = Db::connect(cfg.database_url, cfg.db_schema, cfg.migrations)
             .await
             .with_context(|| format!("{service}: opening the database"))?;
