@@ -84,6 +84,8 @@ impl Service for OrderService {
             .route("/orders", create_order)
             .route("/orders/{id}", get(routes::orders::get_order))
             .route("/openapi.json", get(routes::openapi::openapi))
+            .route("/schemas/asyncapi.yaml", get(routes::schemas::asyncapi))
+            .route("/schemas/{file}", get(routes::schemas::schema))
             .with_state(state)
     }
 }

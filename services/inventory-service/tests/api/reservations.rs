@@ -19,6 +19,7 @@ orderflow_test_support::both_databases!(
     an_order_in_another_currency_than_its_products_is_rejected_and_one_in_theirs_is_reserved,
     a_currency_mismatch_that_only_v1_would_carry_is_dead_lettered_and_reserves_nothing,
     both_versions_of_one_dual_published_order_reserve_once_whichever_comes_first,
+    a_consumer_that_accepts_only_v1_keeps_working_while_orders_are_dual_published,
 );
 
 async fn an_order_for_stocked_products_is_reserved_with_line_prices_and_total(backend: DbBackend) {
@@ -254,6 +255,24 @@ async fn both_versions_of_one_dual_published_order_reserve_once_whichever_comes_
     }
     assert_eq!(app.stock_of("sku-a").await, (5, 5, 0));
     assert!(app.dead_letters().await.is_empty());
+}
+
+async fn a_consumer_that_accepts_only_v1_keeps_working_while_orders_are_dual_published(backend: DbBackend) {
+    // A service from before v2: it subscribes to v1 only, so it never meets the v2 copies.
+    let app = spawn_app_with(backend, |s| s.common.events.consume = vec![Version::V1]).await;
+    app.stock("sku-a", 10, 100).await;
+    let order = order_created(&[("sku-a", 4)], Priority::Standard);
+
+    app.publish(&order).await;
+    app.publish(&order.clone().map_data(v2::OrderCreated::from)).await;
+
+    let events = app.wait_for_events(order.data.order_id, 1).await;
+    assert_eq!(events[0].subject, "inventory.reserved.v1");
+    app.wait_until_quiet().await;
+    assert_eq!(app.stock_of("sku-a").await, (6, 4, 0));
+    assert!(app.dead_letters().await.is_empty(), "the v2 copy is not its business");
+    let info = app.consumer_info("ORDERS", "inventory-orders-created").await;
+    assert_eq!(info.config.filter_subject, "orders.created.v1");
 }
 
 /// The event on `subject` among `events`.

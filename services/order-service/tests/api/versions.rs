@@ -125,3 +125,22 @@ async fn both_versions_of_one_rejection_cancel_the_order_once(backend: DbBackend
     assert!(app.stream_messages("DLQ").await.is_empty());
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_event_contract_is_served_beside_the_api() {
+    let app = spawn_app(DbBackend::Sqlite).await;
+
+    let res = app.get("/schemas/asyncapi.yaml").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/yaml");
+    let document = res.text().await.unwrap();
+    assert!(document.contains("asyncapi: 3.0.0"));
+    assert!(document.contains("$ref: ./orders.created.v2.json"));
+    // The relative reference resolves to the schema route beside it.
+    let res = app.get("/schemas/orders.created.v2.json").await;
+    assert_eq!(res.status(), 200);
+    let schema: Value = res.json().await.unwrap();
+    assert_eq!(schema["title"], "orderflow.orders.created.v2");
+    assert_eq!(app.get("/schemas/orders.created.v9.json").await.status(), 404);
+    app.stop().await.unwrap();
+}
