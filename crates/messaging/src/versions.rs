@@ -4,8 +4,12 @@
 //! Both lists name versions (`["v1", "v2"]`) and apply to every kind: a kind publishes (or
 //! accepts) those of its versions that are listed, and a kind with none of them listed — one
 //! that never needed a v2 — uses its newest version below the highest one listed. So `["v2"]`
-//! means "v2 where there is one, else v1", `["v1", "v2"]` publishes both where both exist (dual
-//! publishing), and `["v1"]` is the contract before v2 existed.
+//! means "v2 where there is one, else v1", and `["v1"]` is the contract before v2 existed.
+//!
+//! With more than one version listed, each event goes out once, in the oldest listed version
+//! that can carry it (v1 for an order without a currency, v2 for a `currency_mismatch`) — unless
+//! `dual` is set, and then in every listed version that can carry it (dual publishing, for a
+//! migration whose readers move from one version to the other).
 
 use std::fmt;
 use std::sync::Arc;
@@ -19,9 +23,13 @@ use crate::publish::OutgoingMessage;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EventVersions {
-    /// Versions the service publishes. The default publishes v1 and v2 (dual): every v1 reader
-    /// keeps working, and v2 carries what v1 cannot (a currency, `currency_mismatch`).
+    /// Versions the service may publish. The default, v1 and v2, sends each event in v1 when v1
+    /// can carry it — every v1 reader keeps working, at no extra cost — and in v2 when only v2
+    /// can (a currency, `currency_mismatch`).
     pub publish: Vec<Version>,
+    /// Publish each event in every listed version that can carry it, not just the oldest (dual
+    /// publishing: the two messages share the event's id, and consumers count them once).
+    pub dual: bool,
     /// Versions the service's consumers accept (and subscribe to); anything else that reaches
     /// them is dead-lettered as `unknown_type`. The default accepts every version this build
     /// knows.
@@ -30,7 +38,7 @@ pub struct EventVersions {
 
 impl Default for EventVersions {
     fn default() -> Self {
-        Self { publish: Version::ALL.to_vec(), consume: Version::ALL.to_vec() }
+        Self { publish: Version::ALL.to_vec(), dual: false, consume: Version::ALL.to_vec() }
     }
 }
 
@@ -74,8 +82,9 @@ impl EventVersions {
         self.publish_of(kind).contains(&version)
     }
 
-    /// The messages of `envelope` in every version of its kind this service publishes, on the
-    /// standard or the express lane.
+    /// The messages of `envelope`, on the standard or the express lane: one, in the oldest
+    /// published version of its kind that can carry it, or with `dual` one in every such
+    /// version.
     ///
     /// # Errors
     /// [`Unpublishable`] when none of those versions can carry the event (a
@@ -92,6 +101,9 @@ impl EventVersions {
                 continue;
             };
             out.push(OutgoingMessage::from_payload(T::KIND.at(*version), envelope, payload.into(), express));
+            if !self.dual {
+                break;
+            }
         }
         if out.is_empty() {
             return Err(Unpublishable::NoVersion { type_name: T::message_type().type_name(), versions });
@@ -147,7 +159,7 @@ mod tests {
     use super::*;
 
     fn versions(publish: &[Version]) -> EventVersions {
-        EventVersions { publish: publish.to_vec(), consume: publish.to_vec() }
+        EventVersions { publish: publish.to_vec(), dual: false, consume: publish.to_vec() }
     }
 
     #[test]

@@ -109,6 +109,8 @@ pub struct UpgradeStage {
     pub name: &'static str,
     /// `events.publish`.
     pub publish: &'static [Version],
+    /// `events.dual`.
+    pub dual: bool,
     /// `events.consume`.
     pub consume: &'static [Version],
 }
@@ -116,26 +118,41 @@ pub struct UpgradeStage {
 /// The stages of a rolling upgrade from v1 to v2, in order; a run of the `upgrade` family starts
 /// in the first.
 pub const UPGRADE_STAGES: [UpgradeStage; 5] = [
-    UpgradeStage { name: "all v1", publish: &[Version::V1], consume: &[Version::V1] },
-    UpgradeStage { name: "consumers know v2", publish: &[Version::V1], consume: &[Version::V1, Version::V2] },
+    UpgradeStage { name: "all v1", publish: &[Version::V1], dual: false, consume: &[Version::V1] },
+    UpgradeStage {
+        name: "consumers know v2",
+        publish: &[Version::V1],
+        dual: false,
+        consume: &[Version::V1, Version::V2],
+    },
     UpgradeStage {
         name: "producers dual-publish",
         publish: &[Version::V1, Version::V2],
+        dual: true,
         consume: &[Version::V1, Version::V2],
     },
-    UpgradeStage { name: "producers v2 only", publish: &[Version::V2], consume: &[Version::V1, Version::V2] },
-    UpgradeStage { name: "v1 retired", publish: &[Version::V2], consume: &[Version::V2] },
+    UpgradeStage {
+        name: "producers v2 only",
+        publish: &[Version::V2],
+        dual: false,
+        consume: &[Version::V1, Version::V2],
+    },
+    UpgradeStage { name: "v1 retired", publish: &[Version::V2], dual: false, consume: &[Version::V2] },
 ];
 
 impl UpgradeStage {
     /// The environment that sets this stage for a service's `section`
     /// (`ORDERFLOW__ORDER__EVENTS__PUBLISH=[v1, v2]`).
-    pub fn env(&self, section: &str) -> [(String, String); 2] {
+    pub fn env(&self, section: &str) -> [(String, String); 3] {
         let list = |versions: &[Version]| {
             format!("[{}]", versions.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", "))
         };
         let key = |list_name: &str| format!("ORDERFLOW__{}__EVENTS__{list_name}", section.to_uppercase());
-        [(key("PUBLISH"), list(self.publish)), (key("CONSUME"), list(self.consume))]
+        [
+            (key("PUBLISH"), list(self.publish)),
+            (key("DUAL"), self.dual.to_string()),
+            (key("CONSUME"), list(self.consume)),
+        ]
     }
 }
 
@@ -361,8 +378,9 @@ mod tests {
         assert_eq!(faults, (1..=4).map(|stage| Fault::Upgrade { stage }).collect::<Vec<_>>());
         assert_eq!(UPGRADE_STAGES[0].publish, [Version::V1]);
         assert_eq!(UPGRADE_STAGES[4].consume, [Version::V2]);
-        let [publish, consume] = UPGRADE_STAGES[2].env("order");
+        let [publish, dual, consume] = UPGRADE_STAGES[2].env("order");
         assert_eq!(publish, ("ORDERFLOW__ORDER__EVENTS__PUBLISH".to_owned(), "[v1, v2]".to_owned()));
+        assert_eq!(dual.1, "true");
         assert_eq!(consume.1, "[v1, v2]");
     }
 
