@@ -239,14 +239,10 @@ pub enum CancelReason {
 }
 
 impl CancelReason {
-    /// The serialized (and stored) form: `out_of_stock`, `payment_declined`, …
+    /// The serialized (and stored) form: `out_of_stock`, `payment_declined`, … (v2's, which
+    /// has every v1 reason under the same name).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::OutOfStock => "out_of_stock",
-            Self::UnknownProduct => "unknown_product",
-            Self::PaymentDeclined => "payment_declined",
-            Self::PaymentUnavailable => "payment_unavailable",
-        }
+        crate::v2::CancelReason::from(self).as_str()
     }
 }
 

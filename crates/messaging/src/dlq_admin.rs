@@ -465,6 +465,9 @@ struct Dlq {
     first_seq: u64,
     last_seq: u64,
     messages: u64,
+    /// Whether a consumer receives `(stream, subject)`, asked once per command: a replay of
+    /// many dead letters of one subject lists the stream's consumers once.
+    subscribed: std::sync::Mutex<HashMap<(String, String), bool>>,
 }
 
 impl Dlq {
@@ -480,6 +483,7 @@ impl Dlq {
             last_seq: info.state.last_sequence,
             messages: info.state.messages,
             stream,
+            subscribed: std::sync::Mutex::default(),
         })
     }
 
@@ -565,7 +569,7 @@ impl Dlq {
         let Some(first) = letters.first() else { return Vec::new() };
         let subject = first.original_subject.clone();
         if let Some(stream) = &first.original_stream
-            && let Ok(false) = subscribed(js, stream, &subject).await
+            && let Ok(false) = self.is_subscribed(js, stream, &subject).await
         {
             return letters
                 .iter()
@@ -626,6 +630,24 @@ impl Dlq {
             });
         }
         outcomes
+    }
+
+    /// [`subscribed`], remembered for the rest of this command.
+    async fn is_subscribed(
+        &self,
+        js: &jetstream::Context,
+        stream: &str,
+        subject: &str,
+    ) -> Result<bool, BoxError> {
+        let key = (stream.to_owned(), subject.to_owned());
+        let cached =
+            self.subscribed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key).copied();
+        if let Some(known) = cached {
+            return Ok(known);
+        }
+        let known = subscribed(js, stream, subject).await?;
+        self.subscribed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, known);
+        Ok(known)
     }
 
     /// Deletes one message; a message that is already gone counts as deleted.

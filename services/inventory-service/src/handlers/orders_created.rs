@@ -134,17 +134,21 @@ impl OrdersCreatedHandler {
         if !short.is_empty() {
             return Ok(Reserve::Short(short));
         }
-        if let Some(wanted) = wanted {
-            let other: Vec<ProductId> =
-                priced.iter().filter(|l| &l.currency != wanted).map(|l| l.product_id.clone()).collect();
-            if !other.is_empty() {
-                return Ok(Reserve::Mismatch(other));
-            }
+        // Every line in the order's currency — or, with none asked for, in the first line's. A
+        // mismatch names the products priced otherwise, or every product when the order named
+        // no currency (none of them is the "right" one).
+        if let Some(target) = wanted.or_else(|| priced.first().map(|l| &l.currency))
+            && priced.iter().any(|l| &l.currency != target)
+        {
+            let named = priced
+                .iter()
+                .filter(|l| wanted.is_none() || &l.currency != target)
+                .map(|l| l.product_id.clone())
+                .collect();
+            return Ok(Reserve::Mismatch(named));
         }
-        let products: Vec<ProductId> = priced.iter().map(|l| l.product_id.clone()).collect();
         Ok(match price_lines(priced) {
             Ok(p) => Reserve::Priced(p),
-            Err(PricingError::MixedCurrencies(_)) => Reserve::Mismatch(products),
             Err(e) => Reserve::Unpriceable(e),
         })
     }
