@@ -18,6 +18,8 @@ for tool in promtool python3 curl; do
 done
 python3 -c 'import yaml' 2>/dev/null || { echo "deploy/check.sh: python3 lacks PyYAML (pip install pyyaml)" >&2; exit 1; }
 nats=$(bash deploy/nats/local-cluster.sh which)
+# Auth is on in every configuration: make the credentials they include (git-ignored).
+bash deploy/nats/local-cluster.sh creds
 
 step "promtool check config deploy/prometheus/prometheus.yml"
 promtool check config deploy/prometheus/prometheus.yml

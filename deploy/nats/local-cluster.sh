@@ -8,6 +8,7 @@
 #   deploy/nats/local-cluster.sh stop     # SIGTERM the nodes this script started (pid files)
 #   deploy/nats/local-cluster.sh verify   # start, prove the cluster formed, stop (CI uses this)
 #   deploy/nats/local-cluster.sh which    # the nats-server binary it uses
+#   deploy/nats/local-cluster.sh creds    # make deploy/nats/creds (identities' seeds, auth.conf)
 #
 # Layout (NATS_PORT_OFFSET, default 0, is added to every port):
 #   node    client  route  monitor  store
@@ -46,9 +47,32 @@ bin=$(find_bin)
 client_port() { echo $((4221 + $1 + offset)); }
 route_port() { echo $((6221 + $1 + offset)); }
 http_port() { echo $((8221 + $1 + offset)); }
+# Auth is on (cluster.conf): clients need an identity from deploy/nats/creds (made here when
+# missing, with `orderflow nats credentials`), routes the password in $dir/route-password (made
+# here when missing, unless NATS_ROUTE_PASSWORD is set).
+ensure_creds() {
+  [ -f "$here/creds/auth.conf" ] && return
+  local orderflow
+  if [ -n "${ORDERFLOW_BIN:-}" ]; then orderflow=("$ORDERFLOW_BIN")
+  elif command -v orderflow >/dev/null; then orderflow=(orderflow)
+  elif [ -x "$here/../../target/debug/orderflow" ]; then orderflow=("$here/../../target/debug/orderflow")
+  else orderflow=(cargo run -q --manifest-path "$here/../../Cargo.toml" -p orderflow --)
+  fi
+  "${orderflow[@]}" nats credentials --out "$here/creds" >/dev/null
+  echo "NATS credentials: $here/creds (admin: $here/creds/admin.nk)"
+}
+route_password() {
+  if [ -n "${NATS_ROUTE_PASSWORD:-}" ]; then echo "$NATS_ROUTE_PASSWORD"; return; fi
+  mkdir -p "$dir"
+  if [ ! -s "$dir/route-password" ]; then
+    (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/route-password")
+  fi
+  cat "$dir/route-password"
+}
 routes() {
-  local r=() n
-  for n in "${nodes[@]}"; do r+=("nats://127.0.0.1:$(route_port "$n")"); done
+  local r=() n pw
+  pw=$(route_password)
+  for n in "${nodes[@]}"; do r+=("\"nats://route:$pw@127.0.0.1:$(route_port "$n")\""); done
   local IFS=,
   echo "[${r[*]}]"
 }
@@ -60,7 +84,8 @@ with_node_env() {
   shift
   NATS_SERVER_NAME="nats-$n" NATS_HOST=127.0.0.1 NATS_PORT="$(client_port "$n")" \
     NATS_CLUSTER_PORT="$(route_port "$n")" NATS_HTTP_PORT="$(http_port "$n")" \
-    NATS_STORE_DIR="$(abs "$dir")/nats-$n" NATS_ROUTES="$(routes)" "$@"
+    NATS_STORE_DIR="$(abs "$dir")/nats-$n" NATS_ROUTES="$(routes)" \
+    NATS_ROUTE_PASSWORD="$(route_password)" "$@"
 }
 
 abs() { case $1 in /*) echo "$1" ;; *) echo "$PWD/${1#./}" ;; esac; }
@@ -75,6 +100,7 @@ json_field() { # json_field <python expression over `j`>
 }
 
 check() {
+  ensure_creds
   local n
   for n in "${nodes[@]}"; do
     with_node_env "$n" "$bin" -t -c "$conf"
@@ -82,6 +108,7 @@ check() {
 }
 
 start() {
+  ensure_creds
   mkdir -p "$dir"
   local n pid
   for n in "${nodes[@]}"; do
@@ -182,8 +209,9 @@ case "${1:-}" in
   stop) stop ;;
   verify) verify ;;
   which) echo "$bin" ;;
+  creds) ensure_creds ;;
   *)
-    sed -n '2,21p' "$0"
+    sed -n '2,22p' "$0"
     exit 2
     ;;
 esac

@@ -39,6 +39,10 @@ struct RebuildArgs {
     /// The NATS server holding the streams.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222", hide_env_values = true)]
     nats_url: String,
+    /// Credentials or nkey seed file of the admin identity (replaying creates consumers);
+    /// default: `orderflow up`'s, `.orderflow/nats-creds/admin.nk`, when it exists.
+    #[arg(long, env = "NATS_CREDS")]
+    creds: Option<std::path::PathBuf>,
     /// The store to rebuild (sqlite://… or postgres://…); default: a fresh SQLite file in a
     /// temporary directory, removed afterwards.
     #[arg(long)]
@@ -80,7 +84,11 @@ async fn rebuild_store(a: RebuildArgs) -> anyhow::Result<()> {
     if a.reset {
         rebuild::reset(&db).await.context("emptying the store")?;
     }
-    let client = async_nats::ConnectOptions::new()
+    let mut options = async_nats::ConnectOptions::new();
+    if let Some(creds) = &crate::nats::creds_or_up_default(a.creds.clone()) {
+        options = orderflow_messaging::connect::with_credentials(options, creds)?;
+    }
+    let client = options
         .name("orderflow/analytics-rebuild")
         .connection_timeout(Duration::from_secs(5))
         .connect(orderflow_messaging::connect::server_list(&a.nats_url).as_slice())

@@ -31,6 +31,11 @@ enum Command {
     /// Measure JetStream, the messaging layer and the saga on this machine; write bench.json and
     /// bench.md.
     Bench(crate::bench::BenchArgs),
+    /// NATS identities: write credentials and the server's auth.conf, provision JetStream as
+    /// the admin identity, show what an identity may do.
+    Nats(crate::nats::NatsArgs),
+    /// PostgreSQL roles: one per service, owning its schema and nothing else.
+    Db(crate::db_roles::DbArgs),
     /// Rebuild the analytics read model from the streams, or print its summary.
     Analytics(crate::analytics::AnalyticsArgs),
     /// Run one service in this process (flags as its own binary's); SIGTERM drains it.
@@ -97,7 +102,7 @@ impl Cli {
             // The suite narrates its faults at info; the services it starts log to their own files.
             Command::Verify(_) => "info,async_nats=warn,sqlx::pool::acquire=error",
             // dlq prints its tables and JSON on stdout, where the logs go too.
-            Command::Dlq(_) | Command::Analytics(_) => "warn",
+            Command::Dlq(_) | Command::Analytics(_) | Command::Nats(_) | Command::Db(_) => "warn",
             _ => "info,async_nats=warn",
         };
         orderflow_telemetry::init(default_filter);
@@ -106,6 +111,8 @@ impl Cli {
             Command::Schemas(args) => args.run(),
             Command::Dlq(args) => crate::dlq::run(args).await,
             Command::Analytics(args) => args.run().await,
+            Command::Nats(args) => args.run().await,
+            Command::Db(args) => args.run().await,
             Command::Load(args) => args.run(orderflow_platform::shutdown::on_signals()).await,
             Command::Bench(args) => args.run(orderflow_platform::shutdown::on_signals()).await,
             Command::Serve(service) => service.run(orderflow_platform::shutdown::on_signals()).await,

@@ -7,6 +7,7 @@
 
 use crate::output::emit;
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -34,6 +35,10 @@ pub struct DlqArgs {
         hide_env_values = true
     )]
     nats_url: String,
+    /// Credentials or nkey seed file of the admin identity (a service identity may not read
+    /// the DLQ); default: `orderflow up`'s, `.orderflow/nats-creds/admin.nk`, when it exists.
+    #[arg(long, env = "NATS_CREDS", global = true)]
+    creds: Option<PathBuf>,
     #[command(subcommand)]
     command: DlqCommand,
 }
@@ -138,7 +143,8 @@ struct PurgeArgs {
 
 /// Runs `orderflow dlq …`.
 pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
-    let js = connect(&args.nats_url).await?;
+    let creds = crate::nats::creds_or_up_default(args.creds.clone());
+    let js = connect(&args.nats_url, creds.as_deref()).await?;
     match args.command {
         DlqCommand::List(a) => list(&js, &a).await,
         DlqCommand::Show(a) => show(&js, &a).await,
@@ -148,8 +154,12 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
 }
 
 /// One attempt, no retries: an operator wants to know now that the URL is wrong.
-async fn connect(url: &str) -> anyhow::Result<jetstream::Context> {
-    let client = async_nats::ConnectOptions::new()
+async fn connect(url: &str, creds: Option<&Path>) -> anyhow::Result<jetstream::Context> {
+    let mut options = async_nats::ConnectOptions::new();
+    if let Some(creds) = creds {
+        options = orderflow_messaging::connect::with_credentials(options, creds)?;
+    }
+    let client = options
         .name("orderflow/dlq")
         .connection_timeout(Duration::from_secs(5))
         .request_timeout(Some(Duration::from_secs(10)))

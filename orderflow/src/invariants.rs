@@ -79,6 +79,17 @@ pub struct Targets {
     pub admin_token: String,
     /// NATS, for the DLQ.
     pub nats_url: String,
+    /// The admin identity's seed or credentials file, when the server requires one.
+    pub nats_creds: Option<std::path::PathBuf>,
+}
+
+/// A client of `targets`' NATS server, as the admin identity when it has credentials.
+async fn nats_client(targets: &Targets) -> anyhow::Result<async_nats::Client> {
+    let mut options = async_nats::ConnectOptions::new();
+    if let Some(creds) = &targets.nats_creds {
+        options = orderflow_messaging::connect::with_credentials(options, creds)?;
+    }
+    Ok(options.connect(server_list(&targets.nats_url).as_slice()).await?)
 }
 
 #[derive(Deserialize)]
@@ -239,7 +250,7 @@ pub async fn check(
     }
 
     // Dead letters.
-    report.dlq = dlq_reasons(&targets.nats_url).await?;
+    report.dlq = dlq_reasons(targets).await?;
     for reason in report.dlq.keys() {
         if reason.parse::<orderflow_messaging::DlqReason>().is_err() {
             violations.push(violation(4, reason, "dead letter without a known reason".into()));
@@ -264,8 +275,7 @@ const WATCHED_STREAMS: [&str; 4] = [
 /// in a row (events still in flight, or a message the server gave up on not yet in the DLQ,
 /// would make a correct system look broken). Fails after `timeout`.
 pub async fn wait_until_quiet(targets: &Targets, timeout: std::time::Duration) -> anyhow::Result<()> {
-    let client = async_nats::connect(server_list(&targets.nats_url).as_slice()).await?;
-    let js = async_nats::jetstream::new(client);
+    let js = async_nats::jetstream::new(nats_client(targets).await?);
     let mut dbs = Vec::new();
     for t in &targets.databases {
         dbs.push(Db::open(&t.url, &t.schema).await?);
@@ -338,9 +348,8 @@ async fn reqwest_get_json<T: serde::de::DeserializeOwned>(url: &str, admin_token
 }
 
 /// Counts DLQ messages by `Orderflow-Dlq-Reason`.
-pub async fn dlq_reasons(nats_url: &str) -> anyhow::Result<BTreeMap<String, usize>> {
-    let client = async_nats::connect(server_list(nats_url).as_slice()).await?;
-    let js = async_nats::jetstream::new(client);
+pub async fn dlq_reasons(targets: &Targets) -> anyhow::Result<BTreeMap<String, usize>> {
+    let js = async_nats::jetstream::new(nats_client(targets).await?);
     let mut out = BTreeMap::new();
     let Ok(mut stream) = js.get_stream(subjects::STREAM_DLQ).await else { return Ok(out) };
     let state = stream.info().await?.state.clone();

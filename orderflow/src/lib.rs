@@ -5,9 +5,11 @@
 pub mod analytics;
 pub mod bench;
 pub mod cli;
+pub mod db_roles;
 pub mod dlq;
 pub mod invariants;
 pub mod load;
+pub mod nats;
 mod output;
 pub mod schemas;
 pub mod serve;

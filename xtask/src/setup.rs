@@ -89,6 +89,11 @@ pub fn postgres() -> anyhow::Result<String> {
         }
     }
     if can_log_in(TEST_DATABASE_URL) {
+        if root {
+            // The per-service role tests create roles: the test role needs CREATEROLE (older
+            // set-ups made it without).
+            psql_as_postgres(&format!("ALTER ROLE {ROLE} CREATEROLE;\n"))?;
+        }
         return Ok(TEST_DATABASE_URL.to_owned());
     }
     if !root {
@@ -100,11 +105,20 @@ pub fn postgres() -> anyhow::Result<String> {
     }
     eprintln!("xtask: creating the PostgreSQL role {ROLE:?} and database {DATABASE:?} for the tests");
     let script = format!(
-        "SELECT 'CREATE ROLE {ROLE} LOGIN PASSWORD ''{PASSWORD}''' WHERE NOT EXISTS \
+        "SELECT 'CREATE ROLE {ROLE} LOGIN CREATEROLE PASSWORD ''{PASSWORD}''' WHERE NOT EXISTS \
          (SELECT FROM pg_roles WHERE rolname = '{ROLE}') \\gexec\n\
          SELECT 'CREATE DATABASE {DATABASE} OWNER {ROLE}' WHERE NOT EXISTS \
          (SELECT FROM pg_database WHERE datname = '{DATABASE}') \\gexec\n"
     );
+    psql_as_postgres(&script)?;
+    if !can_log_in(TEST_DATABASE_URL) {
+        bail!("could not create the test role and database in PostgreSQL");
+    }
+    Ok(TEST_DATABASE_URL.to_owned())
+}
+
+/// Runs `script` with psql as the `postgres` superuser (root only).
+fn psql_as_postgres(script: &str) -> anyhow::Result<()> {
     let mut child = Command::new("runuser")
         .args(["-u", "postgres", "--", "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres"])
         .current_dir("/")
@@ -116,10 +130,10 @@ pub fn postgres() -> anyhow::Result<String> {
         stdin.write_all(script.as_bytes()).context("writing to psql")?;
     }
     let status = child.wait().context("waiting for psql")?;
-    if !status.success() || !can_log_in(TEST_DATABASE_URL) {
-        bail!("could not create the test role and database in PostgreSQL ({status})");
+    if !status.success() {
+        bail!("psql as postgres failed ({status})");
     }
-    Ok(TEST_DATABASE_URL.to_owned())
+    Ok(())
 }
 
 /// Headless Chromium and its WebDriver for the dashboard's browser test: `CHROMIUM_BIN` and

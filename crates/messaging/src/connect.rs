@@ -9,6 +9,7 @@
 //! (nats.rs #1623), and it logs the URLs it connects to (DEBUG) — so do we (INFO) — which must
 //! never show a password. Every URL this module logs or puts in an error is the stripped one.
 
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -33,6 +34,12 @@ pub struct ConnectConfig {
     pub initial_timeout: Option<Duration>,
     /// Timeout of JetStream API requests and PubAcks.
     pub request_timeout: Duration,
+    /// A NATS credentials file (`.creds`: JWT and seed) or an nkey seed file (`SU…`) to
+    /// authenticate with; `None` connects anonymously (or with credentials in the URL).
+    pub(crate) creds: Option<PathBuf>,
+    /// The prefix of the client's reply subjects (`_INBOX_order`), which an identity's
+    /// permissions limit it to; `None` keeps the client's `_INBOX`.
+    pub(crate) inbox_prefix: Option<String>,
 }
 
 impl std::fmt::Debug for ConnectConfig {
@@ -44,6 +51,8 @@ impl std::fmt::Debug for ConnectConfig {
             .field("max_backoff", &self.max_backoff)
             .field("initial_timeout", &self.initial_timeout)
             .field("request_timeout", &self.request_timeout)
+            .field("creds", &self.creds)
+            .field("inbox_prefix", &self.inbox_prefix)
             .finish()
     }
 }
@@ -58,7 +67,27 @@ impl ConnectConfig {
             max_backoff: Duration::from_secs(5),
             initial_timeout: Some(Duration::from_secs(60)),
             request_timeout: Duration::from_secs(10),
+            creds: None,
+            inbox_prefix: None,
         }
+    }
+
+    /// Authenticates with the credentials or nkey seed file `creds` (if any).
+    pub fn with_creds(mut self, creds: Option<PathBuf>) -> Self {
+        self.creds = creds;
+        self
+    }
+
+    /// Connects as `identity` ([`crate::identity`]): its reply subjects under its own inbox
+    /// prefix, which its permissions allow and no other identity's do.
+    pub fn as_identity(mut self, identity: &str) -> Self {
+        self.inbox_prefix = Some(crate::identity::inbox_prefix(identity));
+        self
+    }
+
+    /// Whether it authenticates with a credentials file.
+    pub fn has_creds(&self) -> bool {
+        self.creds.is_some()
     }
 
     /// The retry schedule of the first connect: doubling from `min_backoff` to `max_backoff`,
@@ -93,6 +122,43 @@ pub enum ConnectError {
     /// below the first delay); nothing was tried.
     #[error("invalid NATS connect backoff: {0}")]
     InvalidBackoff(#[from] BackoffConfigError),
+    /// The credentials file could not be read or holds neither a JWT nor a user seed.
+    #[error("NATS credentials {path}: {source}")]
+    Credentials {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server refused the credentials (or their absence): retrying cannot help.
+    #[error("NATS at {url} refused the connection: {source} (check NATS_CREDS / nats_creds)")]
+    NotAuthorized {
+        /// The URL tried.
+        url: String,
+        /// The server's answer.
+        #[source]
+        source: async_nats::ConnectError,
+    },
+}
+
+/// `options` authenticating with `path`: a NATS credentials file (a user JWT and its seed, as
+/// `nsc` writes them) or a file holding just a user nkey seed (`SU…`, as
+/// `orderflow nats credentials` writes them).
+pub fn with_credentials(options: ConnectOptions, path: &Path) -> Result<ConnectOptions, ConnectError> {
+    let err = |source| ConnectError::Credentials { path: path.to_path_buf(), source };
+    let text = std::fs::read_to_string(path).map_err(err)?;
+    if text.contains("BEGIN NATS USER JWT") {
+        return options.credentials(&text).map_err(err);
+    }
+    let seed = text.trim();
+    if !seed.starts_with("SU") || seed.lines().count() != 1 {
+        return Err(err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "neither a credentials file (user JWT + seed) nor a user nkey seed (SU…)",
+        )));
+    }
+    Ok(options.nkey(seed.to_owned()))
 }
 
 /// The delay before reconnect attempt `attempt` (0-based): exponential, capped, with up to half
@@ -115,10 +181,17 @@ pub async fn connect(cfg: &ConnectConfig) -> Result<Client, ConnectError> {
     // A comma-separated list names several servers of a cluster; any of them will do.
     let (servers, credentials) = split_credentials(&cfg.url);
     let url = servers.join(",");
+    // Read once: a missing or malformed file fails now, not after a minute of retries.
+    if let Some(path) = &cfg.creds {
+        with_credentials(ConnectOptions::new(), path)?;
+    }
     let mut attempts = 0;
     loop {
         attempts += 1;
         let mut options = options(cfg, &url);
+        if let Some(path) = &cfg.creds {
+            options = with_credentials(options, path)?;
+        }
         options = match &credentials {
             Some(Credentials::UserPassword(user, password)) => {
                 options.user_and_password(user.clone(), password.clone())
@@ -128,6 +201,9 @@ pub async fn connect(cfg: &ConnectConfig) -> Result<Client, ConnectError> {
         };
         let err = match options.connect(servers.as_slice()).await {
             Ok(client) => return Ok(client),
+            Err(err) if err.kind() == async_nats::ConnectErrorKind::AuthorizationViolation => {
+                return Err(ConnectError::NotAuthorized { url, source: err });
+            }
             Err(err) => err,
         };
         let Some(delay) = backoff.next_delay() else {
@@ -272,7 +348,11 @@ fn next_server(servers: &[Server], last: &ServerInfo) -> Option<ServerAddr> {
 fn options(cfg: &ConnectConfig, url: &str) -> ConnectOptions {
     let reconnect = BackoffConfig { max_elapsed: None, ..cfg.backoff() };
     let url = url.to_owned();
-    ConnectOptions::new()
+    let options = match &cfg.inbox_prefix {
+        Some(prefix) => ConnectOptions::new().custom_inbox_prefix(prefix),
+        None => ConnectOptions::new(),
+    };
+    options
         .name(&cfg.name)
         .max_reconnects(None)
         .request_timeout(Some(cfg.request_timeout))

@@ -25,6 +25,7 @@ pub(crate) mod consumer;
 pub mod dlq;
 pub mod dlq_admin;
 pub mod headers;
+pub mod identity;
 pub mod publish;
 pub mod schedule;
 pub mod stream_fill;

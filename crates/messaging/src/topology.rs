@@ -410,7 +410,7 @@ pub async fn provision(
         ensure_stream(js, spec, &mut report).await?;
     }
     for spec in &topology.consumers {
-        ensure_consumer(js, spec, &mut report).await?;
+        ensure_consumer(js, spec, &mut report, true).await?;
     }
     if !report.is_noop() {
         tracing::info!(created = ?report.created, updated = ?report.updated, "JetStream provisioned");
@@ -448,10 +448,16 @@ async fn ensure_stream(
 /// Creates the consumer if missing or updates it if drifted, and returns a handle to it. The
 /// consumer runtime calls this again whenever fetching fails, so a consumer deleted by an
 /// operator or lost with a server's store comes back by itself.
+///
+/// With `provision` off (a service connected as its own identity, which may not manage
+/// consumers) it only binds: an existing consumer is used as it is (a drift is logged for the
+/// admin to provision), a missing one is an error the runtime retries until the admin identity
+/// has created it (`orderflow nats provision`).
 pub(crate) async fn ensure_consumer(
     js: &jetstream::Context,
     spec: &ConsumerSpec,
     report: &mut ProvisionReport,
+    provision: bool,
 ) -> Result<consumer::Consumer<consumer::pull::Config>, ProvisionError> {
     let what = format!("consumer {}/{}", spec.stream, spec.durable);
     let stream = js.get_stream_no_info(&spec.stream).await.map_err(|e| perr(&what)(e.into()))?;
@@ -459,6 +465,17 @@ pub(crate) async fn ensure_consumer(
         Ok(info) if !spec.drifted(&info.config) => {
             Ok(consumer::Consumer::new(spec.config(), info, js.clone()))
         }
+        Ok(info) if !provision => {
+            tracing::warn!(
+                consumer = %spec.durable,
+                "consumer configuration differs from this build's; using it as it is (provision with the admin identity: `orderflow nats provision`)"
+            );
+            Ok(consumer::Consumer::new(spec.config(), info, js.clone()))
+        }
+        Err(e) if !provision && is_not_found(&e) => Err(perr(&what)(
+            "it does not exist and this service may not create it: provision with the admin identity (`orderflow nats provision`)"
+                .into(),
+        )),
         Ok(_) => {
             tracing::warn!(consumer = %spec.durable, "consumer configuration drifted; updating");
             let c = stream.update_consumer(spec.config()).await.map_err(|e| perr(&what)(e.into()))?;

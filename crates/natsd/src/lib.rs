@@ -200,6 +200,9 @@ pub struct Options {
     pub config_file: Option<PathBuf>,
     /// Environment variables for the server process (a configuration file reads `$VAR`s).
     pub env: Vec<(String, String)>,
+    /// Configuration appended to what a server started from flags reads (e.g. an
+    /// `authorization` block); ignored with [`config_file`](Self::config_file).
+    pub extra_conf: Option<String>,
 }
 
 impl Options {
@@ -214,6 +217,7 @@ impl Options {
             extra_args: Vec::new(),
             config_file: None,
             env: Vec::new(),
+            extra_conf: None,
         }
     }
 }
@@ -337,7 +341,11 @@ impl NatsServer {
             None => {
                 // The limits no flag can set come from a small file; the flags set the rest.
                 let limits = opts.store_dir.join(LIMITS_FILE);
-                fs::write(&limits, LIMITS_CONF).map_err(io_err(&limits))?;
+                let conf = match &opts.extra_conf {
+                    Some(extra) => format!("{LIMITS_CONF}{extra}"),
+                    None => LIMITS_CONF.to_owned(),
+                };
+                fs::write(&limits, conf).map_err(io_err(&limits))?;
                 let port_arg = opts.port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
                 command
                     .arg("-c")

@@ -33,6 +33,10 @@ pub struct ServiceFlags {
     #[arg(long, env = "NATS_URL", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nats_url: Option<String>,
+    /// The service's NATS credentials or nkey seed file.
+    #[arg(long, env = "NATS_CREDS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_creds: Option<std::path::PathBuf>,
     /// `sqlite://path` or `postgres://…`.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -51,6 +55,7 @@ impl std::fmt::Debug for ServiceFlags {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("nats_url", &self.nats_url.as_deref().map(redact_urls))
+            .field("nats_creds", &self.nats_creds)
             .field("database_url", &self.database_url.as_deref().map(crate::db::redact))
             .field("admin_token", &self.admin_token)
             .finish()

@@ -107,7 +107,7 @@ impl DbError {
     /// A connection error, as [`DbError::Tls`] when TLS is what failed: sqlx reports a refused
     /// certificate as an I/O error ("error communicating with database: invalid peer
     /// certificate…"), which reads like a network fault.
-    fn connect(url: &str, source: sqlx::Error) -> Self {
+    pub(crate) fn connect(url: &str, source: sqlx::Error) -> Self {
         let tls = match &source {
             sqlx::Error::Tls(_) => true,
             sqlx::Error::Io(e) => crate::tls::rustls_error(e).is_some(),
@@ -230,8 +230,18 @@ impl Db {
                 {
                     let setup = PgPoolOptions::new().max_connections(1).connect_with(opts.clone()).await;
                     let setup = setup.map_err(connect_err)?;
-                    let ddl = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
-                    setup.execute(sqlx::AssertSqlSafe(ddl)).await.map_err(connect_err)?;
+                    // Created only when missing: a per-service role owns its schema but may not
+                    // create one (`CREATE SCHEMA IF NOT EXISTS` checks that right first).
+                    let exists: Option<i32> =
+                        sqlx::query_scalar("SELECT 1 FROM pg_namespace WHERE nspname = $1")
+                            .bind(schema)
+                            .fetch_optional(&setup)
+                            .await
+                            .map_err(connect_err)?;
+                    if exists.is_none() {
+                        let ddl = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
+                        setup.execute(sqlx::AssertSqlSafe(ddl)).await.map_err(connect_err)?;
+                    }
                     setup.close().await;
                 }
                 // The schema name was checked above to be a plain identifier.

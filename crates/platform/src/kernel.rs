@@ -54,6 +54,11 @@ pub struct CommonSettings {
     pub port: u16,
     /// NATS server URL(s), comma-separated.
     pub nats_url: String,
+    /// The service's NATS identity: a credentials file (user JWT + seed) or an nkey seed file
+    /// (`orderflow nats credentials` writes `<service>.nk`). With one, the service binds to the
+    /// consumers the admin identity provisioned instead of creating them (its permissions do
+    /// not allow that); without, it connects anonymously and provisions JetStream itself.
+    pub nats_creds: Option<std::path::PathBuf>,
     /// `sqlite://path` (a file under `.orderflow/` by default) or `postgres://…`.
     pub database_url: String,
     /// PostgreSQL schema of this service (ignored for SQLite).
@@ -109,6 +114,7 @@ impl Default for CommonSettings {
             host: "127.0.0.1".to_owned(),
             port: 0,
             nats_url: "nats://127.0.0.1:4222".to_owned(),
+            nats_creds: None,
             database_url: String::new(),
             db_schema: String::new(),
             shutdown_timeout_secs: 30,
@@ -152,6 +158,7 @@ impl CommonSettings {
             fetch_batch: self.consumer.fetch_batch.max(1),
             handler_timeout: Duration::from_secs(self.consumer.handler_timeout_secs.max(1)),
             versions: Arc::new(self.events.clone()),
+            provision: self.nats_creds.is_none(),
             ..RuntimeConfig::default()
         }
     }
@@ -164,6 +171,7 @@ impl std::fmt::Debug for CommonSettings {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("nats_url", &crate::config::redact_urls(&self.nats_url))
+            .field("nats_creds", &self.nats_creds)
             .field("database_url", &crate::db::redact(&self.database_url))
             .field("db_schema", &self.db_schema)
             .field("shutdown_timeout_secs", &self.shutdown_timeout_secs)
@@ -419,7 +427,9 @@ impl<S: Service> Application<S> {
         let port = listener.local_addr().context("reading the bound HTTP address")?.port();
         let infra = Infra::connect(InfraConfig {
             service: S::NAME,
+            section: S::SECTION,
             nats_url: &common.nats_url,
+            nats_creds: common.nats_creds.as_deref(),
             database_url: &common.database_url,
             db_schema: &common.db_schema,
             migrations: S::MIGRATIONS,

@@ -28,6 +28,7 @@ pub mod http;
 pub mod inbox;
 pub mod kernel;
 pub mod outbox;
+pub mod roles;
 pub(crate) mod service;
 pub mod shutdown;
 pub mod sql;

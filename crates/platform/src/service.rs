@@ -43,8 +43,12 @@ pub(crate) struct Infra {
 pub(crate) struct InfraConfig<'a> {
     /// `order-service`, `inventory-service`, …; the NATS client is named `orderflow/<service>`.
     pub(crate) service: &'static str,
+    /// `order`, `inventory`, …: its NATS identity when it has credentials.
+    pub(crate) section: &'static str,
     /// NATS URL(s).
     pub(crate) nats_url: &'a str,
+    /// The service identity's credentials; with them JetStream is not provisioned here.
+    pub(crate) nats_creds: Option<&'a std::path::Path>,
     /// Database URL.
     pub(crate) database_url: &'a str,
     /// PostgreSQL schema.
@@ -64,14 +68,22 @@ impl Infra {
         let db = Db::connect(cfg.database_url, cfg.db_schema, cfg.migrations)
             .await
             .with_context(|| format!("{service}: opening the database"))?;
-        let client =
-            orderflow_messaging::connect(&ConnectConfig::new(cfg.nats_url, format!("orderflow/{service}")))
-                .await
-                .with_context(|| format!("{service}: connecting to NATS"))?;
-        let js = jetstream::new(client.clone());
-        provision(&js, &Topology::orderflow(cfg.stream_replicas.max(1)))
+        let connect = ConnectConfig::new(cfg.nats_url, format!("orderflow/{service}"))
+            .with_creds(cfg.nats_creds.map(std::path::Path::to_path_buf))
+            .as_identity(cfg.section);
+        let client = orderflow_messaging::connect(&connect)
             .await
-            .with_context(|| format!("{service}: provisioning JetStream"))?;
+            .with_context(|| format!("{service}: connecting to NATS"))?;
+        let js = jetstream::new(client.clone());
+        if connect.has_creds() {
+            // Its own identity may not manage streams or consumers: the admin provisioned them
+            // (`orderflow nats provision`); its consumers bind and wait until they exist.
+            tracing::info!(service, "NATS identity: binding to the provisioned topology");
+        } else {
+            provision(&js, &Topology::orderflow(cfg.stream_replicas.max(1)))
+                .await
+                .with_context(|| format!("{service}: provisioning JetStream"))?;
+        }
         let relay = OutboxRelay::new(db.clone(), Publisher::new(js.clone()), service);
         Ok(Self { service, client, js, db, relay })
     }

@@ -19,6 +19,8 @@ use tempfile::TempDir;
 #[derive(Debug)]
 pub struct TestNats {
     server: NatsServer,
+    /// The credentials directory of a [`start_secured`](Self::start_secured) server.
+    creds: Option<std::path::PathBuf>,
     // Dropped after `server` (field order), so the store outlives the process.
     _dir: TempDir,
 }
@@ -30,7 +32,27 @@ impl TestNats {
         let dir = tempfile::Builder::new().prefix("orderflow-nats-").tempdir()?;
         let server = NatsServer::start(Options::new(dir.path().join("store")))
             .context("starting a nats-server for the test")?;
-        Ok(Self { server, _dir: dir })
+        Ok(Self { server, creds: None, _dir: dir })
+    }
+
+    /// Starts a server with auth on, as `orderflow up` runs it: an nkey per identity
+    /// ([`orderflow_messaging::identity`]) with the deployment's permissions, so clients must
+    /// connect with [`creds`](Self::creds). Nothing is provisioned.
+    pub fn start_secured() -> anyhow::Result<Self> {
+        use orderflow_messaging::{Topology, identity};
+        let dir = tempfile::Builder::new().prefix("orderflow-nats-").tempdir()?;
+        let creds = dir.path().join("creds");
+        identity::ensure_credentials(&creds, &Topology::deployment(1), &[])?;
+        let mut options = Options::new(dir.path().join("store"));
+        options.extra_conf = Some(std::fs::read_to_string(identity::auth_conf_file(&creds))?);
+        let server = NatsServer::start(options).context("starting a secured nats-server for the test")?;
+        Ok(Self { server, creds: Some(creds), _dir: dir })
+    }
+
+    /// The seed file of `identity` (`order`, …, `admin`) on a secured server.
+    pub fn creds(&self, identity: &str) -> std::path::PathBuf {
+        let dir = self.creds.as_deref().expect("creds() needs a server from start_secured()");
+        orderflow_messaging::identity::seed_file(dir, identity)
     }
 
     /// The client URL.

@@ -331,7 +331,7 @@ async fn express_on(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<ExpressUnderBacklog> {
     let endpoints = spawned.endpoints();
-    let tracker = Tracker::start(&endpoints.nats_url, 3).await?;
+    let tracker = Tracker::start(&endpoints.nats_url, endpoints.nats_creds.as_deref(), 3).await?;
     let http = http_client(Duration::from_secs(60))?;
     let driver = Arc::new(Driver::new(http, &endpoints.order_url, standard_mix(), tracker, false));
     let burst = cfg.express_burst;

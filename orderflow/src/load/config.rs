@@ -209,6 +209,9 @@ pub struct Endpoints {
     pub inventory_url: String,
     /// The NATS server the system publishes its terminal events on.
     pub nats_url: String,
+    /// Credentials or nkey seed file to subscribe with (the admin identity's, when the server
+    /// requires one: `orderflow up` prints where it is).
+    pub nats_creds: Option<std::path::PathBuf>,
 }
 
 /// Which system the run loads.

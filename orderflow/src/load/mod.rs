@@ -120,6 +120,10 @@ pub struct LoadArgs {
     /// NATS of the running system (`orderflow up` prints it), to watch terminal order events.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222", hide_env_values = true)]
     nats_url: String,
+    /// Credentials or nkey seed file for NATS; default: `orderflow up`'s admin seed,
+    /// `.orderflow/nats-creds/admin.nk`, when it exists.
+    #[arg(long, env = "NATS_CREDS")]
+    nats_creds: Option<std::path::PathBuf>,
     /// With --spawn: postgres://… for PostgreSQL instead of SQLite.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
@@ -193,6 +197,7 @@ impl LoadArgs {
                 order_url: self.order_url.clone(),
                 inventory_url: self.inventory_url.clone(),
                 nats_url: self.nats_url.clone(),
+                nats_creds: crate::nats::creds_or_up_default(self.nats_creds.clone()),
             })
         };
         let schedule = match (self.rate, self.clients) {

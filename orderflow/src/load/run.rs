@@ -60,7 +60,7 @@ pub async fn execute(
         Some(url) => Some(fetch_summary(&http, url).await?),
         None => None,
     };
-    let tracker = Tracker::start(&endpoints.nats_url, 2).await?;
+    let tracker = Tracker::start(&endpoints.nats_url, endpoints.nats_creds.as_deref(), 2).await?;
     let driver = Arc::new(Driver::new(
         http.clone(),
         &endpoints.order_url,

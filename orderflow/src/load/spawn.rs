@@ -117,6 +117,7 @@ impl SpawnedSystem {
             order_url: self.system.order_url.clone(),
             inventory_url: self.system.inventory_url.clone(),
             nats_url: self.system.nats_url.clone(),
+            nats_creds: self.system.admin_creds(),
         }
     }
 
@@ -127,6 +128,7 @@ impl SpawnedSystem {
             gateway_url: self.system.gateway_url.clone(),
             admin_token: self.system.admin_token.clone(),
             nats_url: self.system.nats_url.clone(),
+            nats_creds: self.system.admin_creds(),
         }
     }
 

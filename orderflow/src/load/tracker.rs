@@ -132,8 +132,16 @@ impl Tracker {
     /// Connects to `nats_url` and subscribes before returning, so no event of an order placed
     /// afterwards can be missed. `groups` latency distributions are kept (an order names its
     /// group when it is registered).
-    pub async fn start(nats_url: &str, groups: usize) -> anyhow::Result<Self> {
-        let client = async_nats::ConnectOptions::new()
+    pub async fn start(
+        nats_url: &str,
+        creds: Option<&std::path::Path>,
+        groups: usize,
+    ) -> anyhow::Result<Self> {
+        let mut options = async_nats::ConnectOptions::new();
+        if let Some(creds) = creds {
+            options = orderflow_messaging::connect::with_credentials(options, creds)?;
+        }
+        let client = options
             .name("orderflow-load")
             // A core subscription drops messages when its buffer is full; make it deep enough
             // for a long stall of this process.

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use orderflow_messaging::{Topology, identity};
 use orderflow_natsd::{NatsServer, Options};
 use tokio::time::Instant;
 
@@ -44,6 +45,8 @@ impl Node {
 pub struct Cluster {
     /// The nodes, `nats-1` first.
     pub nodes: Vec<Node>,
+    /// The credentials directory: a seed per identity and the `auth.conf` every node includes.
+    pub creds: PathBuf,
 }
 
 /// A port nothing listens on now (loopback).
@@ -67,10 +70,18 @@ impl Cluster {
         for _ in 0..NODES {
             ports.push((free_port()?, free_port()?, free_port()?));
         }
-        let routes =
-            ports.iter().map(|(_, route, _)| format!("nats://127.0.0.1:{route}")).collect::<Vec<_>>();
-        let routes = format!("[{}]", routes.join(", "));
+        // Auth on, as deployed: clients with the identities' nkeys (`include ./creds/auth.conf`),
+        // routes with a password of this run's.
         let abs_dir = std::path::absolute(dir).context("resolving the run directory")?;
+        let creds = abs_dir.join("creds");
+        identity::ensure_credentials(&creds, &Topology::deployment(NODES), &[])
+            .context("making the cluster's NATS credentials")?;
+        let route_password: String = std::iter::repeat_with(fastrand::alphanumeric).take(32).collect();
+        let routes = ports
+            .iter()
+            .map(|(_, route, _)| format!("\"nats://route:{route_password}@127.0.0.1:{route}\""))
+            .collect::<Vec<_>>();
+        let routes = format!("[{}]", routes.join(", "));
 
         let mut nodes = Vec::new();
         for (i, (client, route, http)) in ports.into_iter().enumerate() {
@@ -88,6 +99,7 @@ impl Cluster {
                 ("NATS_HTTP_PORT".into(), http.to_string()),
                 ("NATS_STORE_DIR".into(), store.display().to_string()),
                 ("NATS_ROUTES".into(), routes.clone()),
+                ("NATS_ROUTE_PASSWORD".into(), route_password.clone()),
             ];
             let bin = bin.clone();
             let server = tokio::task::spawn_blocking(move || NatsServer::start_with(bin, opts))
@@ -95,9 +107,22 @@ impl Cluster {
                 .with_context(|| format!("starting {name}"))?;
             nodes.push(Node { name, port: client, server: Some(server), paused: false, down: false });
         }
-        let cluster = Self { nodes };
+        let cluster = Self { nodes, creds };
         cluster.wait_formed(Duration::from_secs(30)).await?;
         Ok(cluster)
+    }
+
+    /// The admin identity's seed file.
+    pub fn admin_seed(&self) -> PathBuf {
+        identity::seed_file(&self.creds, identity::ADMIN)
+    }
+
+    /// A client of the cluster as the admin identity.
+    pub fn admin_options(&self) -> anyhow::Result<async_nats::ConnectOptions> {
+        Ok(orderflow_messaging::connect::with_credentials(
+            async_nats::ConnectOptions::new(),
+            &self.admin_seed(),
+        )?)
     }
 
     /// Every node's client URL, comma-separated (what the services and tools take).
@@ -112,7 +137,7 @@ impl Cluster {
         for node in self.nodes.iter().filter(|n| !n.down && !n.paused) {
             let url = format!("nats://127.0.0.1:{}", node.port);
             loop {
-                let last = match node_answers(&url).await {
+                let last = match node_answers(&url, &self.admin_seed()).await {
                     Ok(()) => break,
                     Err(e) => format!("{e:#}"),
                 };
@@ -205,12 +230,13 @@ impl Cluster {
     }
 }
 
-async fn node_answers(url: &str) -> anyhow::Result<()> {
-    let client = async_nats::ConnectOptions::new()
-        .connection_timeout(Duration::from_secs(2))
-        .request_timeout(Some(Duration::from_secs(2)))
-        .connect(url)
-        .await?;
+async fn node_answers(url: &str, admin_seed: &Path) -> anyhow::Result<()> {
+    let client =
+        orderflow_messaging::connect::with_credentials(async_nats::ConnectOptions::new(), admin_seed)?
+            .connection_timeout(Duration::from_secs(2))
+            .request_timeout(Some(Duration::from_secs(2)))
+            .connect(url)
+            .await?;
     let js = async_nats::jetstream::new(client);
     js.query_account().await?;
     Ok(())

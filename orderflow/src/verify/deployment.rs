@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream;
+use orderflow_messaging::{Topology, identity};
 use orderflow_platform::http::{ADMIN_TOKEN_ENV, AdminToken};
 
-use super::cluster::{self, Cluster, free_port};
+use super::cluster::{self, Cluster, NODES, free_port};
 use super::faults::UPGRADE_STAGES;
 use super::procs::{Role, ServiceProc};
 use super::{Deployment, FaultFamily, PLENTY, PRODUCTS, SCARCE, VerifyConfig};
@@ -35,12 +36,20 @@ impl Deployment {
         let cluster = Cluster::start(&dir.join("nats")).await.context("starting the 3-node NATS cluster")?;
         let nats_url = cluster.url();
         tracing::info!(%nats_url, "NATS cluster formed");
-        let client = async_nats::ConnectOptions::new()
+        let client = cluster
+            .admin_options()?
             .name("orderflow-verify")
             .connect(orderflow_messaging::connect::server_list(&nats_url).as_slice())
             .await
             .context("connecting to the cluster")?;
         let js = jetstream::new(client);
+        // As deployed: the admin identity provisions (R3), every service binds with its own.
+        orderflow_messaging::topology::provision(
+            &js,
+            &Topology::deployment(NODES).of_services(&["order", "inventory", "payment"]),
+        )
+        .await
+        .context("provisioning JetStream as the admin identity")?;
 
         // Databases: one per service, shared by that service's instances.
         let suffix = format!("_verify_{}_{}", config.seed, std::process::id());
@@ -111,6 +120,10 @@ impl Deployment {
                 config_arg.clone(),
             ];
             let mut env = token_env();
+            env.push((
+                "NATS_CREDS".to_owned(),
+                identity::seed_file(&cluster.creds, role.as_str()).display().to_string(),
+            ));
             if config.only.contains(&FaultFamily::Upgrade) {
                 // A rolling upgrade starts where every deployment before v2 was.
                 env.extend(UPGRADE_STAGES[0].env(role.as_str()));
@@ -147,7 +160,7 @@ impl Deployment {
             p.start(&self.http, Duration::from_secs(60)).await?;
             tracing::info!(instance = %p.name, pid = ?p.pid(), url = %p.url(), "started");
         }
-        // The services provisioned the streams from `stream_replicas = 3`; make sure they did.
+        // The admin provisioned the streams at 3 replicas; make sure they are.
         use orderflow_events::subjects::{
             STREAM_ADVISORIES, STREAM_DLQ, STREAM_INVENTORY, STREAM_ORDERS, STREAM_PAYMENTS,
         };
@@ -187,6 +200,7 @@ impl Deployment {
             gateway_url: self.url_of(Role::Gateway)?,
             admin_token: self.admin_token.clone(),
             nats_url: self.cluster.url(),
+            nats_creds: Some(self.cluster.admin_seed()),
         })
     }
 

@@ -29,6 +29,7 @@ impl Deployment {
                 order_url: self.url_of(Role::Order)?,
                 inventory_url: self.url_of(Role::Inventory)?,
                 nats_url: self.cluster.url(),
+                nats_creds: Some(self.cluster.admin_seed()),
             }),
             Schedule::Open { rate: config.rate },
             Until::Elapsed(config.duration),

@@ -52,6 +52,7 @@ impl TestSystem {
             gateway_url: self.system.gateway_url.clone(),
             admin_token: self.system.admin_token.clone(),
             nats_url: self.system.nats_url.clone(),
+            nats_creds: self.system.admin_creds(),
         }
     }
 

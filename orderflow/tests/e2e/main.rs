@@ -9,6 +9,7 @@ mod cli;
 mod dashboard;
 mod dlq;
 mod helpers;
+mod identities;
 mod observability;
 mod saga;
 mod verify;

@@ -187,6 +187,9 @@ pub struct RuntimeConfig {
     pub retry_max: Duration,
     /// The versions follow-ups are published in ([`Delivery::follow_up`]).
     pub versions: Arc<EventVersions>,
+    /// Create or update the consumer when it is missing or drifted; off, only bind to it (a
+    /// service identity may not manage consumers: the admin identity provisions them).
+    pub provision: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -199,6 +202,7 @@ impl Default for RuntimeConfig {
             retry_min: Duration::from_millis(100),
             retry_max: Duration::from_secs(5),
             versions: Arc::new(EventVersions::default()),
+            provision: true,
         }
     }
 }
@@ -379,6 +383,7 @@ impl<H: Send + Sync + 'static> Shared<H> {
                     if provisioned { &reprovision } else { &js },
                     &shared.spec,
                     &mut ProvisionReport::default(),
+                    shared.config.provision,
                 )
                 .await
                 {

@@ -4,5 +4,6 @@
 
 mod dlq_admin;
 mod helpers;
+mod identities;
 mod publishing;
 mod runtime;

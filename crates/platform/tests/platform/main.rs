@@ -5,5 +5,6 @@
 
 mod inbox;
 mod outbox;
+mod roles;
 mod tls;
 mod writer;
