@@ -152,6 +152,9 @@ async fn measure_running(
         .args(["--order-url", &format!("http://127.0.0.1:{}", ports.order)])
         .args(["--inventory-url", &format!("http://127.0.0.1:{}", ports.inventory)])
         .args(["--nats-url", &format!("nats://127.0.0.1:{}", ports.nats)])
+        // `up`'s server runs with auth on: watch the events as its admin identity.
+        .arg("--nats-creds")
+        .arg(dir.join("data").join("nats-creds").join("admin.nk"))
         .args(["--rate", &rate.to_string(), "--duration", &format!("{}ms", duration.as_millis())])
         .args(["--restock", &crate::load::SPAWN_RESTOCK.to_string(), "--quiet", "--json-out"])
         .arg(&json)
