@@ -472,9 +472,11 @@ pub(crate) async fn ensure_consumer(
             );
             Ok(consumer::Consumer::new(spec.config(), info, js.clone()))
         }
-        Err(e) if !provision && is_not_found(&e) => Err(perr(&what)(
-            "it does not exist and this service may not create it: provision with the admin identity (`orderflow nats provision`)"
-                .into(),
+        Err(e) if !provision => Err(perr(&what)(
+            format!(
+                "{e}; this service only binds (its identity may not create streams or consumers): provision with the admin identity (`orderflow nats provision`)"
+            )
+            .into(),
         )),
         Ok(_) => {
             tracing::warn!(consumer = %spec.durable, "consumer configuration drifted; updating");

@@ -145,3 +145,67 @@ async fn a_client_without_credentials_or_with_an_unknown_key_is_refused_at_once(
         connect(&ConnectConfig::new(nats.url(), "x").with_creds(Some(dir.path().join("none.nk")))).await;
     assert!(matches!(missing, Err(ConnectError::Credentials { .. })), "{missing:?}");
 }
+
+#[tokio::test]
+async fn a_service_on_its_own_identity_waits_for_the_admin_to_provision_then_consumes() {
+    use orderflow_events::{EventKind, OrderCreated};
+    use orderflow_messaging::{
+        ConsumerRuntime, ConsumerSpec, ConsumerState, Delivery, Publisher, RuntimeConfig,
+    };
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    orderflow_telemetry::init_for_tests();
+    let nats = TestNats::start_secured().unwrap();
+    let inventory = js_as(&nats, "inventory").await;
+    let handled = Arc::new(AtomicUsize::new(0));
+    let seen = handled.clone();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let config = RuntimeConfig {
+        provision: false,
+        fetch_expires: Duration::from_millis(500),
+        retry_max: Duration::from_millis(300),
+        ..RuntimeConfig::default()
+    };
+    let handle = ConsumerRuntime::new(
+        inventory,
+        ConsumerSpec::for_event("inventory", EventKind::OrdersCreated),
+        move |_: Delivery<OrderCreated>| {
+            let seen = seen.clone();
+            async move {
+                seen.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+        },
+    )
+    .with_config(config)
+    .spawn(stop.clone());
+
+    // No topology yet, and this identity may not create it: it waits, saying who must.
+    let waiting =
+        orderflow_test_support::eventually(Duration::from_secs(20), "a recovering consumer", || async {
+            match handle.state() {
+                ConsumerState::Recovering { error } => Some(error),
+                _ => None,
+            }
+        })
+        .await
+        .unwrap();
+    assert!(waiting.contains("orderflow nats provision"), "{waiting}");
+
+    let admin = js_as(&nats, identity::ADMIN).await;
+    provision(&admin, &Topology::deployment(1)).await.unwrap();
+    let order = Publisher::new(js_as(&nats, "order").await);
+    let event =
+        orderflow_messaging::OutgoingMessage::from_envelope(&crate::helpers::order_created("c-bind"), false)
+            .unwrap();
+    order.publish(&event).await.unwrap();
+
+    orderflow_test_support::eventually(Duration::from_secs(30), "the order handled", || async {
+        (handled.load(Ordering::SeqCst) == 1 && handle.state() == ConsumerState::Running).then_some(())
+    })
+    .await
+    .unwrap();
+    stop.cancel();
+    handle.join().await;
+}
