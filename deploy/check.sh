@@ -64,4 +64,46 @@ done
 [ -n "$offset" ] || { echo "no free port range for the cluster check" >&2; exit 1; }
 NATS_PORT_OFFSET=$offset timeout 90 bash deploy/nats/local-cluster.sh verify
 
+step "kubernetes-validate --strict: deploy/k8s manifests (offline schemas; never applied here)"
+# kubernetes-validate ships the Kubernetes JSON schemas, so this needs no cluster and no network
+# once installed. --strict rejects unknown fields. Validated against the oldest and the newest
+# Kubernetes it ships that these manifests target. Installed like .ci/run installs PyYAML; an
+# interpreter marked externally managed (PEP 668, e.g. Debian's python3) refuses that, and
+# then --break-system-packages is the only way without a virtualenv.
+if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check 'kubernetes-validate==1.37.0' ||
+    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'kubernetes-validate==1.37.0'
+fi
+mapfile -t k8s_manifests < <(ls deploy/k8s/*.yaml | grep -v '/kustomization\.yaml$')
+python3 -m kubernetes_validate --strict --quiet -k 1.30.0 -k 1.37.0 "${k8s_manifests[@]}"
+# What a schema cannot say: every container has CPU and memory requests and limits, and every
+# Deployment has a PodDisruptionBudget and spreads over hostname and zone.
+python3 - "${k8s_manifests[@]}" <<'PY'
+import sys, yaml
+docs = [d for f in sys.argv[1:] for d in yaml.safe_load_all(open(f)) if d]
+pdbs = {d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] for d in docs if d["kind"] == "PodDisruptionBudget"}
+bad, n = [], 0
+for d in docs:
+    if d["kind"] not in ("Deployment", "Job"):
+        continue
+    name, spec = d["metadata"]["name"], d["spec"]["template"]["spec"]
+    for c in spec.get("initContainers", []) + spec["containers"]:
+        n += 1
+        res = c.get("resources", {})
+        for kind in ("requests", "limits"):
+            for r in ("cpu", "memory"):
+                if r not in res.get(kind, {}):
+                    bad.append(f"{name}/{c['name']}: no {r} {kind[:-1]}")
+    if d["kind"] == "Deployment":
+        if name not in pdbs:
+            bad.append(f"{name}: no PodDisruptionBudget")
+        keys = {t["topologyKey"] for t in spec.get("topologySpreadConstraints", [])}
+        for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone"):
+            if key not in keys:
+                bad.append(f"{name}: no topologySpreadConstraint over {key}")
+if bad:
+    sys.exit("k8s: " + "; ".join(bad))
+print(f"k8s: {len(sys.argv) - 1} manifests valid; {n} containers with cpu+memory requests and limits; {len(pdbs)} PDBs")
+PY
+
 step "deploy checks passed"
