@@ -135,7 +135,7 @@ impl CertPaths {
 }
 
 impl DevCerts {
-    /// A new CA (`orderflow development CA`), a server certificate for `server_names` (DNS names,
+    /// A new CA (`orderflow development CA <id>`), a server certificate for `server_names` (DNS names,
     /// `*.` wildcards and IP addresses) and a client certificate (`CN=orderflow`), all with fresh
     /// ECDSA P-256 keys.
     pub fn generate(server_names: &[String]) -> Result<Self, Error> {
@@ -143,14 +143,18 @@ impl DevCerts {
         // A little slack for clocks that are behind.
         let not_before = now - Duration::hours(1);
 
+        let ca_key = KeyPair::generate()?;
+        // Each CA's name is its own (a piece of its public key), so that a certificate from
+        // another run's CA is reported as from an unknown authority, not as a bad signature of
+        // a CA with the same name.
+        let id: String = ca_key.public_key_raw().iter().skip(1).take(4).map(|b| format!("{b:02x}")).collect();
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        ca_params.distinguished_name.push(DnType::CommonName, "orderflow development CA");
+        ca_params.distinguished_name.push(DnType::CommonName, format!("orderflow development CA {id}"));
         ca_params.distinguished_name.push(DnType::OrganizationName, "orderflow");
         ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         ca_params.not_before = not_before;
         ca_params.not_after = now + CA_VALIDITY;
-        let ca_key = KeyPair::generate()?;
         let ca_cert = ca_params.self_signed(&ca_key)?;
         let ca_key_pem = ca_key.serialize_pem();
         let issuer = Issuer::new(ca_params, ca_key);

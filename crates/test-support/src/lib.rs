@@ -12,13 +12,15 @@ pub mod service;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use orderflow_natsd::{NatsServer, Options};
+use orderflow_devcerts::{CertPaths, DevCerts};
+use orderflow_natsd::{NatsServer, Options, ServerTls};
 use tempfile::TempDir;
 
 /// A private nats-server with JetStream for one test.
 #[derive(Debug)]
 pub struct TestNats {
     server: NatsServer,
+    certs: Option<CertPaths>,
     // Dropped after `server` (field order), so the store outlives the process.
     _dir: TempDir,
 }
@@ -30,7 +32,30 @@ impl TestNats {
         let dir = tempfile::Builder::new().prefix("orderflow-nats-").tempdir()?;
         let server = NatsServer::start(Options::new(dir.path().join("store")))
             .context("starting a nats-server for the test")?;
-        Ok(Self { server, _dir: dir })
+        Ok(Self { server, certs: None, _dir: dir })
+    }
+
+    /// Starts a server that requires TLS on client connections, with a certificate for
+    /// `localhost` and `127.0.0.1` from a fresh CA ([`certs`](Self::certs)); with `verify`, clients
+    /// must also present a certificate signed by that CA.
+    pub fn start_with_tls(verify: bool) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("orderflow-nats-").tempdir()?;
+        let certs = test_certs(&dir.path().join("certs"))?;
+        let tls = ServerTls {
+            cert_file: certs.server.clone(),
+            key_file: certs.server_key.clone(),
+            ca_file: Some(certs.ca.clone()),
+            verify,
+        };
+        let server = NatsServer::start(Options::new(dir.path().join("store")).with_tls(tls))
+            .context("starting a TLS nats-server for the test")?;
+        Ok(Self { server, certs: Some(certs), _dir: dir })
+    }
+
+    /// The CA, server and client certificates of a server started with
+    /// [`start_with_tls`](Self::start_with_tls).
+    pub fn certs(&self) -> Option<&CertPaths> {
+        self.certs.as_ref()
     }
 
     /// The client URL.
@@ -67,6 +92,14 @@ impl TestNats {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.server.restart().context("restarting the test nats-server")
     }
+}
+
+/// A fresh CA with a server certificate for `localhost` and `127.0.0.1` and a client
+/// certificate, written into `dir`.
+pub fn test_certs(dir: &std::path::Path) -> anyhow::Result<CertPaths> {
+    let names = ["localhost", "127.0.0.1"].map(str::to_owned);
+    let certs = DevCerts::generate(&names).context("generating test certificates")?;
+    certs.write(dir, false).context("writing test certificates")
 }
 
 /// Polls `check` every 25 ms until it returns `Some`, or fails after `timeout` with `what`.
