@@ -45,6 +45,8 @@ pub(crate) struct InfraConfig<'a> {
     pub(crate) service: &'static str,
     /// NATS URL(s).
     pub(crate) nats_url: &'a str,
+    /// TLS to NATS.
+    pub(crate) nats_tls: orderflow_messaging::NatsTls,
     /// Database URL.
     pub(crate) database_url: &'a str,
     /// PostgreSQL schema.
@@ -64,10 +66,10 @@ impl Infra {
         let db = Db::connect(cfg.database_url, cfg.db_schema, cfg.migrations)
             .await
             .with_context(|| format!("{service}: opening the database"))?;
-        let client =
-            orderflow_messaging::connect(&ConnectConfig::new(cfg.nats_url, format!("orderflow/{service}")))
-                .await
-                .with_context(|| format!("{service}: connecting to NATS"))?;
+        let nats = ConnectConfig::new(cfg.nats_url, format!("orderflow/{service}")).with_tls(cfg.nats_tls.clone());
+        let client = orderflow_messaging::connect(&nats)
+            .await
+            .with_context(|| format!("{service}: connecting to NATS"))?;
         let js = jetstream::new(client.clone());
         provision(&js, &Topology::orderflow(cfg.stream_replicas.max(1)))
             .await
