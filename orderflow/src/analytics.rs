@@ -61,7 +61,7 @@ impl AnalyticsArgs {
         match self.command {
             AnalyticsCommand::Rebuild(args) => rebuild_store(args).await,
             AnalyticsCommand::Summary { url } => {
-                let summary = fetch_summary(&reqwest::Client::new(), &url).await?;
+                let summary = fetch_summary(&orderflow_platform::tls::http_client(), &url).await?;
                 output::line(serde_json::to_string_pretty(&summary)?)
             }
         }
@@ -96,7 +96,7 @@ async fn rebuild_store(a: RebuildArgs) -> anyhow::Result<()> {
     ))?;
     output::line(serde_json::to_string_pretty(&rebuilt)?)?;
     if let Some(live_url) = a.compare {
-        let live = fetch_summary(&reqwest::Client::new(), &live_url).await?;
+        let live = fetch_summary(&orderflow_platform::tls::http_client(), &live_url).await?;
         let differences = differences(&live, &rebuilt);
         if !differences.is_empty() {
             anyhow::bail!("the rebuilt summary differs from {live_url}:\n  {}", differences.join("\n  "));

@@ -66,7 +66,8 @@ impl Infra {
         let db = Db::connect(cfg.database_url, cfg.db_schema, cfg.migrations)
             .await
             .with_context(|| format!("{service}: opening the database"))?;
-        let nats = ConnectConfig::new(cfg.nats_url, format!("orderflow/{service}")).with_tls(cfg.nats_tls.clone());
+        let nats =
+            ConnectConfig::new(cfg.nats_url, format!("orderflow/{service}")).with_tls(cfg.nats_tls.clone());
         let client = orderflow_messaging::connect(&nats)
             .await
             .with_context(|| format!("{service}: connecting to NATS"))?;

@@ -4,10 +4,12 @@
 //! a free loopback port and a temporary store directory, stops it on drop, and can kill and
 //! restart it on the same port and store to test recovery. Nothing here mocks a broker.
 //! [`service::TestService`] runs one orderflow service in process on a [`TestNats`] and a
-//! [`TestDb`] of its own, with the helpers every service's tests share.
+//! [`TestDb`] of its own, with the helpers every service's tests share. [`tls_proxy::TlsProxy`]
+//! puts a real plain server behind TLS.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod service;
+pub mod tls_proxy;
 
 use std::time::Duration;
 
