@@ -39,6 +39,9 @@ struct RebuildArgs {
     /// The NATS server holding the streams.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222", hide_env_values = true)]
     nats_url: String,
+    /// PEM file of the CA that signed the NATS servers' certificates (requires TLS).
+    #[arg(long, env = "NATS_CA")]
+    nats_ca: Option<std::path::PathBuf>,
     /// The store to rebuild (sqlite://… or postgres://…); default: a fresh SQLite file in a
     /// temporary directory, removed afterwards.
     #[arg(long)]
@@ -80,7 +83,9 @@ async fn rebuild_store(a: RebuildArgs) -> anyhow::Result<()> {
     if a.reset {
         rebuild::reset(&db).await.context("emptying the store")?;
     }
-    let client = async_nats::ConnectOptions::new()
+    let tls = orderflow_messaging::NatsTls { ca_file: a.nats_ca.clone(), ..Default::default() };
+    let client = tls
+        .apply_to(async_nats::ConnectOptions::new())
         .name("orderflow/analytics-rebuild")
         .connection_timeout(Duration::from_secs(5))
         .connect(orderflow_messaging::connect::server_list(&a.nats_url).as_slice())

@@ -34,6 +34,9 @@ pub struct DlqArgs {
         hide_env_values = true
     )]
     nats_url: String,
+    /// PEM file of the CA that signed the NATS servers' certificates (requires TLS).
+    #[arg(long, env = "NATS_CA", global = true)]
+    nats_ca: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: DlqCommand,
 }
@@ -138,7 +141,7 @@ struct PurgeArgs {
 
 /// Runs `orderflow dlq …`.
 pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
-    let js = connect(&args.nats_url).await?;
+    let js = connect(&args.nats_url, args.nats_ca).await?;
     match args.command {
         DlqCommand::List(a) => list(&js, &a).await,
         DlqCommand::Show(a) => show(&js, &a).await,
@@ -148,8 +151,10 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
 }
 
 /// One attempt, no retries: an operator wants to know now that the URL is wrong.
-async fn connect(url: &str) -> anyhow::Result<jetstream::Context> {
-    let client = async_nats::ConnectOptions::new()
+async fn connect(url: &str, ca: Option<std::path::PathBuf>) -> anyhow::Result<jetstream::Context> {
+    let tls = orderflow_messaging::NatsTls { ca_file: ca, ..Default::default() };
+    let client = tls
+        .apply_to(async_nats::ConnectOptions::new())
         .name("orderflow/dlq")
         .connection_timeout(Duration::from_secs(5))
         .request_timeout(Some(Duration::from_secs(10)))

@@ -67,6 +67,18 @@ impl NatsTls {
         self.required || self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some()
     }
 
+    /// `options` with these settings: the CA, the client certificate, TLS required. For tools
+    /// that build their own async-nats options (`orderflow dlq`); [`connect`] applies them itself.
+    pub fn apply_to(&self, mut options: ConnectOptions) -> ConnectOptions {
+        if let Some(ca) = &self.ca_file {
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        options.require_tls(self.is_required())
+    }
+
     /// The settings these are read from, for error messages.
     fn hint(&self, cause: TlsCause) -> &'static str {
         match cause {
@@ -420,15 +432,8 @@ fn next_server(servers: &[Server], last: &ServerInfo) -> Option<ServerAddr> {
 fn options(cfg: &ConnectConfig, url: &str) -> ConnectOptions {
     let reconnect = BackoffConfig { max_elapsed: None, ..cfg.backoff() };
     let url = url.to_owned();
-    let mut options = ConnectOptions::new();
-    if let Some(ca) = &cfg.tls.ca_file {
-        options = options.add_root_certificates(ca.clone());
-    }
-    if let (Some(cert), Some(key)) = (&cfg.tls.cert_file, &cfg.tls.key_file) {
-        options = options.add_client_certificate(cert.clone(), key.clone());
-    }
-    options
-        .require_tls(cfg.tls.is_required())
+    cfg.tls
+        .apply_to(ConnectOptions::new())
         .name(&cfg.name)
         .max_reconnects(None)
         .request_timeout(Some(cfg.request_timeout))
