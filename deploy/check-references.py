@@ -25,6 +25,15 @@ DEPLOY = ROOT / "deploy"
 problems: list[str] = []
 
 
+# Made on the machine, never committed: `orderflow certs --out deploy/nats/certs` (git-ignored).
+GENERATED = [DEPLOY / "nats" / "certs"]
+
+
+def generated(path: Path) -> bool:
+    """Whether `path` is (under) a directory of generated files that may be absent here."""
+    return any(path == g or g in path.parents for g in GENERATED)
+
+
 def problem(msg: str) -> None:
     problems.append(msg)
 
@@ -105,7 +114,7 @@ for name, svc in services.items():
             host, container = vol.split(":")[:2]
             host_path = (DEPLOY / host).resolve()
             checked_paths += 1
-            if not host_path.exists():
+            if not host_path.exists() and not generated(host_path):
                 problem(f"compose {name}: bind mount source {host} does not exist")
             mounts.setdefault(name, []).append((container, host_path))
 
@@ -118,7 +127,7 @@ for name, svc in services.items():
                 if token == container or token.startswith(container.rstrip("/") + "/"):
                     checked_paths += 1
                     mapped = host_path / token[len(container):].lstrip("/")
-                    if not mapped.exists():
+                    if not mapped.exists() and not generated(mapped):
                         problem(f"compose {name}: {where} names {token}, but {mapped.relative_to(ROOT)} does not exist")
 
     command = svc.get("command", [])

@@ -3,7 +3,8 @@
 #   - Prometheus: promtool check config / check rules / test rules (alert unit tests);
 #   - NATS: nats-server -t on single.conf and on cluster.conf with every node's environment, both
 #     the loopback layout (local-cluster.sh) and the compose containers' (read from compose.yaml);
-#     then three nodes really start on 127.0.0.1 and must form a cluster with a meta leader;
+#     then three nodes really start on 127.0.0.1 and must form a cluster with a meta leader,
+#     with TLS on clients and (mutual) on routes, from certificates `orderflow certs` makes;
 #   - YAML/JSON syntax, compose file references, scrape targets and metric names
 #     (check-references.py).
 # Needs: promtool (Debian package `prometheus`), nats-server >= 2.12 (pip install
@@ -20,6 +21,12 @@ python3 -c 'import yaml' 2>/dev/null || { echo "deploy/check.sh: python3 lacks P
 nats=$(bash deploy/nats/local-cluster.sh which)
 # Auth is on in every configuration: make the credentials they include (git-ignored).
 bash deploy/nats/local-cluster.sh creds
+# Throw-away development certificates for the TLS in cluster.conf (`orderflow certs`, built
+# with cargo when it is not on PATH).
+certs_dir=$(mktemp -d)
+trap 'rm -rf "$certs_dir"' EXIT
+bash deploy/nats/local-cluster.sh certs "$certs_dir/certs"
+export NATS_CERTS_DIR="$certs_dir/certs"
 
 step "promtool check config deploy/prometheus/prometheus.yml"
 promtool check config deploy/prometheus/prometheus.yml
@@ -44,7 +51,9 @@ for k, v in svc["environment"].items():
 PY
   )
   printf '%s: ' "$node"
-  env "${node_env[@]}" "$nats" -t -c deploy/nats/cluster.conf
+  # The compose nodes' certificate paths exist only in their containers: the same files from here.
+  env "${node_env[@]}" NATS_TLS_CERT="$NATS_CERTS_DIR/server.pem" NATS_TLS_KEY="$NATS_CERTS_DIR/server-key.pem" \
+    NATS_TLS_CA="$NATS_CERTS_DIR/ca.pem" "$nats" -t -c deploy/nats/cluster.conf
 done
 
 step "deploy/check-references.py"

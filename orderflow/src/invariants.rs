@@ -337,7 +337,7 @@ fn violation(invariant: u8, subject: &str, detail: String) -> Violation {
 }
 
 async fn reqwest_get_json<T: serde::de::DeserializeOwned>(url: &str, admin_token: &str) -> anyhow::Result<T> {
-    let res = reqwest::Client::new()
+    let res = orderflow_platform::tls::http_client()
         .get(url)
         .bearer_auth(admin_token)
         .send()

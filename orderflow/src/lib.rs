@@ -4,6 +4,7 @@
 
 pub mod analytics;
 pub mod bench;
+pub mod certs;
 pub mod cli;
 pub mod db_roles;
 pub mod dlq;

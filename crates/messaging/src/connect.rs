@@ -8,6 +8,13 @@
 //! out of it and given to the client as options: async-nats does not read them from the URL
 //! (nats.rs #1623), and it logs the URLs it connects to (DEBUG) — so do we (INFO) — which must
 //! never show a password. Every URL this module logs or puts in an error is the stripped one.
+//!
+//! TLS ([`NatsTls`]): a CA to trust instead of the system's roots, a client certificate for
+//! servers that verify clients, and whether TLS is required. Any of them makes TLS required, so a
+//! server that stops offering TLS is refused instead of talked to in plain text. A handshake that
+//! fails on a certificate (unknown authority, wrong name, expired, client certificate refused) is
+//! not retried: it is [`ConnectError::Tls`] at once, naming the cause and the setting to check,
+//! rather than a timeout after a minute of retries.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -40,6 +47,61 @@ pub struct ConnectConfig {
     /// The prefix of the client's reply subjects (`_INBOX_order`), which an identity's
     /// permissions limit it to; `None` keeps the client's `_INBOX`.
     pub(crate) inbox_prefix: Option<String>,
+    /// TLS settings; the default is none (plain unless the server requires TLS).
+    pub(crate) tls: NatsTls,
+}
+
+/// How a client uses TLS to NATS (`nats_ca`, `nats_cert`, `nats_key`, `nats_tls_required`).
+///
+/// With none set, the client follows the server: TLS (verified against the system's roots) if
+/// the server requires it, plain otherwise. Setting any of them makes TLS required.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NatsTls {
+    /// PEM file of the CA(s) to trust instead of the system's roots (`NATS_CA`).
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate, for servers that verify clients (`verify: true`).
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's PEM private key.
+    pub key_file: Option<PathBuf>,
+    /// Refuse a server that does not offer TLS.
+    pub required: bool,
+}
+
+impl NatsTls {
+    /// Whether TLS is required: asked for, or implied by a CA or a client certificate.
+    pub fn is_required(&self) -> bool {
+        self.required || self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some()
+    }
+
+    /// `options` with these settings: the CA, the client certificate, TLS required. For tools
+    /// that build their own async-nats options (`orderflow dlq`); [`connect`] applies them itself.
+    pub fn apply_to(&self, mut options: ConnectOptions) -> ConnectOptions {
+        if let Some(ca) = &self.ca_file {
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        options.require_tls(self.is_required())
+    }
+
+    /// The settings these are read from, for error messages.
+    fn hint(&self, cause: TlsCause) -> &'static str {
+        match cause {
+            TlsCause::ServerCertificate if self.ca_file.is_some() => {
+                "check NATS_CA: it must be the CA that signed the server's certificate"
+            }
+            TlsCause::ServerCertificate => {
+                "the server's certificate is not trusted by the system's roots; set NATS_CA to its CA"
+            }
+            TlsCause::ServerName => "connect by a host name the server's certificate lists",
+            TlsCause::ClientCertificate => {
+                "the server verifies clients: check nats_cert / nats_key (a certificate signed by the server's ca_file)"
+            }
+            TlsCause::Setup => "check the files named by NATS_CA, nats_cert and nats_key",
+            TlsCause::Other => "check the server's TLS settings and NATS_CA",
+        }
+    }
 }
 
 impl std::fmt::Debug for ConnectConfig {
@@ -53,6 +115,7 @@ impl std::fmt::Debug for ConnectConfig {
             .field("request_timeout", &self.request_timeout)
             .field("creds", &self.creds)
             .field("inbox_prefix", &self.inbox_prefix)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -69,7 +132,14 @@ impl ConnectConfig {
             request_timeout: Duration::from_secs(10),
             creds: None,
             inbox_prefix: None,
+            tls: NatsTls::default(),
         }
+    }
+
+    /// These settings with TLS as `tls` says.
+    pub fn with_tls(mut self, tls: NatsTls) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Authenticates with the credentials or nkey seed file `creds` (if any).
@@ -89,7 +159,6 @@ impl ConnectConfig {
     pub fn has_creds(&self) -> bool {
         self.creds.is_some()
     }
-
     /// The retry schedule of the first connect: doubling from `min_backoff` to `max_backoff`,
     /// up to half of each delay random so a fleet does not reconnect in lock-step, given up after
     /// `initial_timeout`. Reconnects follow the same delays without the time limit.
@@ -122,6 +191,23 @@ pub enum ConnectError {
     /// below the first delay); nothing was tried.
     #[error("invalid NATS connect backoff: {0}")]
     InvalidBackoff(#[from] BackoffConfigError),
+    /// The TLS handshake failed on a certificate, or the TLS files could not be used: not
+    /// retried, since trying again would fail the same way.
+    #[error("TLS handshake with {url} failed: {reason} ({hint})")]
+    Tls {
+        /// The URL(s) tried.
+        url: String,
+        /// What failed (`certificate signed by an unknown authority`).
+        reason: String,
+        /// Which setting to check.
+        hint: &'static str,
+        /// The client's error.
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    /// A client certificate without its key, or a key without its certificate.
+    #[error("NATS TLS: nats_cert and nats_key must be set together")]
+    IncompleteClientCertificate,
     /// The credentials file could not be read or holds neither a JWT nor a user seed.
     #[error("NATS credentials {path}: {source}")]
     Credentials {
@@ -178,6 +264,9 @@ pub(crate) fn reconnect_delay(attempt: usize, min: Duration, max: Duration) -> D
 /// ```
 pub async fn connect(cfg: &ConnectConfig) -> Result<Client, ConnectError> {
     let mut backoff = Backoff::new(cfg.backoff())?;
+    if cfg.tls.cert_file.is_some() != cfg.tls.key_file.is_some() {
+        return Err(ConnectError::IncompleteClientCertificate);
+    }
     // A comma-separated list names several servers of a cluster; any of them will do.
     let (servers, credentials) = split_credentials(&cfg.url);
     let url = servers.join(",");
@@ -206,12 +295,81 @@ pub async fn connect(cfg: &ConnectConfig) -> Result<Client, ConnectError> {
             }
             Err(err) => err,
         };
+        if let Some((cause, reason)) = tls_failure(&err) {
+            return Err(ConnectError::Tls { url, reason, hint: cfg.tls.hint(cause), source: err });
+        }
         let Some(delay) = backoff.next_delay() else {
             return Err(ConnectError::Unreachable { url, attempts, source: err });
         };
         tracing::warn!(%url, error = %err, retry_in = ?delay, "NATS not reachable yet");
         tokio::time::sleep(delay).await;
     }
+}
+
+/// What a failed TLS handshake was about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TlsCause {
+    /// The server's certificate does not verify against the trusted roots.
+    ServerCertificate,
+    /// The server's certificate is for other names.
+    ServerName,
+    /// The server refused our client certificate (or wanted one).
+    ClientCertificate,
+    /// The CA, certificate or key file could not be read or parsed.
+    Setup,
+    /// Another TLS failure.
+    Other,
+}
+
+/// The TLS cause of a failed connect, with a reason for people, if it is one that retrying will
+/// not fix: a certificate that does not verify, a client certificate the server refused, TLS
+/// files that cannot be used. async-nats reports a failed handshake as an I/O error with the
+/// rustls error inside, and a bad TLS setup as `ConnectErrorKind::Tls`.
+fn tls_failure(err: &async_nats::ConnectError) -> Option<(TlsCause, String)> {
+    use async_nats::rustls::{AlertDescription, CertificateError, Error as TlsError};
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        let found = e.downcast_ref::<TlsError>().or_else(|| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<TlsError>())
+        });
+        if let Some(tls) = found {
+            return match tls {
+                TlsError::InvalidCertificate(cert) => Some(match cert {
+                    CertificateError::UnknownIssuer => {
+                        (TlsCause::ServerCertificate, "certificate signed by an unknown authority".to_owned())
+                    }
+                    // A CA of the issuer's name, but not the one that signed it.
+                    CertificateError::BadSignature => (
+                        TlsCause::ServerCertificate,
+                        "certificate signed by an unknown authority (a trusted CA has its issuer's name, not its key)"
+                            .to_owned(),
+                    ),
+                    CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                        (TlsCause::ServerName, format!("certificate not valid for this host name ({cert})"))
+                    }
+                    CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                        (TlsCause::ServerCertificate, format!("the server's certificate has expired ({cert})"))
+                    }
+                    other => (TlsCause::ServerCertificate, format!("invalid server certificate: {other}")),
+                }),
+                TlsError::AlertReceived(
+                    alert @ (AlertDescription::CertificateRequired
+                    | AlertDescription::BadCertificate
+                    | AlertDescription::UnknownCA
+                    | AlertDescription::CertificateUnknown
+                    | AlertDescription::UnsupportedCertificate
+                    | AlertDescription::CertificateExpired
+                    | AlertDescription::CertificateRevoked
+                    | AlertDescription::AccessDenied),
+                ) => Some((TlsCause::ClientCertificate, format!("the server refused the client certificate ({alert:?})"))),
+                other => Some((TlsCause::Other, other.to_string())),
+            };
+        }
+        current = e.source();
+    }
+    (err.kind() == async_nats::ConnectErrorKind::Tls).then(|| (TlsCause::Setup, format!("TLS setup: {err}")))
 }
 
 /// Counts the connects and disconnects of every client this process made with [`connect`].
@@ -352,7 +510,8 @@ fn options(cfg: &ConnectConfig, url: &str) -> ConnectOptions {
         Some(prefix) => ConnectOptions::new().custom_inbox_prefix(prefix),
         None => ConnectOptions::new(),
     };
-    options
+    cfg.tls
+        .apply_to(options)
         .name(&cfg.name)
         .max_reconnects(None)
         .request_timeout(Some(cfg.request_timeout))

@@ -203,6 +203,47 @@ pub struct Options {
     /// Configuration appended to what a server started from flags reads (e.g. an
     /// `authorization` block); ignored with [`config_file`](Self::config_file).
     pub extra_conf: Option<String>,
+    /// TLS on client connections (ignored with [`config_file`](Self::config_file), which says
+    /// for itself).
+    pub tls: Option<ServerTls>,
+}
+
+/// TLS on a server's client connections: every client must use TLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerTls {
+    /// The server's PEM certificate (chain).
+    pub cert_file: PathBuf,
+    /// Its PEM private key.
+    pub key_file: PathBuf,
+    /// The CA that client certificates must be signed by (with `verify`).
+    pub ca_file: Option<PathBuf>,
+    /// Require and verify a client certificate (mutual TLS).
+    pub verify: bool,
+}
+
+impl ServerTls {
+    /// The server's `tls { }` block.
+    pub(crate) fn conf(&self) -> String {
+        let mut block = format!(
+            "tls {{\n  cert_file: {}\n  key_file: {}\n",
+            quote(&self.cert_file),
+            quote(&self.key_file)
+        );
+        if let Some(ca) = &self.ca_file {
+            block.push_str(&format!("  ca_file: {}\n", quote(ca)));
+        }
+        if self.verify {
+            block.push_str("  verify: true\n");
+        }
+        block.push_str("  timeout: 2\n}\n");
+        block
+    }
+}
+
+/// A path as a double-quoted configuration string.
+fn quote(path: &Path) -> String {
+    let text = path.display().to_string();
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 impl Options {
@@ -218,7 +259,14 @@ impl Options {
             config_file: None,
             env: Vec::new(),
             extra_conf: None,
+            tls: None,
         }
+    }
+
+    /// These options with TLS on client connections.
+    pub fn with_tls(mut self, tls: ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 }
 
@@ -341,10 +389,13 @@ impl NatsServer {
             None => {
                 // The limits no flag can set come from a small file; the flags set the rest.
                 let limits = opts.store_dir.join(LIMITS_FILE);
-                let conf = match &opts.extra_conf {
-                    Some(extra) => format!("{LIMITS_CONF}{extra}"),
-                    None => LIMITS_CONF.to_owned(),
-                };
+                let mut conf = LIMITS_CONF.to_owned();
+                if let Some(tls) = &opts.tls {
+                    conf.push_str(&tls.conf());
+                }
+                if let Some(extra) = &opts.extra_conf {
+                    conf.push_str(extra);
+                }
                 fs::write(&limits, conf).map_err(io_err(&limits))?;
                 let port_arg = opts.port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
                 command
@@ -423,6 +474,20 @@ mod tests {
         assert_eq!(Version::parse_output("nats-server: v2.9.10"), Some(Version(2, 9, 10)));
         assert!(Version(2, 9, 10) < MIN_VERSION);
         assert_eq!(Version::parse_output("garbage"), None);
+    }
+
+    #[test]
+    fn a_tls_block_names_its_files_quoted() {
+        let tls = ServerTls {
+            cert_file: "/c/server.pem".into(),
+            key_file: "/c/server-key.pem".into(),
+            ca_file: Some("/c/my \"ca\".pem".into()),
+            verify: true,
+        };
+        assert_eq!(
+            tls.conf(),
+            "tls {\n  cert_file: \"/c/server.pem\"\n  key_file: \"/c/server-key.pem\"\n  ca_file: \"/c/my \\\"ca\\\".pem\"\n  verify: true\n  timeout: 2\n}\n"
+        );
     }
 
     #[test]

@@ -37,6 +37,18 @@ pub struct ServiceFlags {
     #[arg(long, env = "NATS_CREDS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nats_creds: Option<std::path::PathBuf>,
+    /// PEM file of the CA that signed the NATS servers' certificates (requires TLS).
+    #[arg(long, env = "NATS_CA")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_ca: Option<std::path::PathBuf>,
+    /// PEM client certificate for NATS servers that verify clients (with --nats-key).
+    #[arg(long, env = "NATS_CERT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --nats-cert.
+    #[arg(long, env = "NATS_KEY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_key: Option<std::path::PathBuf>,
     /// `sqlite://path` or `postgres://…`.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -56,6 +68,9 @@ impl std::fmt::Debug for ServiceFlags {
             .field("port", &self.port)
             .field("nats_url", &self.nats_url.as_deref().map(redact_urls))
             .field("nats_creds", &self.nats_creds)
+            .field("nats_ca", &self.nats_ca)
+            .field("nats_cert", &self.nats_cert)
+            .field("nats_key", &self.nats_key)
             .field("database_url", &self.database_url.as_deref().map(crate::db::redact))
             .field("admin_token", &self.admin_token)
             .finish()
@@ -229,6 +244,44 @@ mod tests {
 
             assert_eq!(s.events.publish, [Version::V2]);
             assert_eq!(s.events.consume, [Version::V1, Version::V2]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+    fn nats_tls_settings_come_from_the_section_its_environment_and_nats_ca() {
+        use crate::kernel::CommonSettings;
+        use clap::Parser as _;
+        #[derive(Debug, Default, Serialize, Deserialize)]
+        #[serde(default)]
+        struct Svc {
+            #[serde(flatten)]
+            common: CommonSettings,
+        }
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            flags: ServiceFlags,
+        }
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "[svc]\nnats_ca = \"/file/ca.pem\"\nnats_tls_required = true\n")?;
+            jail.set_env("ORDERFLOW__SVC__NATS_CERT", "/env/client.pem");
+            jail.set_env("ORDERFLOW__SVC__NATS_KEY", "/env/client-key.pem");
+            let file = Some(Path::new("c.toml"));
+
+            let from_file = load("svc", &Svc::default(), file, &ServiceFlags::default()).unwrap().common;
+            jail.set_env("NATS_CA", "/env/ca.pem");
+            let flags = Cli::try_parse_from(["svc"]).unwrap().flags;
+            let from_nats_ca = load("svc", &Svc::default(), file, &flags).unwrap().common;
+
+            assert_eq!(from_file.nats_ca.as_deref(), Some(Path::new("/file/ca.pem")));
+            assert!(from_file.nats_tls_required);
+            let tls = from_nats_ca.nats_tls();
+            assert_eq!(tls.ca_file.as_deref(), Some(Path::new("/env/ca.pem")));
+            assert_eq!(tls.cert_file.as_deref(), Some(Path::new("/env/client.pem")));
+            assert_eq!(tls.key_file.as_deref(), Some(Path::new("/env/client-key.pem")));
+            assert!(unknown_keys("svc", &Svc::default(), file).unwrap().is_empty());
             Ok(())
         });
     }

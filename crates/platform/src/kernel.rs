@@ -59,6 +59,17 @@ pub struct CommonSettings {
     /// consumers the admin identity provisioned instead of creating them (its permissions do
     /// not allow that); without, it connects anonymously and provisions JetStream itself.
     pub nats_creds: Option<std::path::PathBuf>,
+    /// PEM file of the CA that signed the NATS servers' certificates, trusted instead of the
+    /// system's roots (`NATS_CA`); setting it requires TLS.
+    pub nats_ca: Option<std::path::PathBuf>,
+    /// PEM client certificate for NATS servers that verify clients (`verify: true`), with
+    /// `nats_key`.
+    pub nats_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of `nats_cert`.
+    pub nats_key: Option<std::path::PathBuf>,
+    /// Refuse a NATS server that does not offer TLS, even without `nats_ca` (the system's roots
+    /// are trusted then).
+    pub nats_tls_required: bool,
     /// `sqlite://path` (a file under `.orderflow/` by default) or `postgres://…`.
     pub database_url: String,
     /// PostgreSQL schema of this service (ignored for SQLite).
@@ -115,6 +126,10 @@ impl Default for CommonSettings {
             port: 0,
             nats_url: "nats://127.0.0.1:4222".to_owned(),
             nats_creds: None,
+            nats_ca: None,
+            nats_cert: None,
+            nats_key: None,
+            nats_tls_required: false,
             database_url: String::new(),
             db_schema: String::new(),
             shutdown_timeout_secs: 30,
@@ -146,6 +161,16 @@ impl CommonSettings {
         Self { host: "127.0.0.1".to_owned(), port: 0, nats_url, database_url, db_schema, ..self }
     }
 
+    /// How to use TLS to NATS: `nats_ca`, `nats_cert`, `nats_key`, `nats_tls_required`.
+    pub fn nats_tls(&self) -> orderflow_messaging::NatsTls {
+        orderflow_messaging::NatsTls {
+            ca_file: self.nats_ca.clone(),
+            cert_file: self.nats_cert.clone(),
+            key_file: self.nats_key.clone(),
+            required: self.nats_tls_required,
+        }
+    }
+
     /// [`Self::shutdown_timeout_secs`] as a duration.
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
@@ -172,6 +197,10 @@ impl std::fmt::Debug for CommonSettings {
             .field("port", &self.port)
             .field("nats_url", &crate::config::redact_urls(&self.nats_url))
             .field("nats_creds", &self.nats_creds)
+            .field("nats_ca", &self.nats_ca)
+            .field("nats_cert", &self.nats_cert)
+            .field("nats_key", &self.nats_key)
+            .field("nats_tls_required", &self.nats_tls_required)
             .field("database_url", &crate::db::redact(&self.database_url))
             .field("db_schema", &self.db_schema)
             .field("shutdown_timeout_secs", &self.shutdown_timeout_secs)
@@ -412,6 +441,8 @@ impl<S: Service> Application<S> {
     /// database, connects NATS (with backoff), provisions JetStream, then runs
     /// [`Service::on_connected`]. Everything that can fail at start-up fails here.
     pub async fn build(settings: S::Settings) -> anyhow::Result<Self> {
+        // Before the service builds its HTTP clients: reqwest takes the process's provider.
+        crate::tls::install_crypto_provider();
         let service = S::new(&settings).with_context(|| format!("{}: invalid settings", S::NAME))?;
         Self::build_with(settings, service).await
     }
@@ -419,6 +450,7 @@ impl<S: Service> Application<S> {
     /// [`build`](Self::build) with a service value made by the caller (tests inject clocks this
     /// way).
     pub async fn build_with(settings: S::Settings, service: S) -> anyhow::Result<Self> {
+        crate::tls::install_crypto_provider();
         let common = settings.common();
         let admin = AdminGuard::from_setting(common.admin_token.as_ref())
             .with_context(|| format!("{}: invalid admin_token", S::NAME))?;
@@ -430,6 +462,7 @@ impl<S: Service> Application<S> {
             section: S::SECTION,
             nats_url: &common.nats_url,
             nats_creds: common.nats_creds.as_deref(),
+            nats_tls: common.nats_tls(),
             database_url: &common.database_url,
             db_schema: &common.db_schema,
             migrations: S::MIGRATIONS,
@@ -555,6 +588,8 @@ pub async fn serve<S: Service>(flags: &Flags<S::Flags>, shutdown: CancellationTo
 /// A service binary's whole `main`: logs, flags, settings, build, run until SIGTERM/SIGINT,
 /// drain, flush traces.
 pub async fn main<S: Service>(about: &'static str) -> anyhow::Result<()> {
+    // Before the OTLP exporter's and the service's HTTP clients are built.
+    crate::tls::install_crypto_provider();
     orderflow_telemetry::init("info");
     let flags = parse_flags::<S>(about);
     let result = serve::<S>(&flags, crate::shutdown::on_signals()).await;

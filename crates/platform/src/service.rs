@@ -49,6 +49,8 @@ pub(crate) struct InfraConfig<'a> {
     pub(crate) nats_url: &'a str,
     /// The service identity's credentials; with them JetStream is not provisioned here.
     pub(crate) nats_creds: Option<&'a std::path::Path>,
+    /// TLS to NATS.
+    pub(crate) nats_tls: orderflow_messaging::NatsTls,
     /// Database URL.
     pub(crate) database_url: &'a str,
     /// PostgreSQL schema.
@@ -70,6 +72,7 @@ impl Infra {
             .with_context(|| format!("{service}: opening the database"))?;
         let connect = ConnectConfig::new(cfg.nats_url, format!("orderflow/{service}"))
             .with_creds(cfg.nats_creds.map(std::path::Path::to_path_buf))
+            .with_tls(cfg.nats_tls.clone())
             .as_identity(cfg.section);
         let client = orderflow_messaging::connect(&connect)
             .await

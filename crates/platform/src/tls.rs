@@ -30,6 +30,39 @@ pub fn install_crypto_provider() {
     });
 }
 
+/// A reqwest client builder, after [`install_crypto_provider`]: reqwest is built with rustls and
+/// no provider of its own (`rustls-no-provider`, so that aws-lc-rs stays out), and building a
+/// client before a default provider is installed panics. Every HTTP client in orderflow starts
+/// here. It verifies servers against the platform's roots (`rustls-platform-verifier`: the
+/// system's store on Linux), plus any added with `tls_certs_merge`.
+///
+/// ```no_run
+/// let client = orderflow_platform::tls::http_client_builder().build()?;
+/// # Ok::<(), reqwest::Error>(())
+/// ```
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    install_crypto_provider();
+    reqwest::Client::builder()
+}
+
+/// A reqwest client with the defaults, after [`install_crypto_provider`] (see
+/// [`http_client_builder`]).
+pub fn http_client() -> reqwest::Client {
+    install_crypto_provider();
+    reqwest::Client::new()
+}
+
+/// The CA certificate(s) in PEM file `path`, for [`http_client_builder`]'s `tls_certs_merge`
+/// (`gateway_ca`). An unreadable file or one with no certificate is an error naming it.
+pub fn read_ca_file(path: &std::path::Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    use anyhow::Context as _;
+    let pem = std::fs::read(path).with_context(|| format!("reading the CA file {}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .with_context(|| format!("parsing the CA file {}", path.display()))?;
+    anyhow::ensure!(!certs.is_empty(), "the CA file {} holds no PEM certificate", path.display());
+    Ok(certs)
+}
+
 /// The rustls error behind an I/O error, if the I/O error is a failed TLS handshake or record
 /// (rustls reports those through `std::io::Error` with the [`rustls::Error`] inside).
 pub(crate) fn rustls_error(e: &std::io::Error) -> Option<&rustls::Error> {

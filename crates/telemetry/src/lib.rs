@@ -155,11 +155,31 @@ where
         .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
 }
 
+/// Builds the OTLP/HTTP exporter, whose reqwest client (rustls, for an `https://` collector) takes
+/// the process's default rustls provider and fails to build without one: ring is installed first
+/// unless a provider is there already. This is what `orderflow_platform::tls::install_crypto_provider`
+/// does; that crate sits above this one, and the exporter may be built before it runs.
+/// `endpoint` overrides `OTEL_EXPORTER_OTLP_ENDPOINT` (tests).
+fn otlp_exporter(
+    endpoint: Option<&str>,
+) -> Result<opentelemetry_otlp::SpanExporter, opentelemetry_otlp::ExporterBuildError> {
+    use opentelemetry_otlp::WithExportConfig as _;
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // `Err`: another thread installed one meanwhile, which stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    let builder = opentelemetry_otlp::SpanExporter::builder().with_http();
+    match endpoint {
+        Some(endpoint) => builder.with_endpoint(endpoint).build(),
+        None => builder.build(),
+    }
+}
+
 /// An OTLP/HTTP exporter when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; `None` (nothing recorded,
 /// nothing slowed) otherwise.
 fn otlp_provider() -> Option<SdkTracerProvider> {
     let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|e| !e.trim().is_empty())?;
-    let exporter = match opentelemetry_otlp::SpanExporter::builder().with_http().build() {
+    let exporter = match otlp_exporter(None) {
         Ok(e) => e,
         Err(e) => {
             eprintln!(
@@ -172,4 +192,15 @@ fn otlp_provider() -> Option<SdkTracerProvider> {
         SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource()).build();
     let _ = PROVIDER.set(provider.clone());
     Some(provider)
+}
+
+#[cfg(test)]
+mod tls_tests {
+    #[test]
+    fn an_otlp_exporter_for_an_https_collector_builds_on_the_ring_provider() {
+        let exporter = super::otlp_exporter(Some("https://collector.invalid:4318/v1/traces"));
+
+        assert!(exporter.is_ok(), "{:?}", exporter.err());
+        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+    }
 }

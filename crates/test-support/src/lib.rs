@@ -4,15 +4,18 @@
 //! a free loopback port and a temporary store directory, stops it on drop, and can kill and
 //! restart it on the same port and store to test recovery. Nothing here mocks a broker.
 //! [`service::TestService`] runs one orderflow service in process on a [`TestNats`] and a
-//! [`TestDb`] of its own, with the helpers every service's tests share.
+//! [`TestDb`] of its own, with the helpers every service's tests share. [`tls_proxy::TlsProxy`]
+//! puts a real plain server behind TLS.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod service;
+pub mod tls_proxy;
 
 use std::time::Duration;
 
 use anyhow::Context as _;
-use orderflow_natsd::{NatsServer, Options};
+use orderflow_devcerts::{CertPaths, DevCerts};
+use orderflow_natsd::{NatsServer, Options, ServerTls};
 use tempfile::TempDir;
 
 /// A private nats-server with JetStream for one test.
@@ -21,6 +24,7 @@ pub struct TestNats {
     server: NatsServer,
     /// The credentials directory of a [`start_secured`](Self::start_secured) server.
     creds: Option<std::path::PathBuf>,
+    certs: Option<CertPaths>,
     // Dropped after `server` (field order), so the store outlives the process.
     _dir: TempDir,
 }
@@ -32,7 +36,7 @@ impl TestNats {
         let dir = tempfile::Builder::new().prefix("orderflow-nats-").tempdir()?;
         let server = NatsServer::start(Options::new(dir.path().join("store")))
             .context("starting a nats-server for the test")?;
-        Ok(Self { server, creds: None, _dir: dir })
+        Ok(Self { server, creds: None, certs: None, _dir: dir })
     }
 
     /// Starts a server with auth on, as `orderflow up` runs it: an nkey per identity
@@ -46,13 +50,36 @@ impl TestNats {
         let mut options = Options::new(dir.path().join("store"));
         options.extra_conf = Some(std::fs::read_to_string(identity::auth_conf_file(&creds))?);
         let server = NatsServer::start(options).context("starting a secured nats-server for the test")?;
-        Ok(Self { server, creds: Some(creds), _dir: dir })
+        Ok(Self { server, creds: Some(creds), certs: None, _dir: dir })
     }
 
     /// The seed file of `identity` (`order`, …, `admin`) on a secured server.
     pub fn creds(&self, identity: &str) -> std::path::PathBuf {
         let dir = self.creds.as_deref().expect("creds() needs a server from start_secured()");
         orderflow_messaging::identity::seed_file(dir, identity)
+    }
+
+    /// Starts a server that requires TLS on client connections, with a certificate for
+    /// `localhost` and `127.0.0.1` from a fresh CA ([`certs`](Self::certs)); with `verify`, clients
+    /// must also present a certificate signed by that CA.
+    pub fn start_with_tls(verify: bool) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("orderflow-nats-").tempdir()?;
+        let certs = test_certs(&dir.path().join("certs"))?;
+        let tls = ServerTls {
+            cert_file: certs.server.clone(),
+            key_file: certs.server_key.clone(),
+            ca_file: Some(certs.ca.clone()),
+            verify,
+        };
+        let server = NatsServer::start(Options::new(dir.path().join("store")).with_tls(tls))
+            .context("starting a TLS nats-server for the test")?;
+        Ok(Self { server, creds: None, certs: Some(certs), _dir: dir })
+    }
+
+    /// The CA, server and client certificates of a server started with
+    /// [`start_with_tls`](Self::start_with_tls).
+    pub fn certs(&self) -> Option<&CertPaths> {
+        self.certs.as_ref()
     }
 
     /// The client URL.
@@ -89,6 +116,14 @@ impl TestNats {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.server.restart().context("restarting the test nats-server")
     }
+}
+
+/// A fresh CA with a server certificate for `localhost` and `127.0.0.1` and a client
+/// certificate, written into `dir`.
+pub fn test_certs(dir: &std::path::Path) -> anyhow::Result<CertPaths> {
+    let names = ["localhost", "127.0.0.1"].map(str::to_owned);
+    let certs = DevCerts::generate(&names).context("generating test certificates")?;
+    certs.write(dir, false).context("writing test certificates")
 }
 
 /// Polls `check` every 25 ms until it returns `Some`, or fails after `timeout` with `what`.

@@ -121,7 +121,7 @@ impl<S: Service> Setup<S> {
         let js = self.nats.jetstream().await.unwrap_or_else(|e| panic!("{e:#}"));
         TestService {
             base,
-            http: reqwest::Client::new(),
+            http: orderflow_platform::tls::http_client(),
             publisher: Publisher::new(js.clone()),
             js,
             db,

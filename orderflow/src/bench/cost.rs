@@ -286,7 +286,7 @@ fn spawn_up(
 }
 
 async fn wait_ready(ports: &Ports, up: &mut Child) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let http = orderflow_platform::tls::http_client_builder().timeout(Duration::from_secs(2)).build()?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let mut ready = true;

@@ -133,7 +133,7 @@ pub struct Driver {
 
 /// An HTTP client for load: keep-alive connections, no Nagle delay, bounded requests.
 pub fn http_client(request_timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
+    orderflow_platform::tls::http_client_builder()
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(60))
         .timeout(request_timeout)

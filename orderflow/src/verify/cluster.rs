@@ -1,7 +1,10 @@
 //! The 3-node JetStream cluster of a verify run: three nats-server processes on 127.0.0.1 that
 //! run `deploy/nats/cluster.conf` (with its `jetstream.conf`: `sync_interval: always`), the very
 //! files `deploy/compose.yaml` and `deploy/nats/local-cluster.sh` use, copied into the run's
-//! directory. Only the environment differs: free ports, a store per node.
+//! directory. Only the environment differs: free ports, a store per node. And TLS: the run
+//! replaces the files with the TLS blocks (`tls.conf`, `cluster-tls.conf`) by empty ones, so
+//! the suite measures the cluster's behaviour under faults, over plain TCP; TLS itself is tested
+//! by orderflow-messaging's tests and by `deploy/check.sh`, which starts this cluster with it.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -14,6 +17,8 @@ use tokio::time::Instant;
 
 const CLUSTER_CONF: &str = include_str!("../../../deploy/nats/cluster.conf");
 const JETSTREAM_CONF: &str = include_str!("../../../deploy/nats/jetstream.conf");
+/// What the run writes for `tls.conf` and `cluster-tls.conf`: no TLS.
+const NO_TLS: &str = "# orderflow verify: no TLS (see orderflow/src/verify/cluster.rs)\n";
 
 /// How many nodes.
 pub const NODES: usize = 3;
@@ -64,6 +69,10 @@ impl Cluster {
         std::fs::write(&conf, CLUSTER_CONF).with_context(|| format!("writing {}", conf.display()))?;
         let js_conf = dir.join("jetstream.conf");
         std::fs::write(&js_conf, JETSTREAM_CONF).with_context(|| format!("writing {}", js_conf.display()))?;
+        for name in ["tls.conf", "cluster-tls.conf"] {
+            let path = dir.join(name);
+            std::fs::write(&path, NO_TLS).with_context(|| format!("writing {}", path.display()))?;
+        }
         let bin = tokio::task::spawn_blocking(orderflow_natsd::find_binary).await??;
 
         let mut ports = Vec::new();

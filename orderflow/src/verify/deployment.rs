@@ -130,7 +130,7 @@ impl Deployment {
             }
             procs.push(ServiceProc::new(&config.exe, role, index, port, args, env, &log_dir));
         }
-        let http = reqwest::Client::builder()
+        let http = orderflow_platform::tls::http_client_builder()
             .timeout(Duration::from_secs(10))
             .build()
             .context("building the HTTP client")?;

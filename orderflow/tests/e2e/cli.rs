@@ -56,3 +56,56 @@ fn schemas_list_diff_and_show_describe_every_version() {
     assert!(!ok);
     assert!(stderr.contains("unknown subject"), "{stderr}");
 }
+
+/// `orderflow certs`: writes the CA and certificates once (keys 0600), refuses to overwrite
+/// without --force, and a nats-server using them accepts a client that trusts the CA.
+#[tokio::test]
+async fn certs_writes_a_ca_a_server_accepts_and_refuses_to_overwrite_without_force() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("certs");
+    let certs = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_orderflow"))
+            .args(["certs", "--out"])
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+
+    let first = certs(&["--name", "nats.example.internal"]);
+    let second = certs(&[]);
+    let forced = certs(&["--force"]);
+
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(String::from_utf8_lossy(&first.stdout).contains("nats.example.internal"));
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("--force"), "{second:?}");
+    assert!(forced.status.success(), "{}", String::from_utf8_lossy(&forced.stderr));
+    for key in ["ca-key.pem", "server-key.pem", "client-key.pem"] {
+        let mode = std::fs::metadata(out.join(key)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{key}");
+    }
+    let tls = orderflow_natsd::ServerTls {
+        cert_file: out.join("server.pem"),
+        key_file: out.join("server-key.pem"),
+        ca_file: Some(out.join("ca.pem")),
+        verify: true,
+    };
+    let nats = orderflow_natsd::NatsServer::start(
+        orderflow_natsd::Options::new(dir.path().join("store")).with_tls(tls),
+    )
+    .unwrap();
+    let client_tls = orderflow_messaging::NatsTls {
+        ca_file: Some(out.join("ca.pem")),
+        cert_file: Some(out.join("client.pem")),
+        key_file: Some(out.join("client-key.pem")),
+        required: true,
+    };
+    let client = orderflow_messaging::connect(
+        &orderflow_messaging::ConnectConfig::new(nats.url(), "orderflow/test").with_tls(client_tls),
+    )
+    .await
+    .unwrap();
+    client.flush().await.unwrap();
+}

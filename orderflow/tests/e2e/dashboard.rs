@@ -38,7 +38,7 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let http = reqwest::Client::new();
+        let http = orderflow_platform::tls::http_client();
         let base = format!("http://127.0.0.1:{port}");
         eventually(Duration::from_secs(30), "chromedriver ready", || async {
             let status: Value = http.get(format!("{base}/status")).send().await.ok()?.json().await.ok()?;
@@ -185,7 +185,7 @@ async fn the_dashboard_follows_the_load_and_shows_a_gateway_outage_started_from_
     eprintln!("dashboard screenshot: {}", png.display());
 
     // A product id made of markup is shown as text and runs nothing.
-    let http = reqwest::Client::new();
+    let http = orderflow_platform::tls::http_client();
     let hostile = "<img src=x onerror=window.pwned=1>";
     let order = |product: &str, quantity: u32| json!({"customer_id": "c-1", "items": [{"product_id": product, "quantity": quantity}]});
     let orders = format!("{}/orders", spawned.system.order_url);

@@ -37,7 +37,7 @@ pub async fn spawn_system(backend: DbBackend, tune: Tune) -> TestSystem {
     let initial_stock = invariants::stock_totals(&inventory).await.unwrap();
     TestSystem {
         system,
-        http: reqwest::Client::new(),
+        http: orderflow_platform::tls::http_client(),
         nats,
         initial_stock,
         accepted: Mutex::new(Vec::new()),

@@ -56,7 +56,7 @@ impl Service for AnalyticsService {
             db,
             live,
             gateway_url: settings.gateway_url.clone(),
-            http: reqwest::Client::new(),
+            http: orderflow_platform::tls::http_client(),
         })
     }
 }

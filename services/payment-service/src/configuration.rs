@@ -15,8 +15,11 @@ pub struct Settings {
     /// in flight at once per lane.
     #[serde(flatten)]
     pub common: CommonSettings,
-    /// Base URL of the payment gateway.
+    /// Base URL of the payment gateway (`http://…` or `https://…`).
     pub gateway_url: String,
+    /// PEM file of a CA to trust for an `https://` gateway besides the system's roots (a
+    /// private CA, or the gateway's own self-signed certificate).
+    pub gateway_ca: Option<std::path::PathBuf>,
     /// Timeout of one gateway call, in milliseconds.
     pub gateway_timeout_ms: u64,
     /// How long an order may wait for its payment before it fails with `payment_unavailable`
@@ -40,6 +43,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("common", &self.common)
             .field("gateway_url", &orderflow_platform::db::redact(&self.gateway_url))
+            .field("gateway_ca", &self.gateway_ca)
             .field("gateway_timeout_ms", &self.gateway_timeout_ms)
             .field("max_wait_secs", &self.max_wait_secs)
             .field("breaker_window_ms", &self.breaker_window_ms)
@@ -56,6 +60,7 @@ impl Default for Settings {
         Self {
             common: CommonSettings::for_service(8082, "payment-service", "payments"),
             gateway_url: "http://127.0.0.1:8090".to_owned(),
+            gateway_ca: None,
             gateway_timeout_ms: 5_000,
             max_wait_secs: 300,
             breaker_window_ms: duration_ms(b.window),

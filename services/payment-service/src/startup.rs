@@ -76,8 +76,11 @@ impl PaymentService {
         );
         let breaker = CircuitBreaker::with_clock(settings.breaker(), clock.clone())?;
         let retry = Backoff::new(handlers::inventory_reserved::GATEWAY_RETRY)?.with_clock(clock.clone());
-        let gateway =
-            GatewayClient::new(&settings.gateway_url, Duration::from_millis(settings.gateway_timeout_ms))?;
+        let gateway = GatewayClient::new(
+            &settings.gateway_url,
+            Duration::from_millis(settings.gateway_timeout_ms),
+            settings.gateway_ca.as_deref(),
+        )?;
         Ok(Self { breaker, retry, clock, gateway })
     }
 

@@ -33,7 +33,7 @@ pub async fn spawn_app_with(mut config: Config) -> TestApp {
     tokio::spawn(gateway_sim::run(listener, config, shutdown.clone()));
     let app = TestApp {
         address,
-        client: reqwest::Client::new(),
+        client: orderflow_platform::tls::http_client(),
         _shutdown: shutdown.drop_guard(),
         _data_dir: data_dir,
     };

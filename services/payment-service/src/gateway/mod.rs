@@ -58,13 +58,20 @@ impl std::fmt::Debug for GatewayClient {
 }
 
 impl GatewayClient {
-    /// A client for `base` (`http://127.0.0.1:8090`) with a per-call `timeout`.
-    pub(crate) fn new(base: &str, timeout: Duration) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+    /// A client for `base` (`http://127.0.0.1:8090`, or `https://…`) with a per-call `timeout`;
+    /// an https gateway's certificate is checked against the system's roots plus the CA(s) in
+    /// the PEM file `ca`, if given.
+    pub(crate) fn new(base: &str, timeout: Duration, ca: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let mut builder = orderflow_platform::tls::http_client_builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(2)))
-            .pool_max_idle_per_host(64)
-            .build()?;
+            .pool_max_idle_per_host(64);
+        if let Some(ca) = ca {
+            builder = builder
+                .tls_certs_merge(orderflow_platform::tls::read_ca_file(ca).context("payment.gateway_ca")?);
+        }
+        let http = builder.build().context("building the gateway's HTTP client")?;
         Ok(Self { http, base: base.trim_end_matches('/').to_owned() })
     }
 
@@ -90,7 +97,7 @@ impl GatewayClient {
             .await
             // Without the URL: it may carry credentials, and the detail goes into logs and into
             // the `payments.failed` event.
-            .map_err(|e| GatewayError::Unavailable(e.without_url().to_string()))?;
+            .map_err(|e| GatewayError::Unavailable(with_causes(&e.without_url())))?;
         let status = res.status();
         if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             return Err(GatewayError::Unavailable(format!("HTTP {status}")));
@@ -114,6 +121,19 @@ impl GatewayClient {
     }
 }
 
+/// `error: cause: cause…`, so that a refused certificate reads as such (reqwest's own text is
+/// "error sending request"). The causes carry no URL.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -123,12 +143,84 @@ mod tests {
     #[tokio::test]
     async fn gateway_credentials_in_the_url_reach_neither_errors_nor_debug_output() {
         let client =
-            GatewayClient::new("http://gateway:GwS3cret@127.0.0.1:9/", Duration::from_secs(1)).unwrap();
+            GatewayClient::new("http://gateway:GwS3cret@127.0.0.1:9/", Duration::from_secs(1), None).unwrap();
 
         let error = client.charge("order-1", 100, "USD", "corr-1", "").await.unwrap_err();
 
         let text = format!("{error} {error:?} {client:?}");
         assert!(matches!(error, GatewayError::Unavailable(_)), "{text}");
         assert!(!text.contains("GwS3cret"), "{text}");
+    }
+
+    /// gateway-sim on a free port, behind a TLS proxy with a certificate for `localhost` from a
+    /// fresh CA; returns the https URL, the CA file and what keeps them running.
+    async fn https_gateway() -> (String, std::path::PathBuf, impl Sized) {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = orderflow_test_support::test_certs(&dir.path().join("certs")).unwrap();
+        let config = gateway_sim::Config {
+            seed: Some(42),
+            data_dir: dir.path().join("gateway"),
+            ..gateway_sim::Config::default()
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let upstream = listener.local_addr().unwrap();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(gateway_sim::run(listener, config, shutdown.clone()));
+        let proxy =
+            orderflow_test_support::tls_proxy::TlsProxy::start(upstream, &certs.server, &certs.server_key)
+                .await
+                .unwrap();
+        let url = format!("https://localhost:{}", proxy.port());
+        (url, certs.ca.clone(), (proxy, shutdown.drop_guard(), dir))
+    }
+
+    #[tokio::test]
+    async fn a_charge_reaches_an_https_gateway_whose_ca_is_trusted() {
+        let (url, ca, _running) = https_gateway().await;
+        let client = GatewayClient::new(&url, Duration::from_secs(5), Some(&ca)).unwrap();
+
+        let outcome =
+            orderflow_test_support::eventually(Duration::from_secs(10), "the gateway answers", || async {
+                client.charge("order-tls-1", 1250, "USD", "corr-tls-1", "").await.ok()
+            })
+            .await
+            .unwrap();
+
+        assert!(
+            matches!(outcome, ChargeOutcome::Succeeded { .. } | ChargeOutcome::Declined { .. }),
+            "{outcome:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_https_gateway_signed_by_an_untrusted_ca_is_unavailable_not_charged() {
+        let (url, ca, _running) = https_gateway().await;
+        let trusting = GatewayClient::new(&url, Duration::from_secs(5), Some(&ca)).unwrap();
+        orderflow_test_support::eventually(Duration::from_secs(10), "the gateway answers", || async {
+            trusting.charge("order-tls-ready", 100, "USD", "corr-tls-ready", "").await.ok()
+        })
+        .await
+        .unwrap();
+        let client = GatewayClient::new(&url, Duration::from_secs(5), None).unwrap();
+
+        let error = client.charge("order-tls-2", 1250, "USD", "corr-tls-2", "").await.unwrap_err();
+
+        assert!(
+            matches!(&error, GatewayError::Unavailable(detail) if detail.contains("UnknownIssuer")),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn a_gateway_ca_file_that_is_missing_fails_at_start_up_naming_the_setting() {
+        let error = GatewayClient::new(
+            "https://localhost:1",
+            Duration::from_secs(1),
+            Some(std::path::Path::new("/nonexistent/ca.pem")),
+        )
+        .unwrap_err();
+
+        let text = format!("{error:#}");
+        assert!(text.contains("payment.gateway_ca") && text.contains("/nonexistent/ca.pem"), "{text}");
     }
 }
