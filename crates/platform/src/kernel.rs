@@ -571,12 +571,28 @@ pub fn load_settings<S: Service>(
 /// Keys that were renamed, for the error that names them.
 const RENAMED: &[(&str, &str)] = &[("consumer_concurrency", "consumer.concurrency")];
 
+/// What `S`'s binary was asked to do.
+pub(crate) enum Invocation<F: clap::Args> {
+    /// Run the service.
+    Serve(Flags<F>),
+    /// `healthcheck`: probe the readiness of the service these flags configure.
+    Healthcheck(Flags<F>, crate::healthcheck::HealthcheckArgs),
+}
+
 /// The flags of `S`'s binary, parsed from the command line (exits with usage on bad ones).
-pub(crate) fn parse_flags<S: Service>(about: &'static str) -> Flags<S::Flags> {
+pub(crate) fn parse_flags<S: Service>(about: &'static str) -> Invocation<S::Flags> {
     // `augment_args` sets the struct's doc comment as the about text: ours goes on after it.
-    let command = Flags::<S::Flags>::augment_args(clap::Command::new(S::NAME));
+    let command = Flags::<S::Flags>::augment_args(clap::Command::new(S::NAME))
+        .subcommand(crate::healthcheck::HealthcheckArgs::command());
     let matches = command.about(about).version(env!("CARGO_PKG_VERSION")).get_matches();
-    Flags::<S::Flags>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    let flags = Flags::<S::Flags>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match matches.subcommand_matches("healthcheck") {
+        Some(sub) => Invocation::Healthcheck(
+            flags,
+            crate::healthcheck::HealthcheckArgs::from_arg_matches(sub).unwrap_or_else(|e| e.exit()),
+        ),
+        None => Invocation::Serve(flags),
+    }
 }
 
 /// Builds `S` from its layered settings and `flags`, runs it until `shutdown`, then drains.
@@ -586,12 +602,24 @@ pub async fn serve<S: Service>(flags: &Flags<S::Flags>, shutdown: CancellationTo
 }
 
 /// A service binary's whole `main`: logs, flags, settings, build, run until SIGTERM/SIGINT,
-/// drain, flush traces.
+/// drain, flush traces. `<binary> healthcheck` probes the readiness of the service the same
+/// settings describe instead (see [`healthcheck`](crate::healthcheck)), exiting 0 or 1.
 pub async fn main<S: Service>(about: &'static str) -> anyhow::Result<()> {
+    let flags = match parse_flags::<S>(about) {
+        Invocation::Serve(flags) => flags,
+        Invocation::Healthcheck(flags, probe) => {
+            let settings = load_settings::<S>(flags.common.config.as_deref(), &flags)?;
+            let common = settings.common();
+            // Blocking I/O, bounded by the probe's timeout; nothing else runs in this process.
+            let ok =
+                probe.run(&common.host, common.port).with_context(|| format!("{} is not ready", S::NAME))?;
+            println!("{ok}");
+            return Ok(());
+        }
+    };
     // Before the OTLP exporter's and the service's HTTP clients are built.
     crate::tls::install_crypto_provider();
     orderflow_telemetry::init("info");
-    let flags = parse_flags::<S>(about);
     let result = serve::<S>(&flags, crate::shutdown::on_signals()).await;
     orderflow_telemetry::shutdown();
     result

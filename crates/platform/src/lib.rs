@@ -17,6 +17,8 @@
 //!   graceful shutdown.
 //! - [`config`]: layered configuration (defaults < file < `ORDERFLOW__…` env < flags).
 //! - [`shutdown`]: SIGTERM/SIGINT to a cancellation token.
+//! - [`healthcheck`]: `<service> healthcheck`, a binary probing its own readiness (images without
+//!   a shell).
 //! - [`tls`]: ring as the process's one rustls crypto provider.
 //!
 //! It holds no global state and never decides business rules.
@@ -24,6 +26,7 @@
 pub mod config;
 pub mod db;
 pub mod discovery;
+pub mod healthcheck;
 pub mod http;
 pub mod inbox;
 pub mod kernel;

@@ -446,7 +446,17 @@ impl<H: Send + Sync + 'static> Shared<H> {
                 };
                 match next {
                     Err(_elapsed) => break,
-                    Ok(None) => break,
+                    Ok(None) => {
+                        // The pull ended as the server ends it (expired or filled): the consumer
+                        // works again even if nothing came. A quiet consumer (ADVISORIES) gets no
+                        // message to clear `Recovering` with, and would stay unready for good
+                        // after one failed fetch (a 503 while a new R3 consumer has no leader).
+                        if failures > 0 {
+                            failures = 0;
+                            state.send_replace(ConsumerState::Running);
+                        }
+                        break;
+                    }
                     Ok(Some(Err(e))) => {
                         failures += 1;
                         tracing::warn!(error = %e, attempt = failures, "fetch failed; fetching again");

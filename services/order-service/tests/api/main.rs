@@ -2,6 +2,7 @@
 //! PostgreSQL databases. Every test runs on both.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod healthcheck;
 mod helpers;
 mod orders;
 mod rate_limit;
