@@ -99,7 +99,7 @@ pub fn postgres() -> anyhow::Result<String> {
     if !root {
         bail!(
             "cannot log in to {TEST_DATABASE_URL}; create the test role and database once:\n  sudo -u \
-             postgres psql -c \"CREATE ROLE {ROLE} LOGIN PASSWORD '{PASSWORD}'\" -c \"CREATE DATABASE \
+             postgres psql -c \"CREATE ROLE {ROLE} LOGIN CREATEROLE PASSWORD '{PASSWORD}'\" -c \"CREATE DATABASE \
              {DATABASE} OWNER {ROLE}\"\nor set TEST_DATABASE_URL"
         );
     }
