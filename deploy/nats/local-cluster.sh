@@ -57,13 +57,7 @@ http_port() { echo $((8221 + $1 + offset)); }
 # here when missing, unless NATS_ROUTE_PASSWORD is set).
 ensure_creds() {
   [ -f "$here/creds/auth.conf" ] && return
-  local orderflow
-  if [ -n "${ORDERFLOW_BIN:-}" ]; then orderflow=("$ORDERFLOW_BIN")
-  elif command -v orderflow >/dev/null; then orderflow=(orderflow)
-  elif [ -x "$here/../../target/debug/orderflow" ]; then orderflow=("$here/../../target/debug/orderflow")
-  else orderflow=(cargo run -q --manifest-path "$here/../../Cargo.toml" -p orderflow --)
-  fi
-  "${orderflow[@]}" nats credentials --out "$here/creds" >/dev/null
+  orderflow nats credentials --out "$here/creds" >/dev/null
   echo "NATS credentials: $here/creds (admin: $here/creds/admin.nk)"
 }
 route_password() {
@@ -107,12 +101,18 @@ need_certs() {
   done
 }
 
-# Development certificates into $1: the `orderflow` on PATH, else this checkout's, through cargo.
+# Development certificates into $1.
 make_certs() {
-  if command -v orderflow >/dev/null; then
-    orderflow certs --out "$1" >/dev/null
-  else
-    (cd "$here/../.." && cargo run --quiet --locked -p orderflow -- certs --out "$1" >/dev/null)
+  orderflow certs --out "$1" >/dev/null
+}
+
+# The orderflow CLI: ORDERFLOW_BIN, else the one on PATH, else this checkout's debug build, else
+# through cargo.
+orderflow() {
+  if [ -n "${ORDERFLOW_BIN:-}" ]; then "$ORDERFLOW_BIN" "$@"
+  elif type -P orderflow >/dev/null; then command orderflow "$@"
+  elif [ -x "$here/../../target/debug/orderflow" ]; then "$here/../../target/debug/orderflow" "$@"
+  else (cd "$here/../.." && cargo run --quiet --locked -p orderflow -- "$@")
   fi
 }
 

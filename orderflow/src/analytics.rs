@@ -88,11 +88,8 @@ async fn rebuild_store(a: RebuildArgs) -> anyhow::Result<()> {
         rebuild::reset(&db).await.context("emptying the store")?;
     }
     let tls = orderflow_messaging::NatsTls { ca_file: a.nats_ca.clone(), ..Default::default() };
-    let mut options = tls.apply_to(async_nats::ConnectOptions::new());
-    if let Some(creds) = &crate::nats::creds_or_up_default(a.creds.clone()) {
-        options = orderflow_messaging::connect::with_credentials(options, creds)?;
-    }
-    let client = options
+    let creds = crate::nats::creds_or_up_default(a.creds.clone());
+    let client = orderflow_messaging::connect::tool_options(creds.as_deref(), &tls)?
         .name("orderflow/analytics-rebuild")
         .connection_timeout(Duration::from_secs(5))
         .connect(orderflow_messaging::connect::server_list(&a.nats_url).as_slice())

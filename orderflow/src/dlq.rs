@@ -159,11 +159,7 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
 /// One attempt, no retries: an operator wants to know now that the URL is wrong.
 async fn connect(url: &str, creds: Option<&Path>, ca: Option<PathBuf>) -> anyhow::Result<jetstream::Context> {
     let tls = orderflow_messaging::NatsTls { ca_file: ca, ..Default::default() };
-    let mut options = tls.apply_to(async_nats::ConnectOptions::new());
-    if let Some(creds) = creds {
-        options = orderflow_messaging::connect::with_credentials(options, creds)?;
-    }
-    let client = options
+    let client = orderflow_messaging::connect::tool_options(creds, &tls)?
         .name("orderflow/dlq")
         .connection_timeout(Duration::from_secs(5))
         .request_timeout(Some(Duration::from_secs(10)))

@@ -85,10 +85,8 @@ pub struct Targets {
 
 /// A client of `targets`' NATS server, as the admin identity when it has credentials.
 async fn nats_client(targets: &Targets) -> anyhow::Result<async_nats::Client> {
-    let mut options = async_nats::ConnectOptions::new();
-    if let Some(creds) = &targets.nats_creds {
-        options = orderflow_messaging::connect::with_credentials(options, creds)?;
-    }
+    let options =
+        orderflow_messaging::connect::tool_options(targets.nats_creds.as_deref(), &Default::default())?;
     Ok(options.connect(server_list(&targets.nats_url).as_slice()).await?)
 }
 

@@ -80,6 +80,21 @@ pub(crate) fn creds_or_up_default(given: Option<PathBuf>) -> Option<PathBuf> {
     })
 }
 
+/// Connects as `connect` says (the admin identity) and creates or updates every stream and
+/// consumer of a deployment with `replicas`; what `orderflow nats provision` and `orderflow up`
+/// run.
+pub(crate) async fn provision_deployment(
+    connect: &ConnectConfig,
+    replicas: usize,
+) -> anyhow::Result<orderflow_messaging::topology::ProvisionReport> {
+    let client = orderflow_messaging::connect(connect).await.context("connecting to NATS as admin")?;
+    let report = provision(&async_nats::jetstream::new(client.clone()), &Topology::deployment(replicas))
+        .await
+        .context("provisioning JetStream as admin")?;
+    client.drain().await.context("closing the admin connection")?;
+    Ok(report)
+}
+
 impl NatsArgs {
     /// Runs the subcommand.
     pub async fn run(self) -> anyhow::Result<()> {
@@ -111,12 +126,7 @@ impl NatsArgs {
                     .with_tls(orderflow_messaging::NatsTls { ca_file: nats_ca, ..Default::default() })
                     .as_identity(identity::ADMIN);
                 connect.initial_timeout = Some(Duration::from_secs(timeout_secs.max(1)));
-                let client = orderflow_messaging::connect(&connect).await.context("connecting to NATS")?;
-                let report =
-                    provision(&async_nats::jetstream::new(client.clone()), &Topology::deployment(replicas))
-                        .await
-                        .context("provisioning JetStream")?;
-                client.drain().await.context("closing the connection")?;
+                let report = provision_deployment(&connect, replicas).await?;
                 output::line(format_args!(
                     "provisioned: {} created, {} updated, the rest as specified",
                     report.created.len(),

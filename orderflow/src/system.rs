@@ -13,7 +13,6 @@ use analytics_service::AnalyticsService;
 use anyhow::Context as _;
 use inventory_service::InventoryService;
 use order_service::OrderService;
-use orderflow_messaging::topology::provision;
 use orderflow_messaging::{ConnectConfig, Topology, identity};
 use orderflow_natsd::{NatsServer, Options};
 use orderflow_platform::http::{AdminToken, Secret};
@@ -442,11 +441,7 @@ async fn provision_as_admin(url: &str, creds: &std::path::Path) -> anyhow::Resul
     let connect = ConnectConfig::new(url, "orderflow/up")
         .with_creds(Some(identity::seed_file(creds, identity::ADMIN)))
         .as_identity(identity::ADMIN);
-    let client = orderflow_messaging::connect(&connect).await.context("connecting to NATS as admin")?;
-    provision(&async_nats::jetstream::new(client.clone()), &Topology::deployment(1))
-        .await
-        .context("provisioning JetStream as admin")?;
-    client.drain().await.context("closing the admin connection")?;
+    crate::nats::provision_deployment(&connect, 1).await?;
     Ok(())
 }
 

@@ -247,6 +247,16 @@ pub fn with_credentials(options: ConnectOptions, path: &Path) -> Result<ConnectO
     Ok(options.nkey(seed.to_owned()))
 }
 
+/// The options of a one-off client (an operator tool, a check): TLS as `tls` says, authenticated
+/// with the credentials or seed file `creds` when given. Services connect through [`connect`].
+pub fn tool_options(creds: Option<&Path>, tls: &NatsTls) -> Result<ConnectOptions, ConnectError> {
+    let options = tls.apply_to(ConnectOptions::new());
+    match creds {
+        Some(path) => with_credentials(options, path),
+        None => Ok(options),
+    }
+}
+
 /// The delay before reconnect attempt `attempt` (0-based): exponential, capped, with up to half
 /// of it random so a fleet does not reconnect in lock-step.
 pub(crate) fn reconnect_delay(attempt: usize, min: Duration, max: Duration) -> Duration {

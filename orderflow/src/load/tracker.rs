@@ -137,11 +137,7 @@ impl Tracker {
         creds: Option<&std::path::Path>,
         groups: usize,
     ) -> anyhow::Result<Self> {
-        let mut options = async_nats::ConnectOptions::new();
-        if let Some(creds) = creds {
-            options = orderflow_messaging::connect::with_credentials(options, creds)?;
-        }
-        let client = options
+        let client = orderflow_messaging::connect::tool_options(creds, &Default::default())?
             .name("orderflow-load")
             // A core subscription drops messages when its buffer is full; make it deep enough
             // for a long stall of this process.

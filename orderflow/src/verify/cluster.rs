@@ -128,10 +128,7 @@ impl Cluster {
 
     /// A client of the cluster as the admin identity.
     pub fn admin_options(&self) -> anyhow::Result<async_nats::ConnectOptions> {
-        Ok(orderflow_messaging::connect::with_credentials(
-            async_nats::ConnectOptions::new(),
-            &self.admin_seed(),
-        )?)
+        Ok(orderflow_messaging::connect::tool_options(Some(&self.admin_seed()), &Default::default())?)
     }
 
     /// Every node's client URL, comma-separated (what the services and tools take).
