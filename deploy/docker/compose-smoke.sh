@@ -2,22 +2,29 @@
 # The compose stack, end to end (CI runs this from .ci/run): builds every image with
 # build-images.sh, `docker-compose up -d` of deploy/compose.yaml, waits until every container is
 # healthy, places an order through the published order port and waits for it to be confirmed,
-# then prints the image sizes and how long the stack took from `up` to all healthy. Always tears
+# then prints the image sizes and how long the stack took from `up` to all healthy. With --chaos
+# it then runs the container chaos schedule against the stack: `orderflow verify --backend
+# containers` (docs/RELIABILITY.md), which must end with every invariant holding. Always tears
 # the stack down (`down -v`); on failure prints the containers' last log lines first.
 #
-# Usage: deploy/docker/compose-smoke.sh [--no-build]
+# Usage: deploy/docker/compose-smoke.sh [--no-build] [--chaos]
 # Environment: COMPOSE_PROJECT_NAME (default orderflow-smoke, apart from a developer's own
 # `orderflow` stack), HEALTH_TIMEOUT_SECS (default 300), ORDER_TIMEOUT_SECS (default 90).
+# The chaos run: CHAOS_FAULTS (default 11: every family of the containers backend, both NATS
+# partitions), CHAOS_DURATION (220s), CHAOS_MAX_HOLD (8s), CHAOS_RATE (orders/s, 20),
+# CHAOS_SEED (1), CHAOS_REPORT (JSON report, default $CARGO_TARGET_DIR/compose-chaos-report.json).
 # Host ports are picked free at random, so a local nats-server on 4222 or a service on 8080 does
 # not get in the way.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 build=1
+chaos=0
 for arg in "$@"; do
   case $arg in
     --no-build) build=0 ;;
-    *) echo "usage: $0 [--no-build]" >&2; exit 2 ;;
+    --chaos) chaos=1 ;;
+    *) echo "usage: $0 [--no-build] [--chaos]" >&2; exit 2 ;;
   esac
 done
 
@@ -134,6 +141,24 @@ print(json.dumps({k: order[k] for k in ("order_id", "status", "reason", "total_c
 if order["status"] != "confirmed":
     sys.exit(f"compose-smoke: order ended {order['status']} ({order['reason']}), expected confirmed")
 PY
+
+if [ "$chaos" = 1 ]; then
+  chaos_faults=${CHAOS_FAULTS:-11}
+  chaos_duration=${CHAOS_DURATION:-220s}
+  chaos_seed=${CHAOS_SEED:-1}
+  chaos_report=${CHAOS_REPORT:-${CARGO_TARGET_DIR:-target}/compose-chaos-report.json}
+  phase "container chaos: orderflow verify --backend containers, $chaos_faults faults over $chaos_duration (seed $chaos_seed)"
+  # The suite reaches NATS on the three published client ports (TLS, as the admin identity),
+  # PostgreSQL on its published port, the order API through the load balancer's port and the
+  # other services at their addresses on the project network. async-nats' connector logs an
+  # ERROR for every refused reconnect to a node the schedule has taken down: silenced.
+  DATABASE_URL="postgres://orderflow:$POSTGRES_PASSWORD@127.0.0.1:$POSTGRES_HOST_PORT/orderflow" \
+  NATS_CREDS=deploy/nats/creds/admin.nk NATS_CA=deploy/nats/certs/ca.pem \
+  RUST_LOG=${RUST_LOG:-info,async_nats::connector=off} \
+    "$orderflow_bin" verify --backend containers --compose-project "$COMPOSE_PROJECT_NAME" \
+      --faults "$chaos_faults" --duration "$chaos_duration" --max-hold "${CHAOS_MAX_HOLD:-8s}" \
+      --rate "${CHAOS_RATE:-20}" --seed "$chaos_seed" --json-out "$chaos_report"
+fi
 
 phase "image sizes"
 mapfile -t images < <("${compose[@]}" config | awk '$1 == "image:" {print $2}' | sort -u)

@@ -81,12 +81,14 @@ pub struct Targets {
     pub nats_url: String,
     /// The admin identity's seed or credentials file, when the server requires one.
     pub nats_creds: Option<std::path::PathBuf>,
+    /// TLS to NATS (the CA that signed the servers' certificates), when it uses TLS.
+    pub nats_tls: orderflow_messaging::NatsTls,
 }
 
 /// A client of `targets`' NATS server, as the admin identity when it has credentials.
 async fn nats_client(targets: &Targets) -> anyhow::Result<async_nats::Client> {
     let options =
-        orderflow_messaging::connect::tool_options(targets.nats_creds.as_deref(), &Default::default())?;
+        orderflow_messaging::connect::tool_options(targets.nats_creds.as_deref(), &targets.nats_tls)?;
     Ok(options.connect(server_list(&targets.nats_url).as_slice()).await?)
 }
 

@@ -331,9 +331,11 @@ async fn express_on(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<ExpressUnderBacklog> {
     let endpoints = spawned.endpoints();
-    let tracker = Tracker::start(&endpoints.nats_url, endpoints.nats_creds.as_deref(), 3).await?;
+    let tracker =
+        Tracker::start(&endpoints.nats_url, endpoints.nats_creds.as_deref(), &endpoints.nats_tls, 3).await?;
     let http = http_client(Duration::from_secs(60))?;
-    let driver = Arc::new(Driver::new(http, &endpoints.order_url, standard_mix(), tracker, false));
+    let driver =
+        Arc::new(Driver::new(http, &endpoints.order_url, standard_mix(), tracker, false, Default::default()));
     let burst = cfg.express_burst;
     let start = Instant::now();
 

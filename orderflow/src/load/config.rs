@@ -212,6 +212,9 @@ pub struct Endpoints {
     /// Credentials or nkey seed file to subscribe with (the admin identity's, when the server
     /// requires one: `orderflow up` prints where it is).
     pub nats_creds: Option<std::path::PathBuf>,
+    /// TLS to NATS (`NATS_CA`), when the server uses it.
+    #[serde(skip)]
+    pub nats_tls: orderflow_messaging::NatsTls,
 }
 
 /// Which system the run loads.
@@ -335,6 +338,9 @@ pub struct LoadConfig {
     pub analytics_url: Option<String>,
     /// The running system's admin token, for `restock`.
     pub admin_token: Option<orderflow_platform::http::Secret>,
+    /// The run's counters, shared with the caller, who may read them while the load runs
+    /// (`orderflow verify` counts the client errors during each fault).
+    pub stats: std::sync::Arc<super::Stats>,
 }
 
 impl LoadConfig {
@@ -358,6 +364,7 @@ impl LoadConfig {
             keep_accepted_ids: false,
             analytics_url: None,
             admin_token: None,
+            stats: Default::default(),
         }
     }
 

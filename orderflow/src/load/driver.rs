@@ -152,13 +152,14 @@ impl Driver {
         mix: OrderMix,
         tracker: Tracker,
         keep_ids: bool,
+        stats: Arc<Stats>,
     ) -> Self {
         Self {
             http,
             orders_url: format!("{}/orders", order_url.trim_end_matches('/')),
             mix,
             tracker,
-            stats: Arc::new(Stats::default()),
+            stats,
             keep_ids,
             run_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
             seq: AtomicU64::new(0),

@@ -44,6 +44,7 @@ pub use config::{
     Endpoints, LoadConfig, LoadConfigError, OrderMix, ProductMix, QuantityRange, Schedule, Share, Target,
     Until, parse_duration,
 };
+pub use driver::Stats;
 pub use latency::{Latency, Percentiles};
 pub use report::{AnalyticsCheck, BacklogSample, Duplicates, InvariantSummary, Latencies, LoadReport};
 pub use spawn::{SpawnedSystem, proc_status_bytes, restock_products_to};
@@ -124,6 +125,10 @@ pub struct LoadArgs {
     /// `.orderflow/nats-creds/admin.nk`, when it exists.
     #[arg(long, env = "NATS_CREDS")]
     nats_creds: Option<std::path::PathBuf>,
+    /// PEM file of the CA that signed the NATS servers' certificates, when they use TLS
+    /// (`orderflow certs` writes one).
+    #[arg(long, env = "NATS_CA")]
+    nats_ca: Option<std::path::PathBuf>,
     /// With --spawn: postgres://… for PostgreSQL instead of SQLite.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
@@ -198,6 +203,10 @@ impl LoadArgs {
                 inventory_url: self.inventory_url.clone(),
                 nats_url: self.nats_url.clone(),
                 nats_creds: crate::nats::creds_or_up_default(self.nats_creds.clone()),
+                nats_tls: orderflow_messaging::NatsTls {
+                    ca_file: self.nats_ca.clone(),
+                    ..Default::default()
+                },
             })
         };
         let schedule = match (self.rate, self.clients) {

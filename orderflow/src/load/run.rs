@@ -60,13 +60,15 @@ pub async fn execute(
         Some(url) => Some(fetch_summary(&http, url).await?),
         None => None,
     };
-    let tracker = Tracker::start(&endpoints.nats_url, endpoints.nats_creds.as_deref(), 2).await?;
+    let tracker =
+        Tracker::start(&endpoints.nats_url, endpoints.nats_creds.as_deref(), &endpoints.nats_tls, 2).await?;
     let driver = Arc::new(Driver::new(
         http.clone(),
         &endpoints.order_url,
         config.mix.clone(),
         tracker,
         checker.is_some() || config.keep_accepted_ids,
+        config.stats.clone(),
     ));
 
     let bar = progress_bar(config.progress);

@@ -118,6 +118,7 @@ impl SpawnedSystem {
             inventory_url: self.system.inventory_url.clone(),
             nats_url: self.system.nats_url.clone(),
             nats_creds: self.system.admin_creds(),
+            nats_tls: Default::default(),
         }
     }
 
@@ -129,6 +130,7 @@ impl SpawnedSystem {
             admin_token: self.system.admin_token.clone(),
             nats_url: self.system.nats_url.clone(),
             nats_creds: self.system.admin_creds(),
+            nats_tls: Default::default(),
         }
     }
 

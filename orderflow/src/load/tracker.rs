@@ -135,9 +135,10 @@ impl Tracker {
     pub async fn start(
         nats_url: &str,
         creds: Option<&std::path::Path>,
+        tls: &orderflow_messaging::NatsTls,
         groups: usize,
     ) -> anyhow::Result<Self> {
-        let client = orderflow_messaging::connect::tool_options(creds, &Default::default())?
+        let client = orderflow_messaging::connect::tool_options(creds, tls)?
             .name("orderflow-load")
             // A core subscription drops messages when its buffer is full; make it deep enough
             // for a long stall of this process.

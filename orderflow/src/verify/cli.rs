@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
+use super::containers::{COMPOSE_INSTANCES, ContainersConfig};
 use super::deployment::instance_names;
 use super::{FaultFamily, Sabotage, plan, run_verify};
 use crate::load;
@@ -41,8 +42,11 @@ pub struct VerifyConfig {
     pub payment_max_wait: Duration,
     /// Break an invariant on purpose before the check.
     pub sabotage: Option<Sabotage>,
-    /// Draw faults from these families only (empty: all of them).
+    /// Draw faults from these families only (empty: the backend's default families).
     pub only: Vec<FaultFamily>,
+    /// Attach to this running compose stack instead of starting processes (the containers
+    /// backend); `database_url` must then be its PostgreSQL.
+    pub containers: Option<ContainersConfig>,
 }
 
 impl VerifyConfig {
@@ -63,8 +67,23 @@ impl VerifyConfig {
             payment_max_wait: Duration::from_secs(10),
             sabotage: None,
             only: Vec::new(),
+            containers: None,
         }
     }
+
+    /// The families the schedule takes in turn: `only`, or the backend's default.
+    pub fn families(&self) -> Vec<FaultFamily> {
+        FaultFamily::chosen(&self.only, self.containers.is_some())
+    }
+}
+
+/// Where the faults land.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// Processes the suite starts on loopback: a 3-node cluster and `orderflow serve` instances.
+    Processes,
+    /// The containers of a running deploy/compose.yaml stack, through the docker command.
+    Containers,
 }
 
 /// Flags of `orderflow verify`.
@@ -121,18 +140,40 @@ pub struct VerifyArgs {
     /// Print the fault schedule this seed gives and exit without starting anything.
     #[arg(long)]
     dry_run: bool,
+    /// Where the faults land: processes the suite starts, or the containers of a running
+    /// compose stack (adds network partitions, PostgreSQL kills and rolling restarts;
+    /// deploy/docker/compose-smoke.sh --chaos runs it).
+    #[arg(long, value_enum, default_value = "processes")]
+    backend: BackendKind,
+    /// Containers: the compose project to attach to.
+    #[arg(long, env = "COMPOSE_PROJECT_NAME", default_value = "orderflow")]
+    compose_project: String,
+    /// Containers: the admin identity's NATS seed.
+    #[arg(long, env = "NATS_CREDS", default_value = "deploy/nats/creds/admin.nk")]
+    nats_creds: PathBuf,
+    /// Containers: the CA of the NATS servers' certificates.
+    #[arg(long, env = "NATS_CA", default_value = "deploy/nats/certs/ca.pem")]
+    nats_ca: PathBuf,
+    /// Containers: the stack's admin token.
+    #[arg(long, env = "ORDERFLOW_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
 impl VerifyArgs {
     /// Runs `orderflow verify`: prints the report, writes the JSON, fails on any violation.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let seed = self.seed.unwrap_or_else(|| fastrand::u64(..1_000_000));
+        let containers = self.backend == BackendKind::Containers;
         if self.dry_run {
-            let instances = instance_names(usize::from(self.instances));
+            let instances = if containers {
+                COMPOSE_INSTANCES.iter().map(|s| (*s).to_owned()).collect()
+            } else {
+                instance_names(usize::from(self.instances))
+            };
+            let families = FaultFamily::chosen(&self.only, containers);
             let max_hold_ms = u64::try_from(self.max_hold.as_millis()).unwrap_or(u64::MAX);
             let mut out = format!("seed {seed}: {} faults over {:?}\n", self.faults, self.duration);
-            for (i, fault) in plan(seed, self.faults, &self.only, &instances, max_hold_ms).iter().enumerate()
-            {
+            for (i, fault) in plan(seed, self.faults, &families, &instances, max_hold_ms).iter().enumerate() {
                 let at = self.duration.mul_f64((i as f64 + 0.5) / self.faults.max(1) as f64);
                 out.push_str(&format!("  {:>3}  at {:>6.1} s  {fault}\n", i + 1, at.as_secs_f64()));
             }
@@ -145,6 +186,10 @@ impl VerifyArgs {
         };
         let (temp, data_dir) = match &self.data_dir {
             Some(dir) => (None, dir.clone()),
+            // The stack keeps its own logs (docker logs) and volumes.
+            None if containers => {
+                (None, PathBuf::from(format!("docker-compose logs of project {}", self.compose_project)))
+            }
             None => {
                 let temp = tempfile::Builder::new().prefix("orderflow-verify-").tempdir()?;
                 let dir = temp.path().to_path_buf();
@@ -161,6 +206,17 @@ impl VerifyArgs {
         config.payment_max_wait = self.payment_max_wait;
         config.sabotage = self.sabotage;
         config.only = self.only;
+        if containers {
+            config.containers = Some(ContainersConfig {
+                project: self.compose_project,
+                nats_creds: self.nats_creds,
+                nats_ca: Some(self.nats_ca),
+                admin_token: self
+                    .admin_token
+                    .filter(|t| !t.is_empty())
+                    .context("the containers backend needs the stack's ORDERFLOW_ADMIN_TOKEN")?,
+            });
+        }
         tracing::info!(seed, faults = config.faults, duration = ?config.duration, "verify starting");
         let report = match run_verify(&config, &shutdown).await {
             Ok(report) => report,

@@ -143,7 +143,7 @@ impl Cluster {
         for node in self.nodes.iter().filter(|n| !n.down && !n.paused) {
             let url = format!("nats://127.0.0.1:{}", node.port);
             loop {
-                let last = match node_answers(&url, &self.admin_seed()).await {
+                let last = match node_answers(&url, &self.admin_seed(), &Default::default()).await {
                     Ok(()) => break,
                     Err(e) => format!("{e:#}"),
                 };
@@ -157,14 +157,6 @@ impl Cluster {
             }
         }
         Ok(())
-    }
-
-    /// The node that leads `stream`'s Raft group now, if one does.
-    pub async fn stream_leader(&self, js: &async_nats::jetstream::Context, stream: &str) -> Option<usize> {
-        let mut stream = js.get_stream(stream).await.ok()?;
-        let info = tokio::time::timeout(Duration::from_secs(5), stream.info()).await.ok()?.ok()?;
-        let leader = info.cluster.as_ref()?.leader.clone()?;
-        self.nodes.iter().position(|n| n.name == leader)
     }
 
     /// SIGSTOP node `i`.
@@ -236,13 +228,17 @@ impl Cluster {
     }
 }
 
-async fn node_answers(url: &str, admin_seed: &Path) -> anyhow::Result<()> {
-    let client =
-        orderflow_messaging::connect::with_credentials(async_nats::ConnectOptions::new(), admin_seed)?
-            .connection_timeout(Duration::from_secs(2))
-            .request_timeout(Some(Duration::from_secs(2)))
-            .connect(url)
-            .await?;
+/// Whether the node at `url` answers a JetStream account request, as the admin identity.
+pub(super) async fn node_answers(
+    url: &str,
+    admin_seed: &Path,
+    tls: &orderflow_messaging::NatsTls,
+) -> anyhow::Result<()> {
+    let client = orderflow_messaging::connect::tool_options(Some(admin_seed), tls)?
+        .connection_timeout(Duration::from_secs(2))
+        .request_timeout(Some(Duration::from_secs(2)))
+        .connect(url)
+        .await?;
     let js = async_nats::jetstream::new(client);
     js.query_account().await?;
     Ok(())

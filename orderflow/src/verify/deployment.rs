@@ -10,7 +10,9 @@ use async_nats::jetstream;
 use orderflow_messaging::{Topology, identity};
 use orderflow_platform::http::{ADMIN_TOKEN_ENV, AdminToken};
 
+use super::backend::{Backend, Processes};
 use super::cluster::{self, Cluster, NODES, free_port};
+use super::containers::{Containers, ContainersConfig};
 use super::faults::UPGRADE_STAGES;
 use super::procs::{Role, ServiceProc};
 use super::{Deployment, FaultFamily, PLENTY, PRODUCTS, SCARCE, VerifyConfig};
@@ -130,14 +132,13 @@ impl Deployment {
             }
             procs.push(ServiceProc::new(&config.exe, role, index, port, args, env, &log_dir));
         }
-        let http = orderflow_platform::tls::http_client_builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .context("building the HTTP client")?;
+        let nats_creds = cluster.admin_seed();
         let mut deployment = Self {
-            cluster,
-            procs,
-            http,
+            backend: Backend::Processes(Processes { cluster, procs }),
+            nats_url,
+            nats_creds,
+            nats_tls: Default::default(),
+            http: http_client()?,
             admin_token,
             js,
             databases,
@@ -153,12 +154,62 @@ impl Deployment {
         Ok(deployment)
     }
 
+    /// Attaches to a running compose stack (the containers backend): its NATS as the admin
+    /// identity (what `nats-provision` provisioned), its PostgreSQL, every instance ready.
+    pub(super) async fn attach(config: &VerifyConfig, containers: &ContainersConfig) -> anyhow::Result<Self> {
+        let database_url = config
+            .database_url
+            .clone()
+            .context("the containers backend needs the stack's --database-url (its published PostgreSQL)")?;
+        let stack = Containers::attach(containers, &database_url).await?;
+        let nats_url = stack.nats_url();
+        let nats_tls = stack.tls().clone();
+        tracing::info!(project = %containers.project, %nats_url, "attached to the compose stack");
+        let client = orderflow_messaging::connect::tool_options(Some(&containers.nats_creds), &nats_tls)?
+            .name("orderflow-verify")
+            .connect(orderflow_messaging::connect::server_list(&nats_url).as_slice())
+            .await
+            .with_context(|| format!("connecting to the stack's NATS at {nats_url}"))?;
+        let databases: Vec<DbTarget> = [
+            ("order", order_service::Settings::default().common.db_schema),
+            ("inventory", inventory_service::Settings::default().common.db_schema),
+            ("payment", payment_service::Settings::default().common.db_schema),
+        ]
+        .into_iter()
+        .map(|(service, schema)| DbTarget { service, url: database_url.clone(), schema })
+        .collect();
+        let mut deployment = Self {
+            backend: Backend::Containers(Box::new(stack)),
+            nats_url,
+            nats_creds: containers.nats_creds.clone(),
+            nats_tls,
+            http: http_client()?,
+            admin_token: containers.admin_token.clone(),
+            js: jetstream::new(client),
+            databases,
+            database_label: format!(
+                "PostgreSQL container of {} ({}; schemas orders, inventory, payments)",
+                containers.project,
+                orderflow_platform::db::redact(&database_url)
+            ),
+            initial_stock: BTreeMap::new(),
+            crashes: Vec::new(),
+            memory: super::memory::MemoryLog::default(),
+        };
+        deployment.start_services().await?;
+        Ok(deployment)
+    }
+
     /// One at a time: the first instance of a service migrates its database (and inventory
-    /// seeds the catalog) before the others open it.
+    /// seeds the catalog) before the others open it. (A compose stack's instances run already:
+    /// each must be ready.)
     async fn start_services(&mut self) -> anyhow::Result<()> {
-        for p in &mut self.procs {
-            p.start(&self.http, Duration::from_secs(60)).await?;
-            tracing::info!(instance = %p.name, pid = ?p.pid(), url = %p.url(), "started");
+        for name in self.backend.instance_names() {
+            match &mut self.backend {
+                Backend::Containers(c) => c.wait_ready(&name, &self.http).await?,
+                processes => processes.start_instance(&name, &self.http).await?,
+            }
+            tracing::info!(instance = %name, "ready");
         }
         // The admin provisioned the streams at 3 replicas; make sure they are.
         use orderflow_events::subjects::{
@@ -187,7 +238,7 @@ impl Deployment {
     }
 
     pub(super) fn url_of(&self, role: Role) -> anyhow::Result<String> {
-        self.procs.iter().find(|p| p.role == role).map(ServiceProc::url).context("no such service instance")
+        self.backend.url_of(role)
     }
 
     pub(super) fn db(&self, role: Role) -> anyhow::Result<DbTarget> {
@@ -199,63 +250,47 @@ impl Deployment {
             databases: self.databases.clone(),
             gateway_url: self.url_of(Role::Gateway)?,
             admin_token: self.admin_token.clone(),
-            nats_url: self.cluster.url(),
-            nats_creds: Some(self.cluster.admin_seed()),
+            nats_url: self.nats_url.clone(),
+            nats_creds: Some(self.nats_creds.clone()),
+            nats_tls: self.nats_tls.clone(),
         })
     }
 
     /// Notes (and forgets) instances that exited without being asked to.
-    pub(super) fn note_crashes(&mut self) {
-        for p in &mut self.procs {
-            if let Some(status) = p.crashed() {
-                let msg = format!("{} exited on its own with {status}; see {}", p.name, p.log().display());
-                tracing::error!("{msg}");
-                self.crashes.push(msg);
-            }
+    pub(super) async fn note_crashes(&mut self) {
+        for msg in self.backend.note_crashes().await {
+            tracing::error!("{msg}");
+            self.crashes.push(msg);
+        }
+    }
+
+    /// Samples the resident memory of every running process, `at_s` after the load started.
+    pub(super) fn sample_memory(&mut self, at_s: f64) {
+        for (name, pid) in self.backend.pids() {
+            self.memory.sample(&name, pid, at_s);
         }
     }
 
     /// Starts whatever is not running (crashed instances, nodes left down by an error).
-    /// Samples the resident memory of every running process, `at_s` after the load started.
-    pub(super) fn sample_memory(&mut self, at_s: f64) {
-        for p in &self.procs {
-            self.memory.sample(&p.name, p.pid(), at_s);
-        }
-        for node in &self.cluster.nodes {
-            self.memory.sample(&node.name, node.pid(), at_s);
-        }
-    }
-
     pub(super) async fn ensure_running(&mut self) {
-        self.note_crashes();
-        for i in 0..self.cluster.nodes.len() {
-            if self.cluster.nodes[i].paused
-                && let Err(e) = self.cluster.resume(i)
-            {
-                self.crashes.push(format!("{e:#}"));
-            }
-            if self.cluster.nodes[i].down
-                && let Err(e) = self.cluster.restart(i).await
-            {
-                self.crashes.push(format!("{e:#}"));
-            }
-        }
-        for p in &mut self.procs {
-            if !p.is_running()
-                && let Err(e) = p.start(&self.http, Duration::from_secs(60)).await
-            {
-                self.crashes.push(format!("{e:#}"));
-            }
-        }
+        self.note_crashes().await;
+        let errors = self.backend.ensure_running(&self.http).await;
+        self.crashes.extend(errors);
     }
 
-    /// Stops every service instance (SIGTERM, then SIGKILL), then the cluster.
+    /// Stops every service instance (SIGTERM, then SIGKILL), then the cluster; a compose stack
+    /// is left running, healed.
     pub(super) async fn stop(&mut self) {
-        for p in self.procs.iter_mut().rev() {
-            p.stop(Duration::from_secs(15)).await;
-        }
-        self.cluster.stop().await;
+        self.backend.stop(&self.http).await;
     }
+}
+
+/// The suite's HTTP client.
+fn http_client() -> anyhow::Result<reqwest::Client> {
+    orderflow_platform::tls::http_client_builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .context("building the HTTP client")
 }
 
 /// The instances a run starts besides the gateway, in start order: `(role, index)`.

@@ -7,6 +7,12 @@
 //! slow answers, the simulator killed), and a duplicate-delivery storm. Within a family the order
 //! is a seeded shuffle, reshuffled each time the family is used up. A fifth family, two NATS
 //! nodes killed at once (no quorum), is drawn only when asked for (`--only quorum`).
+//!
+//! The containers backend (`--backend containers`, a running `deploy/compose.yaml` stack) adds
+//! what processes alone cannot do: a real network partition of a NATS node (`docker network
+//! disconnect`), PostgreSQL killed, and a rolling restart of every service instance under load.
+//! Its default schedule takes every family it supports in turn, quorum loss included
+//! ([`FaultFamily::CONTAINERS`]).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -77,6 +83,24 @@ pub enum Fault {
         /// How long.
         hold_ms: u64,
     },
+    /// Cut a NATS node off the network (`docker network disconnect`): it runs on, unreachable
+    /// by the other nodes and every client; reconnected after `hold_ms`. Containers only.
+    PartitionNats {
+        /// Which node.
+        node: NodeChoice,
+        /// Time cut off.
+        hold_ms: u64,
+    },
+    /// SIGKILL PostgreSQL; start it again on the same volume after `down_ms`. Containers only.
+    KillDatabase {
+        /// Time dead.
+        down_ms: u64,
+    },
+    /// Every service instance, one at a time: stopped gracefully (SIGTERM, the stop grace
+    /// period), started again and ready before the next goes, all under load. No client request
+    /// may fail meanwhile, and every instance must drain within its grace period. Containers
+    /// only (the processes backend runs one order service, with nothing in front of it).
+    RollingRestart,
     /// SIGKILL the ORDERS stream leader and a follower: two of three nodes, so no stream has a
     /// quorum. After `down_ms` one of them is restarted (quorum back: the fault counts as healed
     /// and the probe runs on two nodes); the other once the probe is done.
@@ -162,17 +186,43 @@ impl Fault {
         match self {
             Self::KillService { down_ms, .. }
             | Self::KillNats { down_ms, .. }
+            | Self::KillDatabase { down_ms }
             | Self::QuorumLoss { down_ms } => *down_ms,
             Self::PauseNats { hold_ms, .. }
+            | Self::PartitionNats { hold_ms, .. }
             | Self::GatewayOutage { hold_ms }
             | Self::GatewayErrors { hold_ms, .. }
             | Self::GatewaySlow { hold_ms, .. } => *hold_ms,
-            Self::DuplicateStorm { .. } | Self::Upgrade { .. } => 0,
+            Self::DuplicateStorm { .. } | Self::Upgrade { .. } | Self::RollingRestart => 0,
         }
     }
 }
 
 impl Fault {
+    /// The fault's kind, what the report's recovery summary groups by: `kill_service`,
+    /// `pause_nats_leader`, `partition_nats_follower`, …
+    pub fn kind(&self) -> String {
+        let node = |prefix: &str, node: &NodeChoice| match node {
+            NodeChoice::Leader => format!("{prefix}_leader"),
+            NodeChoice::Follower => format!("{prefix}_follower"),
+        };
+        match self {
+            Self::KillService { instance, .. } if instance == GATEWAY_INSTANCE => "kill_gateway".into(),
+            Self::KillService { .. } => "kill_service".into(),
+            Self::PauseNats { node: n, .. } => node("pause_nats", n),
+            Self::KillNats { node: n, .. } => node("kill_nats", n),
+            Self::PartitionNats { node: n, .. } => node("partition_nats", n),
+            Self::KillDatabase { .. } => "kill_database".into(),
+            Self::RollingRestart => "rolling_restart".into(),
+            Self::GatewayOutage { .. } => "gateway_outage".into(),
+            Self::GatewayErrors { .. } => "gateway_errors".into(),
+            Self::GatewaySlow { .. } => "gateway_slow".into(),
+            Self::QuorumLoss { .. } => "quorum_loss".into(),
+            Self::DuplicateStorm { .. } => "duplicate_storm".into(),
+            Self::Upgrade { .. } => "upgrade".into(),
+        }
+    }
+
     /// For a gateway fault: the `/admin/faults` patch that starts it and the one that ends it.
     pub fn gateway_patches(&self) -> Option<(serde_json::Value, serde_json::Value)> {
         use serde_json::json;
@@ -195,6 +245,11 @@ impl fmt::Display for Fault {
             Self::KillService { instance, down_ms } => write!(f, "kill -9 {instance}, {down_ms} ms down"),
             Self::PauseNats { node, hold_ms } => write!(f, "SIGSTOP a NATS {node}, {hold_ms} ms frozen"),
             Self::KillNats { node, down_ms } => write!(f, "kill -9 a NATS {node}, {down_ms} ms down"),
+            Self::PartitionNats { node, hold_ms } => {
+                write!(f, "partition a NATS {node} off the network, {hold_ms} ms")
+            }
+            Self::KillDatabase { down_ms } => write!(f, "kill -9 PostgreSQL, {down_ms} ms down"),
+            Self::RollingRestart => f.write_str("rolling restart of every service instance"),
             Self::QuorumLoss { down_ms } => {
                 write!(
                     f,
@@ -238,21 +293,67 @@ pub enum FaultFamily {
     Quorum,
     /// A rolling schema upgrade from v1 to v2 through [`UPGRADE_STAGES`], every instance
     /// restarted one at a time between stages; the run starts in the first stage. Its four
-    /// steps are taken in order, once. Drawn only when asked for.
+    /// steps are taken in order, once. Drawn only when asked for; processes only.
     Upgrade,
+    /// A NATS node (the stream leader or a follower) cut off the network. Containers only.
+    Partition,
+    /// PostgreSQL killed and restarted on its volume. Containers only.
+    Database,
+    /// Every service instance restarted gracefully, one at a time, under load, with no failed
+    /// client request. Containers only.
+    Rolling,
 }
 
 impl FaultFamily {
     /// Every family, in the order the schedule takes them.
-    pub const ALL: [FaultFamily; 6] =
-        [Self::Services, Self::Nats, Self::Gateway, Self::Duplicates, Self::Quorum, Self::Upgrade];
+    pub const ALL: [FaultFamily; 9] = [
+        Self::Services,
+        Self::Nats,
+        Self::Partition,
+        Self::Gateway,
+        Self::Database,
+        Self::Duplicates,
+        Self::Quorum,
+        Self::Rolling,
+        Self::Upgrade,
+    ];
     /// The families a schedule takes in turn when none is named: one fault at a time, each of
     /// which the system is built to ride through.
     pub const DEFAULT: [FaultFamily; 4] = [Self::Services, Self::Nats, Self::Gateway, Self::Duplicates];
+    /// The containers backend's default: every family it supports (all but `upgrade`).
+    pub const CONTAINERS: [FaultFamily; 8] = [
+        Self::Services,
+        Self::Nats,
+        Self::Partition,
+        Self::Gateway,
+        Self::Database,
+        Self::Duplicates,
+        Self::Quorum,
+        Self::Rolling,
+    ];
+
+    /// `only`, or the default of the backend (`containers` or processes) when it is empty.
+    pub fn chosen(only: &[FaultFamily], containers: bool) -> Vec<FaultFamily> {
+        match (only, containers) {
+            ([], false) => Self::DEFAULT.to_vec(),
+            ([], true) => Self::CONTAINERS.to_vec(),
+            (only, _) => only.to_vec(),
+        }
+    }
+
+    /// Whether the containers backend (`containers`) or the processes backend can inject it.
+    pub fn supported_by(self, containers: bool) -> bool {
+        match self {
+            Self::Partition | Self::Database | Self::Rolling => containers,
+            Self::Upgrade => !containers,
+            _ => true,
+        }
+    }
 }
 
 /// Builds `count` faults from `seed`, taking the `only` families in turn
-/// ([`FaultFamily::DEFAULT`] when `only` is empty). `instances` are the names of the service instances that may be killed;
+/// ([`FaultFamily::DEFAULT`] when `only` is empty). `instances` are the names of the service
+/// instances that may be killed (the gateway simulator's among them for the gateway family);
 /// `max_hold_ms` caps every hold (short runs use short faults).
 pub fn plan(
     seed: u64,
@@ -265,12 +366,13 @@ pub fn plan(
     let max_hold_ms = max_hold_ms.max(1_000);
     let hold = |rng: &mut fastrand::Rng, lo: u64, hi: u64| rng.u64(lo.min(max_hold_ms)..=hi.min(max_hold_ms));
     let chosen = if only.is_empty() { &FaultFamily::DEFAULT[..] } else { only };
+    let services: Vec<String> = instances.iter().filter(|n| *n != GATEWAY_INSTANCE).cloned().collect();
     let mut families: Vec<Family> = FaultFamily::ALL
         .into_iter()
         .filter(|f| chosen.contains(f))
         .map(|f| match f {
             FaultFamily::Services => {
-                Family::new(instances.iter().map(|name| Draft::Kill(name.clone())).collect())
+                Family::new(services.iter().map(|name| Draft::Kill(name.clone())).collect())
             }
             FaultFamily::Nats => Family::new(vec![
                 Draft::PauseNats(NodeChoice::Leader),
@@ -286,6 +388,14 @@ pub fn plan(
                 Draft::GatewaySlow,
                 Draft::Kill(GATEWAY_INSTANCE.to_owned()),
             ]),
+            // A node cut off, then the node that leads: in that order, so that even a short
+            // schedule with two partitions has both.
+            FaultFamily::Partition => Family::cycle(vec![
+                Draft::Partition(NodeChoice::Follower),
+                Draft::Partition(NodeChoice::Leader),
+            ]),
+            FaultFamily::Database => Family::new(vec![Draft::KillDatabase]),
+            FaultFamily::Rolling => Family::new(vec![Draft::Rolling]),
             FaultFamily::Duplicates => Family::new(vec![Draft::Storm]),
             FaultFamily::Quorum => Family::new(vec![Draft::QuorumLoss]),
             FaultFamily::Upgrade => Family::in_order((1..UPGRADE_STAGES.len()).map(Draft::Upgrade).collect()),
@@ -313,6 +423,9 @@ pub fn plan(
                 latency_ms: rng.u64(500..=4_000),
                 hold_ms: hold(&mut rng, 3_000, 10_000),
             },
+            Draft::Partition(node) => Fault::PartitionNats { node, hold_ms: hold(&mut rng, 2_000, 10_000) },
+            Draft::KillDatabase => Fault::KillDatabase { down_ms: hold(&mut rng, 1_000, 8_000) },
+            Draft::Rolling => Fault::RollingRestart,
             Draft::Storm => Fault::DuplicateStorm { per_stream: rng.usize(50..=200) },
             Draft::QuorumLoss => Fault::QuorumLoss { down_ms: hold(&mut rng, 2_000, 10_000) },
             Draft::Upgrade(stage) => Fault::Upgrade { stage },
@@ -329,36 +442,53 @@ enum Draft {
     GatewayOutage,
     GatewayErrors,
     GatewaySlow,
+    Partition(NodeChoice),
+    KillDatabase,
+    Rolling,
     Storm,
     QuorumLoss,
     Upgrade(usize),
 }
 
-/// A family's drafts, dealt in a seeded shuffle that is redone each time the deck runs out — or,
-/// for a sequence, in order and once.
+/// A family's drafts, dealt in a seeded shuffle that is redone each time the deck runs out — or
+/// in order: once (a sequence) or again and again (a cycle).
 struct Family {
     all: Vec<Draft>,
     deck: VecDeque<Draft>,
-    sequence: bool,
+    order: Order,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Order {
+    Shuffled,
+    Once,
+    Cycle,
 }
 
 impl Family {
     fn new(all: Vec<Draft>) -> Self {
-        Self { all, deck: VecDeque::new(), sequence: false }
+        Self { all, deck: VecDeque::new(), order: Order::Shuffled }
     }
 
     fn in_order(all: Vec<Draft>) -> Self {
-        Self { deck: all.clone().into(), all: Vec::new(), sequence: true }
+        Self { deck: all.clone().into(), all: Vec::new(), order: Order::Once }
+    }
+
+    fn cycle(all: Vec<Draft>) -> Self {
+        Self { all, deck: VecDeque::new(), order: Order::Cycle }
     }
 
     fn next(&mut self, rng: &mut fastrand::Rng) -> Option<Draft> {
-        if self.sequence {
-            return self.deck.pop_front();
-        }
         if self.deck.is_empty() {
-            let mut deck = self.all.clone();
-            rng.shuffle(&mut deck);
-            self.deck = deck.into();
+            match self.order {
+                Order::Once => return None,
+                Order::Cycle => self.deck = self.all.clone().into(),
+                Order::Shuffled => {
+                    let mut deck = self.all.clone();
+                    rng.shuffle(&mut deck);
+                    self.deck = deck.into();
+                }
+            }
         }
         self.deck.pop_front()
     }
@@ -438,6 +568,37 @@ mod tests {
                 .iter()
                 .all(|f| matches!(f, Fault::QuorumLoss { .. }))
         );
+    }
+
+    #[test]
+    fn the_containers_default_takes_every_family_it_supports_in_turn() {
+        let mut names = instances();
+        names.extend(["order-2", "analytics-1", GATEWAY_INSTANCE].map(String::from));
+        let families = FaultFamily::chosen(&[], true);
+        assert_eq!(families, FaultFamily::CONTAINERS);
+        assert!(families.iter().all(|f| f.supported_by(true)));
+        assert!(!FaultFamily::Upgrade.supported_by(true));
+        for f in [FaultFamily::Partition, FaultFamily::Database, FaultFamily::Rolling] {
+            assert!(!f.supported_by(false), "{f:?}");
+        }
+        assert_eq!(FaultFamily::chosen(&[], false), FaultFamily::DEFAULT);
+        assert_eq!(FaultFamily::chosen(&[FaultFamily::Quorum], true), [FaultFamily::Quorum]);
+
+        let faults = plan(11, 16, &families, &names, 15_000);
+        assert_eq!(faults.len(), 16);
+        // One of each family in the first eight, in the families' order.
+        assert!(matches!(faults[0], Fault::KillService { ref instance, .. } if instance != GATEWAY_INSTANCE));
+        assert!(matches!(faults[1], Fault::PauseNats { .. } | Fault::KillNats { .. }));
+        assert!(matches!(faults[2], Fault::PartitionNats { .. }));
+        assert!(matches!(faults[4], Fault::KillDatabase { .. }));
+        assert!(matches!(faults[5], Fault::DuplicateStorm { .. }));
+        assert!(matches!(faults[6], Fault::QuorumLoss { .. }));
+        assert_eq!(faults[7], Fault::RollingRestart);
+        // A node cut off first, then the stream leader: eleven faults are enough for both.
+        assert!(matches!(faults[2], Fault::PartitionNats { node: NodeChoice::Follower, .. }));
+        assert!(matches!(faults[10], Fault::PartitionNats { node: NodeChoice::Leader, .. }));
+        assert_eq!(faults[7].kind(), "rolling_restart");
+        assert_eq!(faults[7].hold_ms(), 0);
     }
 
     #[test]

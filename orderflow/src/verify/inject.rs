@@ -2,6 +2,8 @@
 //! freezing and killing NATS nodes, gateway faults and duplicate storms, each healed again and
 //! followed by a probe order.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -9,9 +11,11 @@ use async_nats::jetstream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::backend::Backend;
 use super::faults::UPGRADE_STAGES;
 use super::procs::Role;
 use super::{Deployment, Fault, FaultRecord, NodeChoice, VerifyConfig};
+use crate::load::Stats;
 use orderflow_events::Version;
 
 impl Deployment {
@@ -21,6 +25,7 @@ impl Deployment {
         schedule: &[Fault],
         start: Instant,
         config: &VerifyConfig,
+        client: &Arc<Stats>,
         shutdown: &CancellationToken,
     ) -> Vec<FaultRecord> {
         let mut records = Vec::new();
@@ -31,9 +36,11 @@ impl Deployment {
                 _ = tokio::time::sleep_until(due) => {}
                 _ = shutdown.cancelled() => break,
             }
-            self.note_crashes();
+            self.note_crashes().await;
             self.sample_memory(start.elapsed().as_secs_f64());
-            let record = self.inject(i, fault, start, config).await;
+            let errors_before = client.errors.load(Ordering::Relaxed);
+            let mut record = self.inject(i, fault, start, config).await;
+            record.client_errors = client.errors.load(Ordering::Relaxed).saturating_sub(errors_before);
             match &record.recovered_after_ms {
                 Some(ms) => {
                     tracing::info!(fault = i + 1, what = %record.description, target = %record.target, recovered_ms = ms, "fault healed, system recovered")
@@ -65,6 +72,7 @@ impl Deployment {
             probe: None,
             detail: None,
             error: None,
+            client_errors: 0,
         };
         tracing::info!(fault = index + 1, what = %record.description, "injecting");
         let hold = Duration::from_millis(fault.hold_ms());
@@ -73,6 +81,9 @@ impl Deployment {
             Fault::PauseNats { node, .. } => self.pause_nats(*node, hold, &mut record).await,
             Fault::KillNats { node, .. } => self.kill_nats(*node, hold, &mut record).await,
             Fault::QuorumLoss { .. } => self.lose_quorum(hold, &mut record).await,
+            Fault::PartitionNats { node, .. } => self.partition_nats(*node, hold, &mut record).await,
+            Fault::KillDatabase { .. } => self.kill_database(hold, &mut record).await,
+            Fault::RollingRestart => self.rolling_restart(&mut record).await,
             Fault::GatewayOutage { .. } | Fault::GatewayErrors { .. } | Fault::GatewaySlow { .. } => {
                 record.target = "gateway-1".into();
                 self.gateway_fault(fault, hold).await
@@ -112,7 +123,7 @@ impl Deployment {
         if matches!(fault, Fault::QuorumLoss { .. }) {
             // The second node lost comes back only now, so that the probe ran on two.
             self.ensure_running().await;
-            if let Err(e) = self.cluster.wait_formed(Duration::from_secs(30)).await {
+            if let Err(e) = self.backend.wait_formed(Duration::from_secs(30)).await {
                 record.error.get_or_insert(format!("{e:#}"));
             }
         }
@@ -125,17 +136,40 @@ impl Deployment {
         down: Duration,
         record: &mut FaultRecord,
     ) -> anyhow::Result<()> {
-        let http = self.http.clone();
-        let p = self
-            .procs
-            .iter_mut()
-            .find(|p| p.name == instance)
-            .with_context(|| format!("no instance {instance}"))?;
-        record.target =
-            format!("{instance} (pid {})", p.pid().map_or_else(|| "-".into(), |pid| pid.to_string()));
-        p.kill().await;
+        record.target = self.backend.kill_instance(instance).await?;
         tokio::time::sleep(down).await;
-        p.start(&http, Duration::from_secs(60)).await
+        self.backend.start_instance(instance, &self.http).await
+    }
+
+    /// Restarts every instance gracefully, one at a time, each ready before the next goes.
+    /// Fails when one did not drain within the grace period (docker killed it); the client
+    /// errors meanwhile are counted by the caller and must be none.
+    async fn rolling_restart(&mut self, record: &mut FaultRecord) -> anyhow::Result<()> {
+        let names = self.backend.instance_names();
+        record.target = format!("{} instances", names.len());
+        let mut drained = Vec::new();
+        let mut killed = Vec::new();
+        for name in names {
+            let restarted = self.backend.restart_instance(&name, STOP_GRACE, &self.http).await?;
+            drained.push(format!("{name} {:.1} s", restarted.drained.as_secs_f64()));
+            if !restarted.clean {
+                killed.push(name);
+            }
+        }
+        record.detail = Some(format!("stopped (SIGTERM → exit) in: {}", drained.join(", ")));
+        anyhow::ensure!(
+            killed.is_empty(),
+            "did not drain within the {STOP_GRACE:?} grace period and were killed: {}",
+            killed.join(", ")
+        );
+        Ok(())
+    }
+
+    /// Kills PostgreSQL, holds, starts it again on its volume.
+    async fn kill_database(&mut self, down: Duration, record: &mut FaultRecord) -> anyhow::Result<()> {
+        record.target = self.backend.kill_database().await?;
+        tokio::time::sleep(down).await;
+        self.backend.start_database().await
     }
 
     /// Moves every service instance to upgrade `stage`, one at a time: SIGTERM (a graceful drain,
@@ -153,12 +187,15 @@ impl Deployment {
         }
         let http = self.http.clone();
         let mut restarted = Vec::new();
-        for p in self.procs.iter_mut().filter(|p| p.role != Role::Gateway) {
+        let Backend::Processes(processes) = &mut self.backend else {
+            anyhow::bail!("a rolling schema upgrade needs the processes backend")
+        };
+        for p in processes.procs.iter_mut().filter(|p| p.role != Role::Gateway) {
             for (key, value) in to.env(p.role.as_str()) {
                 p.set_env(&key, &value);
             }
             p.stop(Duration::from_secs(15)).await;
-            p.start(&http, Duration::from_secs(60)).await?;
+            p.start(&http, super::backend::READY_TIMEOUT).await?;
             restarted.push(p.name.clone());
         }
         record.target = restarted.join(", ");
@@ -227,12 +264,21 @@ impl Deployment {
         Ok(started.elapsed())
     }
 
+    /// The node that leads the ORDERS stream's Raft group now, if one does.
+    async fn stream_leader(&self) -> Option<usize> {
+        let mut stream = self.js.get_stream(orderflow_events::subjects::STREAM_ORDERS).await.ok()?;
+        let info = tokio::time::timeout(Duration::from_secs(5), stream.info()).await.ok()?.ok()?;
+        let leader = info.cluster.as_ref()?.leader.clone()?;
+        self.backend.node_names().iter().position(|n| *n == leader)
+    }
+
     /// The ORDERS stream's leader now, or a node that is not it.
     async fn pick_node(&self, choice: NodeChoice) -> (usize, String) {
-        let leader = self.cluster.stream_leader(&self.js, orderflow_events::subjects::STREAM_ORDERS).await;
+        let names = self.backend.node_names();
+        let leader = self.stream_leader().await;
         let i = match (choice, leader) {
             (NodeChoice::Leader, Some(l)) => l,
-            (NodeChoice::Follower, Some(l)) => (l + 1) % self.cluster.nodes.len(),
+            (NodeChoice::Follower, Some(l)) => (l + 1) % names.len().max(1),
             // No leader known (an election is under way): any node.
             (_, None) => 0,
         };
@@ -241,7 +287,7 @@ impl Deployment {
             (NodeChoice::Leader, _) => "leader of ORDERS",
             (NodeChoice::Follower, _) => "follower of ORDERS",
         };
-        (i, format!("{} ({role})", self.cluster.nodes[i].name))
+        (i, format!("{} ({role})", names.get(i).map_or("?", String::as_str)))
     }
 
     async fn pause_nats(
@@ -252,9 +298,9 @@ impl Deployment {
     ) -> anyhow::Result<()> {
         let (i, target) = self.pick_node(choice).await;
         record.target = target;
-        self.cluster.pause(i)?;
+        self.backend.pause_node(i).await?;
         tokio::time::sleep(hold).await;
-        self.cluster.resume(i)
+        self.backend.resume_node(i).await
     }
 
     async fn kill_nats(
@@ -265,36 +311,54 @@ impl Deployment {
     ) -> anyhow::Result<()> {
         let (i, target) = self.pick_node(choice).await;
         record.target = target;
-        self.cluster.kill(i);
+        self.backend.kill_node(i).await?;
         tokio::time::sleep(down).await;
-        self.cluster.restart(i).await?;
-        self.cluster.wait_formed(Duration::from_secs(30)).await
+        self.backend.start_node(i).await?;
+        self.backend.wait_formed(Duration::from_secs(30)).await
+    }
+
+    /// Cuts a node off the network, holds, connects it again: a partition, not a crash — the
+    /// node runs on alone (a leader among its followers steps down once it cannot reach them).
+    async fn partition_nats(
+        &mut self,
+        choice: NodeChoice,
+        hold: Duration,
+        record: &mut FaultRecord,
+    ) -> anyhow::Result<()> {
+        let (i, target) = self.pick_node(choice).await;
+        record.target = target;
+        self.backend.partition_node(i).await?;
+        tokio::time::sleep(hold).await;
+        self.backend.heal_node(i).await?;
+        self.backend.wait_formed(Duration::from_secs(30)).await
     }
 
     /// Kills the ORDERS leader and a follower, holds, restarts the leader that was: quorum is back
     /// (the other node stays down until the probe is done).
     async fn lose_quorum(&mut self, down: Duration, record: &mut FaultRecord) -> anyhow::Result<()> {
         let (leader, leader_name) = self.pick_node(NodeChoice::Leader).await;
-        let follower = (leader + 1) % self.cluster.nodes.len();
-        record.target = format!("{leader_name} and {}", self.cluster.nodes[follower].name);
-        self.cluster.kill(leader);
-        self.cluster.kill(follower);
+        let names = self.backend.node_names();
+        let follower = (leader + 1) % names.len().max(1);
+        record.target = format!("{leader_name} and {}", names.get(follower).map_or("?", String::as_str));
+        self.backend.kill_node(leader).await?;
+        self.backend.kill_node(follower).await?;
         tokio::time::sleep(down).await;
         // What the order service accepted meanwhile waits in its outbox: the evidence that
         // publishes failed and were kept, not lost.
         let order_db = self.db(Role::Order)?;
         let held = async {
             let db = orderflow_platform::Db::open(&order_db.url, &order_db.schema).await?;
-            let backlog = orderflow_platform::OutboxRelay::backlog(&db).await?;
-            Ok::<_, anyhow::Error>(backlog.unsent)
+            let backlog = orderflow_platform::OutboxRelay::backlog(&db).await;
+            db.close().await;
+            Ok::<_, anyhow::Error>(backlog?.unsent)
         }
         .await;
         record.detail = Some(match held {
             Ok(n) => format!("{n} events held in the order service's outbox when quorum returned"),
             Err(e) => format!("order outbox unreadable: {e:#}"),
         });
-        self.cluster.restart(leader).await?;
-        self.cluster.wait_formed(Duration::from_secs(30)).await
+        self.backend.start_node(leader).await?;
+        self.backend.wait_formed(Duration::from_secs(30)).await
     }
 
     /// Sets the gateway fault, holds it, clears it again.
@@ -312,6 +376,10 @@ impl Deployment {
         put_json(&self.http, &url, &self.admin_token, &clear).await
     }
 }
+
+/// How long an instance may drain on SIGTERM before it is killed: compose's
+/// `stop_grace_period` (35 s; the services' own drain deadline is 30 s).
+const STOP_GRACE: Duration = Duration::from_secs(35);
 
 /// Re-publishes the last `per_stream` events of each stream; returns what happened.
 async fn storm(js: &jetstream::Context, per_stream: usize, index: usize) -> anyhow::Result<String> {

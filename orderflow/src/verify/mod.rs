@@ -17,9 +17,16 @@
 //! 5. stops every process it started (by pid; on failure and Ctrl-C too) and reports.
 //!
 //! Every wait is bounded; every process listens on 127.0.0.1 only.
+//!
+//! With `--backend containers` ([`containers`]) the same schedule and checker run against a
+//! `deploy/compose.yaml` stack that is already up: the faults become `docker` commands, and the
+//! schedule adds what only containers allow — network partitions of NATS nodes, PostgreSQL
+//! killed, rolling restarts under load with no failed client request.
 
+mod backend;
 mod cli;
 mod cluster;
+mod containers;
 mod deployment;
 mod faults;
 mod inject;
@@ -37,28 +44,40 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use cli::{VerifyArgs, VerifyConfig};
+pub use containers::ContainersConfig;
 pub use faults::{Fault, FaultFamily, NodeChoice, UPGRADE_STAGES, UpgradeStage, plan};
 pub use memory::MemoryRow;
-pub use report::{FaultRecord, LoadSummary, Probe, VerifyReport};
+pub use report::{FaultRecord, KindSummary, LoadSummary, Probe, VerifyReport, summarize};
 pub use sabotage::Sabotage;
 
 use crate::system::DbTarget;
-use cluster::Cluster;
+use backend::Backend;
 pub(crate) use cluster::free_port;
-use procs::ServiceProc;
 
 /// Runs the suite. Everything it started is stopped before it returns, whatever happened.
 pub async fn run_verify(config: &VerifyConfig, shutdown: &CancellationToken) -> anyhow::Result<VerifyReport> {
     anyhow::ensure!(config.instances >= 2, "verify needs at least 2 instances of inventory and payment");
     anyhow::ensure!(config.rate > 0.0, "the rate must be positive");
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    if config.containers.is_none() {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    }
     let started = Instant::now();
-    let mut deployment = Deployment::start(config).await?;
+    for family in &config.only {
+        anyhow::ensure!(
+            family.supported_by(config.containers.is_some()),
+            "the {} backend cannot inject the {family:?} family",
+            if config.containers.is_some() { "containers" } else { "processes" }
+        );
+    }
+    let mut deployment = match &config.containers {
+        Some(containers) => Deployment::attach(config, containers).await?,
+        None => Deployment::start(config).await?,
+    };
     let result = deployment.exercise(config, shutdown).await;
     deployment.stop().await;
     let mut report = result?;
-    if report.passed && config.database_url.is_some() {
+    if report.passed && config.database_url.is_some() && config.containers.is_none() {
         // A passed run leaves nothing behind; a failed one keeps its schemas as evidence.
         if let Err(e) = deployment::drop_schemas(&deployment.databases).await {
             tracing::warn!(error = %format!("{e:#}"), "could not drop the run's PostgreSQL schemas");
@@ -68,10 +87,15 @@ pub async fn run_verify(config: &VerifyConfig, shutdown: &CancellationToken) -> 
     Ok(report)
 }
 
-/// Everything a run started.
+/// Everything a run started or attached to.
 struct Deployment {
-    cluster: Cluster,
-    procs: Vec<ServiceProc>,
+    backend: Backend,
+    /// The NATS servers (comma-separated), as this process reaches them.
+    nats_url: String,
+    /// The admin identity's seed.
+    nats_creds: std::path::PathBuf,
+    /// TLS to NATS.
+    nats_tls: orderflow_messaging::NatsTls,
     http: reqwest::Client,
     /// The run's admin token (every instance has it in `ORDERFLOW_ADMIN_TOKEN`).
     admin_token: String,

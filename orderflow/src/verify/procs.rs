@@ -34,6 +34,8 @@ pub enum Role {
     Payment,
     /// The gateway simulator.
     Gateway,
+    /// The analytics service (the containers backend's stacks run it).
+    Analytics,
 }
 
 impl Role {
@@ -44,6 +46,7 @@ impl Role {
             Self::Inventory => "inventory",
             Self::Payment => "payment",
             Self::Gateway => "gateway",
+            Self::Analytics => "analytics",
         }
     }
 }

@@ -32,6 +32,56 @@ pub struct FaultRecord {
     pub detail: Option<String>,
     /// What went wrong while injecting, healing or probing.
     pub error: Option<String>,
+    /// Client requests (`POST /orders` of the load) that failed from the injection until the
+    /// probe completed.
+    pub client_errors: u64,
+}
+
+/// Recovery of one kind of fault over a run: what docs/RELIABILITY.md reports.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct KindSummary {
+    /// [`Fault::kind`].
+    pub kind: String,
+    /// Injected.
+    pub count: usize,
+    /// Of which the system recovered from within the recovery timeout.
+    pub recovered: usize,
+    /// Fastest recovery, ms.
+    pub min_ms: Option<u64>,
+    /// Median recovery, ms.
+    pub median_ms: Option<u64>,
+    /// Slowest recovery, ms.
+    pub max_ms: Option<u64>,
+    /// Client requests that failed during these faults, in all.
+    pub client_errors: u64,
+}
+
+/// Groups `faults` by kind, in the order each kind first occurred.
+pub fn summarize(faults: &[FaultRecord]) -> Vec<KindSummary> {
+    let mut kinds: Vec<String> = Vec::new();
+    for f in faults {
+        let kind = f.fault.kind();
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    kinds
+        .into_iter()
+        .map(|kind| {
+            let of_kind: Vec<&FaultRecord> = faults.iter().filter(|f| f.fault.kind() == kind).collect();
+            let mut times: Vec<u64> = of_kind.iter().filter_map(|f| f.recovered_after_ms).collect();
+            times.sort_unstable();
+            KindSummary {
+                count: of_kind.len(),
+                recovered: times.len(),
+                min_ms: times.first().copied(),
+                median_ms: times.get(times.len() / 2).copied(),
+                max_ms: times.last().copied(),
+                client_errors: of_kind.iter().map(|f| f.client_errors).sum(),
+                kind,
+            }
+        })
+        .collect()
 }
 
 /// A probe order placed after a fault was healed.
@@ -95,6 +145,8 @@ pub struct VerifyReport {
     pub faults: Vec<FaultRecord>,
     /// Slowest recovery, ms.
     pub max_recovery_ms: Option<u64>,
+    /// Recovery by kind of fault.
+    pub recovery_by_kind: Vec<KindSummary>,
     /// Seconds from the end of the load until the system was quiet.
     pub quiet_after_s: Option<f64>,
     /// Resident memory of each instance and NATS node over the run (its longest-lived process).
@@ -143,24 +195,49 @@ impl VerifyReport {
         if let Some(q) = self.quiet_after_s {
             let _ = writeln!(s, "  quiet       {q:.1} s after the load ended");
         }
-        let _ =
-            writeln!(s, "\n  {:>3} {:>7}  {:<48} {:<28} {:>10}", "#", "at s", "fault", "target", "recovery");
+        let _ = writeln!(
+            s,
+            "\n  {:>3} {:>7}  {:<48} {:<28} {:>10} {:>7}",
+            "#", "at s", "fault", "target", "recovery", "client errors"
+        );
         for f in &self.faults {
             let recovery = f.recovered_after_ms.map_or_else(|| "NONE".to_owned(), |ms| format!("{ms} ms"));
             let _ = writeln!(
                 s,
-                "  {:>3} {:>7.1}  {:<48} {:<28} {:>10}",
+                "  {:>3} {:>7.1}  {:<48} {:<28} {:>10} {:>7}",
                 f.index + 1,
                 f.at_s,
                 f.description,
                 f.target,
-                recovery
+                recovery,
+                f.client_errors
             );
             if let Some(d) = &f.detail {
                 let _ = writeln!(s, "  {:>11}  {d}", "");
             }
             if let Some(e) = &f.error {
                 let _ = writeln!(s, "  {:>11}  error: {e}", "");
+            }
+        }
+        if !self.recovery_by_kind.is_empty() {
+            let ms = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+            let _ = writeln!(
+                s,
+                "\n  {:<26} {:>5} {:>9} {:>8} {:>9} {:>8} {:>13}",
+                "recovery by kind", "n", "recovered", "min ms", "median ms", "max ms", "client errors"
+            );
+            for k in &self.recovery_by_kind {
+                let _ = writeln!(
+                    s,
+                    "  {:<26} {:>5} {:>9} {:>8} {:>9} {:>8} {:>13}",
+                    k.kind,
+                    k.count,
+                    k.recovered,
+                    ms(k.min_ms),
+                    ms(k.median_ms),
+                    ms(k.max_ms),
+                    k.client_errors
+                );
             }
         }
         if !self.memory.is_empty() {
@@ -195,5 +272,56 @@ impl VerifyReport {
         }
         let _ = writeln!(s, "  logs, databases, NATS stores: {}", self.data_dir);
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(index: usize, fault: Fault, recovered: Option<u64>, client_errors: u64) -> FaultRecord {
+        FaultRecord {
+            index,
+            at_s: index as f64,
+            description: fault.to_string(),
+            fault,
+            target: String::new(),
+            held_ms: 0,
+            recovered_after_ms: recovered,
+            probe: None,
+            detail: None,
+            error: None,
+            client_errors,
+        }
+    }
+
+    #[test]
+    fn recoveries_are_summarized_by_kind_in_order_of_first_occurrence() {
+        let kill = |instance: &str| Fault::KillService { instance: instance.into(), down_ms: 1 };
+        let faults = [
+            record(0, kill("order-1"), Some(300), 4),
+            record(1, Fault::KillDatabase { down_ms: 1 }, Some(900), 10),
+            record(2, kill("inventory-2"), Some(100), 0),
+            record(3, kill("payment-1"), None, 1),
+            record(4, Fault::RollingRestart, Some(50), 0),
+            record(5, kill(super::super::faults::GATEWAY_INSTANCE), Some(7), 0),
+        ];
+        let summary = summarize(&faults);
+        let kinds: Vec<&str> = summary.iter().map(|k| k.kind.as_str()).collect();
+        assert_eq!(kinds, ["kill_service", "kill_database", "rolling_restart", "kill_gateway"]);
+        assert_eq!(
+            summary[0],
+            KindSummary {
+                kind: "kill_service".into(),
+                count: 3,
+                recovered: 2,
+                min_ms: Some(100),
+                median_ms: Some(300),
+                max_ms: Some(300),
+                client_errors: 5,
+            }
+        );
+        assert_eq!(summary[1].median_ms, Some(900));
+        assert_eq!(summary[1].client_errors, 10);
     }
 }

@@ -8,9 +8,8 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::deployment::instance_names;
 use super::procs::Role;
-use super::{Deployment, LoadSummary, PRODUCTS, Probe, VerifyConfig, VerifyReport, plan};
+use super::{Deployment, Fault, LoadSummary, PRODUCTS, Probe, VerifyConfig, VerifyReport, plan};
 use crate::invariants::{self, Violation};
 use crate::load::{self, Endpoints, LoadConfig, QuantityRange, Schedule, Target, Until};
 
@@ -20,16 +19,17 @@ impl Deployment {
         config: &VerifyConfig,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<VerifyReport> {
-        let instances = instance_names(config.instances);
+        let instances = self.backend.instance_names();
         let max_hold_ms = u64::try_from(config.max_hold.as_millis()).unwrap_or(u64::MAX);
-        let schedule = plan(config.seed, config.faults, &config.only, &instances, max_hold_ms);
+        let schedule = plan(config.seed, config.faults, &config.families(), &instances, max_hold_ms);
 
         let mut load_config = LoadConfig::new(
             Target::Running(Endpoints {
                 order_url: self.url_of(Role::Order)?,
                 inventory_url: self.url_of(Role::Inventory)?,
-                nats_url: self.cluster.url(),
-                nats_creds: Some(self.cluster.admin_seed()),
+                nats_url: self.nats_url.clone(),
+                nats_creds: Some(self.nats_creds.clone()),
+                nats_tls: self.nats_tls.clone(),
             }),
             Schedule::Open { rate: config.rate },
             Until::Elapsed(config.duration),
@@ -43,10 +43,11 @@ impl Deployment {
         load_config.drain_timeout = Duration::from_secs(5);
         load_config.max_inflight = 256;
 
+        let client = load_config.stats.clone();
         let load_start = Instant::now();
         let (load_report, fault_records) = tokio::join!(
             load::run_load(&load_config, shutdown),
-            self.run_faults(&schedule, load_start, config, shutdown)
+            self.run_faults(&schedule, load_start, config, &client, shutdown)
         );
         let load_report = load_report.context("the load driver failed")?;
         let load_ended = Instant::now();
@@ -60,6 +61,15 @@ impl Deployment {
         }
         failures.extend(self.crashes.iter().cloned());
         for f in &fault_records {
+            if matches!(f.fault, Fault::RollingRestart) && (f.client_errors > 0 || f.error.is_some()) {
+                failures.push(format!(
+                    "fault {} ({}): {} client request(s) failed{}",
+                    f.index + 1,
+                    f.description,
+                    f.client_errors,
+                    f.error.as_ref().map(|e| format!("; {e}")).unwrap_or_default()
+                ));
+            }
             if f.recovered_after_ms.is_none() {
                 failures.push(format!(
                     "fault {} ({}) on {}: no order completed within {:?} after it was healed{}",
@@ -113,11 +123,8 @@ impl Deployment {
             duration_s: config.duration.as_secs_f64(),
             elapsed_s: 0.0,
             database: self.database_label.clone(),
-            nats: format!(
-                "3-node cluster on 127.0.0.1 ({}), streams at 3 replicas, sync_interval always",
-                self.cluster.url()
-            ),
-            instances: self.procs.iter().map(|p| format!("{} (started {}×)", p.name, p.starts)).collect(),
+            nats: self.backend.nats_label(&self.nats_url),
+            instances: self.backend.instance_summary(),
             load: LoadSummary {
                 rate: config.rate,
                 sent: load_report.sent,
@@ -132,6 +139,7 @@ impl Deployment {
             check: checked,
             faults_injected: fault_records.len(),
             max_recovery_ms: fault_records.iter().filter_map(|f| f.recovered_after_ms).max(),
+            recovery_by_kind: super::report::summarize(&fault_records),
             faults: fault_records,
             quiet_after_s,
             memory: self.memory.rows(),

@@ -53,6 +53,7 @@ impl TestSystem {
             admin_token: self.system.admin_token.clone(),
             nats_url: self.system.nats_url.clone(),
             nats_creds: self.system.admin_creds(),
+            nats_tls: Default::default(),
         }
     }
 

@@ -85,6 +85,7 @@ async fn up_runs_the_saga_with_auth_on_and_refuses_a_client_without_credentials(
         admin_token: system.admin_token.clone(),
         nats_url: system.nats_url.clone(),
         nats_creds: system.admin_creds(),
+        nats_tls: Default::default(),
     };
     eventually(Duration::from_secs(30), "the malformed event dead-lettered", || async {
         let reasons = invariants::dlq_reasons(&targets).await.ok()?;
