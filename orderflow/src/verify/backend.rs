@@ -161,6 +161,17 @@ impl Backend {
         }
     }
 
+    /// Waits until an instance that runs is ready.
+    pub(super) async fn wait_ready(&mut self, name: &str, http: &reqwest::Client) -> anyhow::Result<()> {
+        match self {
+            Self::Processes(p) => {
+                let url = format!("{}/health/ready", p.find(name)?.url());
+                super::containers::poll_ready(&url, name, http).await
+            }
+            Self::Containers(c) => c.wait_ready(name, http).await,
+        }
+    }
+
     /// SIGKILLs PostgreSQL.
     pub(super) async fn kill_database(&mut self) -> anyhow::Result<String> {
         match self {

@@ -354,6 +354,53 @@ impl Containers {
         wait_ready(m, http).await
     }
 
+    /// Kills an instance and starts it again while PostgreSQL is down; waits until it answers
+    /// `/health/live` and says what `/health/ready` answered then (it must not be ready).
+    pub(super) async fn start_without_database(
+        &mut self,
+        name: &str,
+        http: &reqwest::Client,
+    ) -> anyhow::Result<String> {
+        let m = find(&mut self.instances, name)?;
+        docker(&["kill", &m.id]).await?;
+        m.down = true;
+        docker(&["start", &m.id]).await?;
+        m.down = false;
+        m.starts += 1;
+        self.refresh().await?;
+        let m = find(&mut self.instances, name)?;
+        let base = instance_url(m);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(res) =
+                http.get(format!("{base}/health/live")).timeout(Duration::from_secs(2)).send().await
+                && res.status().is_success()
+            {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{name} ({}) did not answer /health/live within 20 s while PostgreSQL was down",
+                m.container
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let res = http
+            .get(format!("{base}/health/ready"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .with_context(|| format!("GET {base}/health/ready"))?;
+        let status = res.status();
+        let body = res.text().await.unwrap_or_default();
+        anyhow::ensure!(
+            !status.is_success(),
+            "{name} answered /health/ready {status} with PostgreSQL down: {body}"
+        );
+        let detail: String = body.chars().take(160).collect();
+        Ok(format!("live 200, ready {} ({detail})", status.as_u16()))
+    }
+
     pub(super) async fn restart_instance(
         &mut self,
         name: &str,
@@ -535,20 +582,21 @@ fn instance_url(m: &Member) -> String {
 /// Polls `/health/ready` at the instance's address until it answers 200.
 async fn wait_ready(m: &Member, http: &reqwest::Client) -> anyhow::Result<()> {
     let url = format!("{}/health/ready", instance_url(m));
+    poll_ready(&url, &m.name, http)
+        .await
+        .with_context(|| format!("container {}; see docker logs {}", m.container, m.container))
+}
+
+/// Polls a readiness URL until it answers 200, for [`READY_TIMEOUT`].
+pub(super) async fn poll_ready(url: &str, name: &str, http: &reqwest::Client) -> anyhow::Result<()> {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
-        let last = match http.get(&url).timeout(Duration::from_secs(2)).send().await {
+        let last = match http.get(url).timeout(Duration::from_secs(2)).send().await {
             Ok(res) if res.status().is_success() => return Ok(()),
             Ok(res) => format!("HTTP {}", res.status()),
             Err(e) => e.to_string(),
         };
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{} ({}) was not ready within {READY_TIMEOUT:?}: {last}; see docker logs {}",
-            m.name,
-            m.container,
-            m.container
-        );
+        anyhow::ensure!(Instant::now() < deadline, "{name} was not ready within {READY_TIMEOUT:?}: {last}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

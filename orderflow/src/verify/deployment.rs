@@ -205,9 +205,10 @@ impl Deployment {
     /// each must be ready.)
     async fn start_services(&mut self) -> anyhow::Result<()> {
         for name in self.backend.instance_names() {
-            match &mut self.backend {
-                Backend::Containers(c) => c.wait_ready(&name, &self.http).await?,
-                processes => processes.start_instance(&name, &self.http).await?,
+            if matches!(self.backend, Backend::Containers(_)) {
+                self.backend.wait_ready(&name, &self.http).await?;
+            } else {
+                self.backend.start_instance(&name, &self.http).await?;
             }
             tracing::info!(instance = %name, "ready");
         }

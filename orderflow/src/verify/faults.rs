@@ -91,10 +91,15 @@ pub enum Fault {
         /// Time cut off.
         hold_ms: u64,
     },
-    /// SIGKILL PostgreSQL; start it again on the same volume after `down_ms`. Containers only.
+    /// SIGKILL PostgreSQL; start it again on the same volume after `down_ms`. Meanwhile one
+    /// service instance is killed and started without a database: it must wait, live but not
+    /// ready, and become ready once PostgreSQL is back — not exit and be restarted by docker.
+    /// Containers only.
     KillDatabase {
         /// Time dead.
         down_ms: u64,
+        /// The instance started while PostgreSQL is down.
+        restart: String,
     },
     /// Every service instance, one at a time: stopped gracefully (SIGTERM, the stop grace
     /// period), started again and ready before the next goes, all under load. No client request
@@ -186,7 +191,7 @@ impl Fault {
         match self {
             Self::KillService { down_ms, .. }
             | Self::KillNats { down_ms, .. }
-            | Self::KillDatabase { down_ms }
+            | Self::KillDatabase { down_ms, .. }
             | Self::QuorumLoss { down_ms } => *down_ms,
             Self::PauseNats { hold_ms, .. }
             | Self::PartitionNats { hold_ms, .. }
@@ -248,7 +253,9 @@ impl fmt::Display for Fault {
             Self::PartitionNats { node, hold_ms } => {
                 write!(f, "partition a NATS {node} off the network, {hold_ms} ms")
             }
-            Self::KillDatabase { down_ms } => write!(f, "kill -9 PostgreSQL, {down_ms} ms down"),
+            Self::KillDatabase { down_ms, restart } => {
+                write!(f, "kill -9 PostgreSQL, {down_ms} ms down; {restart} started meanwhile")
+            }
             Self::RollingRestart => f.write_str("rolling restart of every service instance"),
             Self::QuorumLoss { down_ms } => {
                 write!(
@@ -424,7 +431,10 @@ pub fn plan(
                 hold_ms: hold(&mut rng, 3_000, 10_000),
             },
             Draft::Partition(node) => Fault::PartitionNats { node, hold_ms: hold(&mut rng, 2_000, 10_000) },
-            Draft::KillDatabase => Fault::KillDatabase { down_ms: hold(&mut rng, 1_000, 8_000) },
+            Draft::KillDatabase => Fault::KillDatabase {
+                down_ms: hold(&mut rng, 1_000, 8_000),
+                restart: services.get(rng.usize(..services.len().max(1))).cloned().unwrap_or_default(),
+            },
             Draft::Rolling => Fault::RollingRestart,
             Draft::Storm => Fault::DuplicateStorm { per_stream: rng.usize(50..=200) },
             Draft::QuorumLoss => Fault::QuorumLoss { down_ms: hold(&mut rng, 2_000, 10_000) },

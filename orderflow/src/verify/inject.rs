@@ -82,7 +82,7 @@ impl Deployment {
             Fault::KillNats { node, .. } => self.kill_nats(*node, hold, &mut record).await,
             Fault::QuorumLoss { .. } => self.lose_quorum(hold, &mut record).await,
             Fault::PartitionNats { node, .. } => self.partition_nats(*node, hold, &mut record).await,
-            Fault::KillDatabase { .. } => self.kill_database(hold, &mut record).await,
+            Fault::KillDatabase { restart, .. } => self.kill_database(hold, restart, &mut record).await,
             Fault::RollingRestart => self.rolling_restart(&mut record).await,
             Fault::GatewayOutage { .. } | Fault::GatewayErrors { .. } | Fault::GatewaySlow { .. } => {
                 record.target = "gateway-1".into();
@@ -165,11 +165,32 @@ impl Deployment {
         Ok(())
     }
 
-    /// Kills PostgreSQL, holds, starts it again on its volume.
-    async fn kill_database(&mut self, down: Duration, record: &mut FaultRecord) -> anyhow::Result<()> {
-        record.target = self.backend.kill_database().await?;
-        tokio::time::sleep(down).await;
-        self.backend.start_database().await
+    /// Kills PostgreSQL and, while it is down, kills `restart` and starts it again: it must come
+    /// up live but not ready and wait. After the hold PostgreSQL starts on its volume and
+    /// `restart` must become ready by itself (a container that exited instead and was restarted
+    /// by docker is reported as a crash).
+    async fn kill_database(
+        &mut self,
+        down: Duration,
+        restart: &str,
+        record: &mut FaultRecord,
+    ) -> anyhow::Result<()> {
+        let started = Instant::now();
+        record.target = format!("{} and {restart}", self.backend.kill_database().await?);
+        let waiting = match &mut self.backend {
+            Backend::Containers(c) => c.start_without_database(restart, &self.http).await,
+            Backend::Processes(_) => anyhow::bail!("killing the database needs the containers backend"),
+        };
+        tokio::time::sleep(down.saturating_sub(started.elapsed())).await;
+        self.backend.start_database().await?;
+        let back = Instant::now();
+        self.backend.wait_ready(restart, &self.http).await?;
+        let waiting = waiting?;
+        record.detail = Some(format!(
+            "{restart}, started without PostgreSQL: {waiting}; ready {} ms after PostgreSQL was back",
+            back.elapsed().as_millis()
+        ));
+        Ok(())
     }
 
     /// Moves every service instance to upgrade `stage`, one at a time: SIGTERM (a graceful drain,

@@ -300,7 +300,7 @@ mod tests {
         let kill = |instance: &str| Fault::KillService { instance: instance.into(), down_ms: 1 };
         let faults = [
             record(0, kill("order-1"), Some(300), 4),
-            record(1, Fault::KillDatabase { down_ms: 1 }, Some(900), 10),
+            record(1, Fault::KillDatabase { down_ms: 1, restart: "order-2".into() }, Some(900), 10),
             record(2, kill("inventory-2"), Some(100), 0),
             record(3, kill("payment-1"), None, 1),
             record(4, Fault::RollingRestart, Some(50), 0),

@@ -61,14 +61,19 @@ impl Deployment {
         }
         failures.extend(self.crashes.iter().cloned());
         for f in &fault_records {
-            if matches!(f.fault, Fault::RollingRestart) && (f.client_errors > 0 || f.error.is_some()) {
+            if matches!(f.fault, Fault::RollingRestart) && f.client_errors > 0 {
                 failures.push(format!(
-                    "fault {} ({}): {} client request(s) failed{}",
+                    "fault {} ({}): {} client request(s) failed during the rolling restart",
                     f.index + 1,
                     f.description,
                     f.client_errors,
-                    f.error.as_ref().map(|e| format!("; {e}")).unwrap_or_default()
                 ));
+            }
+            if let (Some(e), Some(_)) = (&f.error, f.recovered_after_ms) {
+                // It recovered, but the fault could not be injected or healed as planned, or an
+                // expectation of it failed (an instance that did not drain, one that was ready
+                // without its database).
+                failures.push(format!("fault {} ({}) on {}: {e}", f.index + 1, f.description, f.target));
             }
             if f.recovered_after_ms.is_none() {
                 failures.push(format!(
