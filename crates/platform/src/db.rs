@@ -230,18 +230,29 @@ impl Db {
                 {
                     let setup = PgPoolOptions::new().max_connections(1).connect_with(opts.clone()).await;
                     let setup = setup.map_err(connect_err)?;
+                    // Instances of a service start together (compose, a Deployment): two
+                    // `CREATE SCHEMA IF NOT EXISTS` at once can both pass the check and one then
+                    // fails on pg_namespace's unique index. They take turns on an advisory lock
+                    // held until this transaction ends.
+                    let mut tx = setup.begin().await.map_err(connect_err)?;
+                    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                        .bind(format!("orderflow:create-schema:{schema}"))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(connect_err)?;
                     // Created only when missing: a per-service role owns its schema but may not
                     // create one (`CREATE SCHEMA IF NOT EXISTS` checks that right first).
                     let exists: Option<i32> =
                         sqlx::query_scalar("SELECT 1 FROM pg_namespace WHERE nspname = $1")
                             .bind(schema)
-                            .fetch_optional(&setup)
+                            .fetch_optional(&mut *tx)
                             .await
                             .map_err(connect_err)?;
                     if exists.is_none() {
                         let ddl = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
-                        setup.execute(sqlx::AssertSqlSafe(ddl)).await.map_err(connect_err)?;
+                        tx.execute(sqlx::AssertSqlSafe(ddl)).await.map_err(connect_err)?;
                     }
+                    tx.commit().await.map_err(connect_err)?;
                     setup.close().await;
                 }
                 // The schema name was checked above to be a plain identifier.

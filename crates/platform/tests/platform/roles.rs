@@ -78,3 +78,43 @@ async fn a_role_or_schema_name_that_is_not_plain_is_refused_before_anything_runs
         assert!(grant_service_role(&postgres_url(), role, "pw", schema).await.is_err(), "{role} {schema}");
     }
 }
+
+/// Instances of a service start together: eight connecting at once to a schema that does not
+/// exist yet all open it (one creates it; the others wait on the advisory lock and find it),
+/// and migrate it once. Five rounds, each on a fresh schema: without the lock, two
+/// `CREATE SCHEMA IF NOT EXISTS` racing fail on pg_namespace's unique index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_starting_at_once_create_their_schema_once() {
+    let url = postgres_url();
+    let admin = PgPoolOptions::new().max_connections(1).connect(&url).await.unwrap();
+    for round in 0..5 {
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let schema = format!("of_race_{}_{round}_{nanos}", std::process::id());
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(8));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (url, schema, start) = (url.clone(), schema.clone(), start.clone());
+                tokio::spawn(async move {
+                    start.wait().await;
+                    Db::connect(&url, &schema, MIGRATIONS).await
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap().close().await;
+        }
+        let tables: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'things'",
+        )
+        .bind(&schema)
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+        assert_eq!(tables, 1);
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
+            .execute(&admin)
+            .await
+            .unwrap();
+    }
+}
