@@ -2,7 +2,13 @@
 //! reconnect, reconnecting forever, every connection event logged.
 //!
 //! Both schedules are the one [`Backoff`] of `orderflow-resilience`, shaped by
-//! `ConnectConfig::backoff`.
+//! `ConnectConfig::backoff`. The first connect gives up after `initial_timeout` (60 s by default:
+//! an operator tool should say that NATS is unreachable rather than hang); a service waits
+//! forever instead ([`ConnectConfig::with_initial_timeout`]`(None)`), reporting each failed
+//! attempt to its readiness through [`connect_observed`], so that a container started before
+//! NATS waits instead of exiting and being restarted in a loop. Whatever the timeout, a refused
+//! identity ([`ConnectError::NotAuthorized`]), unusable credentials or TLS files, and a TLS
+//! handshake that fails on a certificate are not retried: they fail at once.
 //!
 //! Credentials in a server URL (`nats://user:password@host`, or `nats://token@host`) are taken
 //! out of it and given to the client as options: async-nats does not read them from the URL
@@ -37,7 +43,8 @@ pub struct ConnectConfig {
     pub(crate) min_backoff: Duration,
     /// Backoff ceiling.
     pub max_backoff: Duration,
-    /// Give up the first connect after this long; `None` retries forever.
+    /// Give up the first connect after this long; `None` retries forever (services: see
+    /// [`Self::with_initial_timeout`]).
     pub initial_timeout: Option<Duration>,
     /// Timeout of JetStream API requests and PubAcks.
     pub request_timeout: Duration,
@@ -121,7 +128,8 @@ impl std::fmt::Debug for ConnectConfig {
 }
 
 impl ConnectConfig {
-    /// Defaults: 100 ms doubling to 5 s, first connect retried for 60 s.
+    /// Defaults: 100 ms doubling to 5 s, first connect retried for 60 s (what a tool wants;
+    /// a service retries forever, [`Self::with_initial_timeout`]).
     pub fn new(url: impl Into<String>, name: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -139,6 +147,14 @@ impl ConnectConfig {
     /// These settings with TLS as `tls` says.
     pub fn with_tls(mut self, tls: NatsTls) -> Self {
         self.tls = tls;
+        self
+    }
+
+    /// Gives up the first connect after `timeout`, or never with `None`: a service waits for NATS
+    /// as long as it takes (its readiness says what it waits for), where a tool run by hand keeps
+    /// the bounded default and reports [`ConnectError::Unreachable`].
+    pub fn with_initial_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.initial_timeout = timeout;
         self
     }
 
@@ -264,6 +280,19 @@ pub(crate) fn reconnect_delay(attempt: usize, min: Duration, max: Duration) -> D
     schedule.delay(u32::try_from(attempt).unwrap_or(u32::MAX), fastrand::f64())
 }
 
+/// A failed attempt of the first connect, about to be retried: what [`connect_observed`] reports.
+#[derive(Debug)]
+pub struct ConnectRetry<'a> {
+    /// The server URL(s) tried, without credentials.
+    pub url: &'a str,
+    /// Attempts made so far (1 after the first failure).
+    pub attempt: usize,
+    /// Why the attempt failed.
+    pub error: &'a async_nats::ConnectError,
+    /// The wait before the next attempt.
+    pub retry_in: Duration,
+}
+
 /// Connects with backoff and jitter, then keeps reconnecting forever.
 ///
 /// ```no_run
@@ -273,6 +302,26 @@ pub(crate) fn reconnect_delay(attempt: usize, min: Duration, max: Duration) -> D
 /// # Ok(()) }
 /// ```
 pub async fn connect(cfg: &ConnectConfig) -> Result<Client, ConnectError> {
+    connect_observed(cfg, |_| {}).await
+}
+
+/// [`connect`], calling `on_retry` after each failed attempt that will be retried (each is also
+/// logged at WARN): how a service tells its readiness probe what it is waiting for.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+/// let cfg = orderflow_messaging::ConnectConfig::new("nats://nats:4222", "orderflow/demo")
+///     .with_initial_timeout(None);
+/// let client = orderflow_messaging::connect::connect_observed(&cfg, |retry| {
+///     eprintln!("waiting for NATS at {} (attempt {}): {}", retry.url, retry.attempt, retry.error);
+/// })
+/// .await?;
+/// # Ok(()) }
+/// ```
+pub async fn connect_observed(
+    cfg: &ConnectConfig,
+    mut on_retry: impl FnMut(&ConnectRetry<'_>) + Send,
+) -> Result<Client, ConnectError> {
     let mut backoff = Backoff::new(cfg.backoff())?;
     if cfg.tls.cert_file.is_some() != cfg.tls.key_file.is_some() {
         return Err(ConnectError::IncompleteClientCertificate);
@@ -311,7 +360,8 @@ pub async fn connect(cfg: &ConnectConfig) -> Result<Client, ConnectError> {
         let Some(delay) = backoff.next_delay() else {
             return Err(ConnectError::Unreachable { url, attempts, source: err });
         };
-        tracing::warn!(%url, error = %err, retry_in = ?delay, "NATS not reachable yet");
+        tracing::warn!(%url, attempt = attempts, error = %err, retry_in = ?delay, "NATS not reachable yet");
+        on_retry(&ConnectRetry { url: &url, attempt: attempts, error: &err, retry_in: delay });
         tokio::time::sleep(delay).await;
     }
 }
@@ -607,6 +657,9 @@ mod tests {
             (cfg.min_backoff, cfg.max_backoff, None)
         );
         assert_eq!(ConnectConfig::new("u", "n").backoff().max_elapsed, Some(Duration::from_secs(60)));
+        let forever = ConnectConfig::new("u", "n").with_initial_timeout(None);
+        assert_eq!(forever.backoff().max_elapsed, None);
+        assert_eq!(forever.backoff().validate(), Ok(()));
     }
 
     fn pool(ports: &[u16]) -> Vec<Server> {

@@ -32,7 +32,7 @@ pub mod stream_fill;
 pub mod topology;
 pub mod versions;
 
-pub use connect::{ConnectConfig, NatsTls, connect};
+pub use connect::{ConnectConfig, ConnectRetry, NatsTls, connect, connect_observed};
 pub use consumer::{
     ConsumerHandle, ConsumerRuntime, ConsumerState, Delivery, Handler, HandlerError, MaxDeliveriesRuntime,
     RuntimeConfig,

@@ -11,8 +11,8 @@ use futures_util::StreamExt;
 use orderflow_events::{EventKind, OrderCreated};
 use orderflow_messaging::{
     ConnectConfig, ConsumerHandle, ConsumerRuntime, ConsumerSpec, ConsumerState, Delivery, Handler,
-    HandlerError, MaxDeliveriesRuntime, OutgoingMessage, RuntimeConfig, Topology, connect, dlq_admin,
-    headers, topology::provision,
+    HandlerError, MaxDeliveriesRuntime, OutgoingMessage, RuntimeConfig, Topology, connect, connect_observed,
+    dlq_admin, headers, topology::provision,
 };
 use orderflow_test_support::{TestNats, eventually, wait_until_acked};
 use tokio::time::Instant;
@@ -821,6 +821,38 @@ async fn a_comma_separated_server_list_connects_to_any_live_server() {
 
     let client = connect(&cfg).await.unwrap();
 
+    client.flush().await.unwrap();
+    assert_eq!(client.connection_state(), async_nats::connection::State::Connected);
+}
+
+/// A service's first connect (no initial timeout) keeps trying while nothing listens, reporting
+/// each failed attempt, and connects once a server starts on that port.
+#[tokio::test]
+async fn without_an_initial_timeout_the_first_connect_waits_for_a_server_that_starts_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let cfg = ConnectConfig::new(url.clone(), "orderflow/test").with_initial_timeout(None);
+    let (report, mut reported) = tokio::sync::mpsc::unbounded_channel();
+    let connecting = tokio::spawn(async move {
+        connect_observed(&cfg, move |retry| {
+            let _ = report.send((retry.attempt, retry.url.to_owned()));
+        })
+        .await
+    });
+
+    for expected in 1..=2 {
+        let retry = tokio::time::timeout(WAIT, reported.recv()).await.unwrap().unwrap();
+        assert_eq!(retry, (expected, url.clone()));
+    }
+    let mut options = orderflow_natsd::Options::new(dir.path().join("store"));
+    options.port = Some(port);
+    let _server = tokio::task::spawn_blocking(move || orderflow_natsd::NatsServer::start(options))
+        .await
+        .unwrap()
+        .unwrap();
+
+    let client = tokio::time::timeout(WAIT, connecting).await.unwrap().unwrap().unwrap();
     client.flush().await.unwrap();
     assert_eq!(client.connection_state(), async_nats::connection::State::Connected);
 }
