@@ -29,8 +29,8 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{MigrationType, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{AnyPool, Executor, SqlSafeStr};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{AnyPool, Connection as _, Executor, SqlSafeStr};
 use tokio::sync::mpsc;
 
 use crate::sql::{SqlError, Tx};
@@ -104,6 +104,32 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// Whether trying again later may succeed: the server is not reachable yet (connection
+    /// refused or reset, a timeout, a name that does not resolve yet), is starting up or shutting
+    /// down (SQLSTATE 57P01–57P03), has no connection slot free, or the connection was lost — also
+    /// in the middle of a migration, which is safe to run again: each migration runs in one
+    /// transaction with its bookkeeping row, so a lost connection rolls both back. A bad URL or
+    /// schema, refused credentials, a missing database, failed TLS or a migration whose SQL fails
+    /// are permanent: retrying would fail the same way.
+    pub fn is_transient(&self) -> bool {
+        use sqlx::migrate::MigrateError;
+        match self {
+            Self::Connect { source, .. } => is_transient(source),
+            Self::Migrate {
+                source: MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _), ..
+            } => is_transient(e),
+            Self::Sqlite { source, .. } => matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ),
+            Self::UnsupportedUrl(_)
+            | Self::InvalidSchema(_)
+            | Self::Tls { .. }
+            | Self::Migrate { .. }
+            | Self::Io { .. } => false,
+        }
+    }
+
     /// A connection error, as [`DbError::Tls`] when TLS is what failed: sqlx reports a refused
     /// certificate as an I/O error ("error communicating with database: invalid peer
     /// certificate…"), which reads like a network fault.
@@ -117,6 +143,10 @@ impl DbError {
         if tls { Self::Tls { url, source } } else { Self::Connect { url, source } }
     }
 }
+
+/// How long the first connection to PostgreSQL may take (TCP, TLS, authentication) before the
+/// attempt counts as failed (a transient error: a service tries again).
+const SETUP_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One embedded migration of a service.
 #[derive(Clone, Copy, Debug)]
@@ -226,10 +256,21 @@ impl Db {
             }
             DbKind::Postgres => {
                 let opts: PgConnectOptions = url.parse().map_err(connect_err)?;
-                // The schema must exist before any pooled connection selects it.
+                // The schema must exist before any pooled connection selects it. One plain
+                // connection, not a pool: a pool retries a refused connection by itself until its
+                // acquire timeout and then reports only that it timed out, where a service waiting
+                // for PostgreSQL wants the real error at once (and retries on its own).
                 {
-                    let setup = PgPoolOptions::new().max_connections(1).connect_with(opts.clone()).await;
-                    let setup = setup.map_err(connect_err)?;
+                    let mut setup =
+                        tokio::time::timeout(SETUP_CONNECT_TIMEOUT, PgConnection::connect_with(&opts))
+                            .await
+                            .unwrap_or_else(|_| {
+                                Err(sqlx::Error::Io(std::io::Error::new(
+                                    std::io::ErrorKind::TimedOut,
+                                    format!("no answer within {SETUP_CONNECT_TIMEOUT:?}"),
+                                )))
+                            })
+                            .map_err(connect_err)?;
                     // Instances of a service start together (compose, a Deployment): two
                     // `CREATE SCHEMA IF NOT EXISTS` at once can both pass the check and one then
                     // fails on pg_namespace's unique index. They take turns on an advisory lock
@@ -253,7 +294,9 @@ impl Db {
                         tx.execute(sqlx::AssertSqlSafe(ddl)).await.map_err(connect_err)?;
                     }
                     tx.commit().await.map_err(connect_err)?;
-                    setup.close().await;
+                    if let Err(e) = setup.close().await {
+                        tracing::debug!(error = %e, "closing the schema set-up connection");
+                    }
                 }
                 // The schema name was checked above to be a plain identifier.
                 let set_path: Arc<str> = format!("SET search_path TO \"{schema}\"").into();
@@ -293,7 +336,10 @@ impl Db {
         Ok(Self { pool, engine: Arc::new(engine), committed })
     }
 
-    async fn migrate(&self, schema: &str, migrations: &[Migration]) -> Result<(), DbError> {
+    /// Runs the platform's and the service's migrations that have not run yet, each in a
+    /// transaction of its own together with its row in `_sqlx_migrations` (PostgreSQL also holds
+    /// an advisory lock, so that instances starting together take turns).
+    pub(crate) async fn migrate(&self, schema: &str, migrations: &[Migration]) -> Result<(), DbError> {
         let all = PLATFORM_MIGRATIONS.iter().chain(migrations).map(|m| {
             sqlx::migrate::Migration::new(
                 m.version,
@@ -529,7 +575,23 @@ pub fn redact(url: &str) -> String {
     out
 }
 
-/// Is this error worth retrying (lock contention, serialization failure, lost connection)?
+/// What a service waits for when it cannot reach its database, for people: `PostgreSQL at
+/// db:5432/orderflow` or `SQLite at .orderflow/order.db` — never a password.
+pub(crate) fn describe(url: &str) -> String {
+    if let Some(path) = sqlite_path(url) {
+        return format!("SQLite at {}", path.display());
+    }
+    match url.parse::<PgConnectOptions>() {
+        Ok(opts) if url.starts_with("postgres") => {
+            let database = opts.get_database().map(|db| format!("/{db}")).unwrap_or_default();
+            format!("PostgreSQL at {}:{}{database}", opts.get_host(), opts.get_port())
+        }
+        _ => format!("the database at {}", redact(url)),
+    }
+}
+
+/// Is this error worth retrying (lock contention, serialization failure, a server that is not
+/// reachable, starting or shutting down, a lost connection)?
 pub(crate) fn is_transient(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
@@ -540,8 +602,12 @@ pub(crate) fn is_transient(e: &sqlx::Error) -> bool {
             let code = db.code();
             let code = code.as_deref().unwrap_or("");
             // SQLite BUSY/LOCKED; PostgreSQL serialization failure, deadlock, too many
-            // connections, admin shutdown / cannot connect now.
-            matches!(code, "5" | "6" | "261" | "517" | "40001" | "40P01" | "53300" | "57P01" | "57P03")
+            // connections, admin shutdown / crash shutdown / cannot connect now (starting up or
+            // shutting down), and the connection exceptions (class 08).
+            matches!(
+                code,
+                "5" | "6" | "261" | "517" | "40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03"
+            ) || (code.len() == 5 && code.starts_with("08"))
                 || db.message().contains("database is locked")
         }
         _ => false,
@@ -573,6 +639,32 @@ mod tests {
         assert_eq!(sqlite_path("sqlite://./a/b.db?mode=rwc"), Some(Path::new("./a/b.db")));
         assert_eq!(sqlite_path("sqlite:/tmp/x.db"), Some(Path::new("/tmp/x.db")));
         assert_eq!(sqlite_path("sqlite::memory:"), None);
+    }
+
+    #[test]
+    fn what_a_service_waits_for_is_named_without_a_password() {
+        assert_eq!(describe("postgres://u:secret@db:5433/orderflow"), "PostgreSQL at db:5433/orderflow");
+        assert_eq!(describe("postgresql://db/orderflow?sslmode=require"), "PostgreSQL at db:5432/orderflow");
+        assert_eq!(describe("sqlite://.orderflow/order.db?mode=rwc"), "SQLite at .orderflow/order.db");
+        assert_eq!(describe("mysql://u:secret@h/db"), "the database at mysql://u:***@h/db");
+    }
+
+    #[test]
+    fn unreachable_or_starting_servers_are_transient_and_bad_settings_are_not() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let url = "postgres://u:p@h/db";
+        assert!(DbError::connect(url, sqlx::Error::Io(refused)).is_transient());
+        assert!(DbError::connect(url, sqlx::Error::PoolTimedOut).is_transient());
+        let lost = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let mid_migration = sqlx::migrate::MigrateError::ExecuteMigration(sqlx::Error::Io(lost), 100);
+        assert!(DbError::Migrate { schema: "s".into(), source: mid_migration }.is_transient());
+
+        assert!(!DbError::UnsupportedUrl("x".into()).is_transient());
+        assert!(!DbError::InvalidSchema("a-b".into()).is_transient());
+        let bad_url = sqlx::Error::Configuration("invalid port".into());
+        assert!(!DbError::connect(url, bad_url).is_transient());
+        let dirty = sqlx::migrate::MigrateError::Dirty(100);
+        assert!(!DbError::Migrate { schema: "s".into(), source: dirty }.is_transient());
     }
 
     #[tokio::test]
