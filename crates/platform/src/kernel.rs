@@ -5,10 +5,12 @@
 //! in), its migrations, what it checks before anything is bound, what it does once its database
 //! is open, and its wiring — routes, consumers, request-reply endpoints and background tasks —
 //! through [`Wiring`]. [`Application`] does everything else the same way for every service:
-//! bind, open and migrate the database, connect NATS with backoff, provision JetStream, serve
-//! HTTP with health and metrics, and drain in the order that loses nothing on shutdown (readiness
-//! 503, HTTP finishes its requests, consumers their handlers, the outbox relay publishes what they
-//! committed, NATS drains), all within one deadline.
+//! bind ([`Starting`]), open and migrate the database and connect NATS — waiting for each with
+//! backoff while the port answers live 200 and ready 503 naming what it waits for, and stopping
+//! at once on a shutdown meanwhile — provision JetStream, serve HTTP with health and metrics, and
+//! drain in the order that loses nothing on shutdown (readiness 503, HTTP finishes its requests,
+//! consumers their handlers, the outbox relay publishes what they committed, NATS drains), all
+//! within one deadline.
 //! [`main`] is a service binary's whole `main`; [`load_settings`] is how `orderflow up` and
 //! `orderflow serve` configure the same services in one process.
 //!
@@ -436,20 +438,42 @@ pub struct Application<S: Service> {
     admin: AdminGuard,
 }
 
+/// A service whose settings are checked and whose port is bound, not yet connected: see
+/// [`Starting::connect`].
+#[derive(Debug)]
+pub struct Starting<S: Service> {
+    settings: S::Settings,
+    service: S,
+    listener: TcpListener,
+    port: u16,
+    admin: AdminGuard,
+}
+
 impl<S: Service> Application<S> {
     /// Checks the settings, binds the listener (port 0 picks a free one), opens and migrates the
-    /// database, connects NATS (with backoff), provisions JetStream, then runs
-    /// [`Service::on_connected`]. Everything that can fail at start-up fails here.
+    /// database, connects NATS, provisions JetStream, then runs [`Service::on_connected`]:
+    /// [`bind`](Self::bind), then [`Starting::connect`]. It waits for an unreachable database or
+    /// NATS server; everything else that can fail at start-up fails here.
     pub async fn build(settings: S::Settings) -> anyhow::Result<Self> {
-        // Before the service builds its HTTP clients: reqwest takes the process's provider.
-        crate::tls::install_crypto_provider();
-        let service = S::new(&settings).with_context(|| format!("{}: invalid settings", S::NAME))?;
-        Self::build_with(settings, service).await
+        Self::bind(settings).await?.connect().await
     }
 
     /// [`build`](Self::build) with a service value made by the caller (tests inject clocks this
     /// way).
     pub async fn build_with(settings: S::Settings, service: S) -> anyhow::Result<Self> {
+        Self::bind_with(settings, service).await?.connect().await
+    }
+
+    /// Checks the settings and binds the listener (port 0 picks a free one); connects nothing.
+    pub async fn bind(settings: S::Settings) -> anyhow::Result<Starting<S>> {
+        // Before the service builds its HTTP clients: reqwest takes the process's provider.
+        crate::tls::install_crypto_provider();
+        let service = S::new(&settings).with_context(|| format!("{}: invalid settings", S::NAME))?;
+        Self::bind_with(settings, service).await
+    }
+
+    /// [`bind`](Self::bind) with a service value made by the caller.
+    pub async fn bind_with(settings: S::Settings, service: S) -> anyhow::Result<Starting<S>> {
         crate::tls::install_crypto_provider();
         let common = settings.common();
         let admin = AdminGuard::from_setting(common.admin_token.as_ref())
@@ -457,21 +481,7 @@ impl<S: Service> Application<S> {
         common.events.validate().with_context(|| format!("{}: invalid events", S::NAME))?;
         let listener = crate::http::bind(&common.host, common.port, S::NAME).await?;
         let port = listener.local_addr().context("reading the bound HTTP address")?.port();
-        let infra = Infra::connect(InfraConfig {
-            service: S::NAME,
-            section: S::SECTION,
-            nats_url: &common.nats_url,
-            nats_creds: common.nats_creds.as_deref(),
-            nats_tls: common.nats_tls(),
-            database_url: &common.database_url,
-            db_schema: &common.db_schema,
-            migrations: S::MIGRATIONS,
-            stream_replicas: common.stream_replicas,
-        })
-        .await?;
-        service.on_connected(&settings, &infra.db).await.with_context(|| format!("{}: starting", S::NAME))?;
-        tracing::info!(service = S::NAME, port, settings = ?settings, "built");
-        Ok(Self { settings, service, infra, listener, port, consumers: WiredConsumers::default(), admin })
+        Ok(Starting { settings, service, listener, port, admin })
     }
 
     /// The bound HTTP port.
@@ -537,6 +547,72 @@ impl<S: Service> Application<S> {
     }
 }
 
+impl<S: Service> Starting<S> {
+    /// The bound HTTP port: it answers `/health/live` 200 and `/health/ready` 503 (naming what
+    /// the service waits for) from now until the service serves its own routes.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Opens and migrates the database, connects NATS, provisions JetStream, then runs
+    /// [`Service::on_connected`], while the port answers as a starting service. An unreachable
+    /// database (a transient error) or NATS server is waited for, with backoff and without a time
+    /// limit, each failure logged at WARN; a permanent error (a bad URL, refused credentials, TLS
+    /// that does not verify, a migration whose SQL fails) fails at once.
+    pub async fn connect(self) -> anyhow::Result<Application<S>> {
+        let Self { settings, service, listener, port, admin } = self;
+        let progress = crate::startup::Progress::new(S::NAME);
+        let common = settings.common();
+        let connecting = async {
+            let infra = Infra::connect(
+                InfraConfig {
+                    service: S::NAME,
+                    section: S::SECTION,
+                    nats_url: &common.nats_url,
+                    nats_creds: common.nats_creds.as_deref(),
+                    nats_tls: common.nats_tls(),
+                    database_url: &common.database_url,
+                    db_schema: &common.db_schema,
+                    migrations: S::MIGRATIONS,
+                    stream_replicas: common.stream_replicas,
+                },
+                &progress,
+            )
+            .await?;
+            progress.set("running its start-up tasks");
+            service
+                .on_connected(&settings, &infra.db)
+                .await
+                .with_context(|| format!("{}: starting", S::NAME))?;
+            anyhow::Ok(infra)
+        };
+        let infra = crate::startup::serve_while(&listener, &progress, connecting).await?;
+        tracing::info!(service = S::NAME, port, settings = ?settings, "built");
+        Ok(Application {
+            settings,
+            service,
+            infra,
+            listener,
+            port,
+            consumers: WiredConsumers::default(),
+            admin,
+        })
+    }
+
+    /// [`connect`](Self::connect), unless `shutdown` comes first: then it stops waiting at once
+    /// and returns `None`. What was under way is dropped — its connections closed, a migration
+    /// that was running rolled back by the database — so nothing is left half-written.
+    pub async fn connect_until(self, shutdown: &CancellationToken) -> anyhow::Result<Option<Application<S>>> {
+        tokio::select! {
+            connected = self.connect() => connected.map(Some),
+            () = shutdown.cancelled() => {
+                tracing::info!(service = S::NAME, "shutdown during start-up: stopped before serving");
+                Ok(None)
+            }
+        }
+    }
+}
+
 /// `S`'s settings: its defaults < the TOML file < the environment (`ORDERFLOW__<SECTION>__…`,
 /// shared keys as `ORDERFLOW__NATS_URL`) < `flags` (absent fields skipped).
 ///
@@ -595,10 +671,22 @@ pub(crate) fn parse_flags<S: Service>(about: &'static str) -> Invocation<S::Flag
     }
 }
 
-/// Builds `S` from its layered settings and `flags`, runs it until `shutdown`, then drains.
+/// Builds `S` from its layered settings and `flags`, runs it until `shutdown`, then drains. A
+/// shutdown while it is still starting (waiting for the database or NATS) ends it at once with
+/// `Ok`.
 pub async fn serve<S: Service>(flags: &Flags<S::Flags>, shutdown: CancellationToken) -> anyhow::Result<()> {
     let settings = load_settings::<S>(flags.common.config.as_deref(), flags)?;
-    Application::<S>::build(settings).await?.run_until_stopped(shutdown).await
+    run::<S>(settings, shutdown).await
+}
+
+/// Builds `S` with `settings` and runs it until `shutdown`, then drains; a shutdown during
+/// start-up ends it at once with `Ok` (see [`Starting::connect_until`]). What `serve` and
+/// `orderflow serve` run.
+pub async fn run<S: Service>(settings: S::Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    match Application::<S>::bind(settings).await?.connect_until(&shutdown).await? {
+        Some(app) => app.run_until_stopped(shutdown).await,
+        None => Ok(()),
+    }
 }
 
 /// A service binary's whole `main`: logs, flags, settings, build, run until SIGTERM/SIGINT,

@@ -16,6 +16,8 @@
 //!   `X-Correlation-ID` validation and propagation, health and readiness routes, serving with
 //!   graceful shutdown.
 //! - [`config`]: layered configuration (defaults < file < `ORDERFLOW__…` env < flags).
+//! - `startup`: waiting for PostgreSQL and NATS with backoff while the port answers live 200
+//!   and ready 503 naming what the service waits for, instead of exiting (a crash loop).
 //! - [`shutdown`]: SIGTERM/SIGINT to a cancellation token.
 //! - [`healthcheck`]: `<service> healthcheck`, a binary probing its own readiness (images without
 //!   a shell).
@@ -35,6 +37,7 @@ pub mod roles;
 pub(crate) mod service;
 pub mod shutdown;
 pub mod sql;
+pub(crate) mod startup;
 pub mod tls;
 pub(crate) mod writer;
 

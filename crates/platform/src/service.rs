@@ -1,7 +1,8 @@
 //! The start-up and shutdown choreography every service shares (driven by [`crate::kernel`]).
 //!
-//! [`Infra::connect`] brings up what a service stands on: the database (migrated), NATS (with
-//! backoff), the JetStream topology, a publisher and the outbox relay. [`run`] serves HTTP (with
+//! [`Infra::connect`] brings up what a service stands on: the database (migrated) and NATS, each
+//! waited for with backoff while it is unreachable (`crate::startup`), the JetStream topology, a
+//! publisher and the outbox relay. [`run`] serves HTTP (with
 //! `/health/*` and `/metrics`) and waits for shutdown, then drains in the order that loses
 //! nothing: readiness goes 503 (optionally for a while, so load balancers notice), HTTP stops
 //! accepting and finishes in-flight requests, consumers stop fetching and finish in-flight
@@ -22,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::discovery::MicroEndpoint;
 use crate::http::{Health, HealthCheck};
 use crate::outbox::OutboxRelay;
+use crate::startup::Progress;
 use crate::{Db, Migration};
 
 /// A service's connections.
@@ -62,27 +64,39 @@ pub(crate) struct InfraConfig<'a> {
 }
 
 impl Infra {
-    /// Opens and migrates the database, connects NATS, provisions JetStream.
-    pub(crate) async fn connect(cfg: InfraConfig<'_>) -> anyhow::Result<Self> {
+    /// Opens and migrates the database, connects NATS, provisions JetStream. Waits for the
+    /// database and NATS as long as they are unreachable, telling `progress` what it waits for;
+    /// fails on a permanent error.
+    pub(crate) async fn connect(cfg: InfraConfig<'_>, progress: &Progress) -> anyhow::Result<Self> {
         let service = cfg.service;
         orderflow_telemetry::metrics::install();
         crate::tls::install_crypto_provider();
-        let db = Db::connect(cfg.database_url, cfg.db_schema, cfg.migrations)
+        let db = crate::startup::open_database(cfg.database_url, cfg.db_schema, cfg.migrations, progress)
             .await
             .with_context(|| format!("{service}: opening the database"))?;
         let connect = ConnectConfig::new(cfg.nats_url, format!("orderflow/{service}"))
             .with_creds(cfg.nats_creds.map(std::path::Path::to_path_buf))
             .with_tls(cfg.nats_tls.clone())
-            .as_identity(cfg.section);
-        let client = orderflow_messaging::connect(&connect)
-            .await
-            .with_context(|| format!("{service}: connecting to NATS"))?;
+            .as_identity(cfg.section)
+            .with_initial_timeout(None);
+        // No URL here: a token in it would show (readiness is public); the retries name the
+        // servers without their credentials.
+        progress.set("connecting to NATS");
+        let client = orderflow_messaging::connect_observed(&connect, |retry| {
+            progress.set(format!(
+                "waiting for NATS at {} (attempt {}): {}",
+                retry.url, retry.attempt, retry.error
+            ));
+        })
+        .await
+        .with_context(|| format!("{service}: connecting to NATS"))?;
         let js = jetstream::new(client.clone());
         if connect.has_creds() {
             // Its own identity may not manage streams or consumers: the admin provisioned them
             // (`orderflow nats provision`); its consumers bind and wait until they exist.
             tracing::info!(service, "NATS identity: binding to the provisioned topology");
         } else {
+            progress.set("provisioning JetStream");
             provision(&js, &Topology::orderflow(cfg.stream_replicas.max(1)))
                 .await
                 .with_context(|| format!("{service}: provisioning JetStream"))?;

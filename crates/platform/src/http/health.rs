@@ -132,11 +132,13 @@ impl Health {
 
     /// `/health/live` and `/health/ready`.
     pub(crate) fn router(self) -> Router {
-        Router::new()
-            .route("/health/live", get(|| async { Json(json!({"status": "live"})) }))
-            .route("/health/ready", get(ready))
-            .with_state(self)
+        Router::new().route("/health/live", get(live)).route("/health/ready", get(ready)).with_state(self)
     }
+}
+
+/// `/health/live`: the process is up and serving (also while it starts, `crate::startup`).
+pub(crate) async fn live() -> Json<serde_json::Value> {
+    Json(json!({"status": "live"}))
 }
 
 async fn ready(State(health): State<Health>) -> Response {

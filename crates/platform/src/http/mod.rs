@@ -84,6 +84,22 @@ async fn serve_with(
     shutdown: CancellationToken,
     header_read_timeout: Duration,
 ) -> std::io::Result<()> {
+    let graceful = accept_until(&listener, router, &shutdown, header_read_timeout).await;
+    // Closed before waiting for the connections: new clients are refused, not left queued.
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Accepts connections on `listener` and serves `router` on each until `shutdown`; returns the
+/// connections still open, to be shut down gracefully. The listener stays open: start-up serves
+/// its health answers on the listener the service goes on to serve on (`crate::startup`).
+pub(crate) async fn accept_until(
+    listener: &TcpListener,
+    router: Router,
+    shutdown: &CancellationToken,
+    header_read_timeout: Duration,
+) -> hyper_util::server::graceful::GracefulShutdown {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
     use tower::ServiceExt as _;
@@ -120,9 +136,7 @@ async fn serve_with(
             }
         });
     }
-    drop(listener);
-    graceful.shutdown().await;
-    Ok(())
+    graceful
 }
 
 #[cfg(test)]
