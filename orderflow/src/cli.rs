@@ -140,23 +140,28 @@ impl Cli {
 
 async fn up(a: UpArgs) -> anyhow::Result<()> {
     let shutdown = orderflow_platform::shutdown::on_signals();
-    let system = System::start(UpOptions {
-        host: a.host,
-        order_port: a.order_port,
-        inventory_port: a.inventory_port,
-        payment_port: a.payment_port,
-        analytics_port: a.analytics_port,
-        gateway_port: a.gateway_port,
-        data_dir: a.data_dir,
-        nats_url: a.nats_url.filter(|u| !u.trim().is_empty()),
-        nats_port: a.nats_port,
-        database_url: a.database_url.filter(|u| !u.trim().is_empty()),
-        config: a.config,
-        seed_demo_catalog: !a.no_seed,
-        admin_token: a.admin_token.map(|t| t.expose().to_owned()),
-        tune: None,
-    })
+    let started = System::start_until(
+        UpOptions {
+            host: a.host,
+            order_port: a.order_port,
+            inventory_port: a.inventory_port,
+            payment_port: a.payment_port,
+            analytics_port: a.analytics_port,
+            gateway_port: a.gateway_port,
+            data_dir: a.data_dir,
+            nats_url: a.nats_url.filter(|u| !u.trim().is_empty()),
+            nats_port: a.nats_port,
+            database_url: a.database_url.filter(|u| !u.trim().is_empty()),
+            config: a.config,
+            seed_demo_catalog: !a.no_seed,
+            admin_token: a.admin_token.map(|t| t.expose().to_owned()),
+            tune: None,
+        },
+        &shutdown,
+    )
     .await?;
+    // Stopped (Ctrl-C, SIGTERM) while the services were still waiting for their database or NATS.
+    let Some(system) = started else { return Ok(()) };
     crate::output::line(system.banner())?;
     system.run_until(shutdown).await
 }

@@ -145,8 +145,17 @@ pub struct System {
 }
 
 impl System {
-    /// Starts everything; on failure, whatever started is stopped again.
+    /// Starts everything; on failure, whatever started is stopped again. A service whose
+    /// database or NATS server is not reachable yet is waited for (its port answers ready 503
+    /// meanwhile).
     pub async fn start(o: UpOptions) -> anyhow::Result<Self> {
+        Self::start_until(o, &CancellationToken::new()).await?.context("the start-up was cancelled")
+    }
+
+    /// [`start`](Self::start), unless `shutdown` comes while the services are still connecting:
+    /// then what had started is stopped again and it returns `None` (`orderflow up` stopped with
+    /// Ctrl-C while it waits for PostgreSQL, say).
+    pub async fn start_until(o: UpOptions, shutdown: &CancellationToken) -> anyhow::Result<Option<Self>> {
         std::fs::create_dir_all(&o.data_dir)
             .with_context(|| format!("creating the data directory {}", o.data_dir.display()))?;
         let (admin_token, admin_token_file) = admin_token(o.admin_token.as_deref(), &o.data_dir)?;
@@ -175,7 +184,6 @@ impl System {
                 (server.url(), Some(server), Some(creds))
             }
         };
-        let shutdown = CancellationToken::new();
         let mut system = Self {
             order_url: String::new(),
             inventory_url: String::new(),
@@ -188,20 +196,27 @@ impl System {
             admin_token_file,
             nats_url,
             nats_creds,
-            shutdown,
+            shutdown: CancellationToken::new(),
             tasks: Vec::new(),
             service_stops: Vec::new(),
             inventory_settings: None,
             nats,
         };
-        if let Err(e) = system.start_services(&o).await {
-            system.stop().await.ok();
-            return Err(e);
+        match system.start_services(&o, shutdown).await {
+            Ok(true) => Ok(Some(system)),
+            Ok(false) => {
+                system.stop().await?;
+                Ok(None)
+            }
+            Err(e) => {
+                system.stop().await.ok();
+                Err(e)
+            }
         }
-        Ok(system)
     }
 
-    async fn start_services(&mut self, o: &UpOptions) -> anyhow::Result<()> {
+    /// Starts every service; `false` when `shutdown` came first.
+    async fn start_services(&mut self, o: &UpOptions, shutdown: &CancellationToken) -> anyhow::Result<bool> {
         let db_url = |file: &str| match &o.database_url {
             Some(url) if url.starts_with("postgres") => url.clone(),
             Some(url) => url.replace("{service}", file),
@@ -218,7 +233,7 @@ impl System {
         let host = o.host.as_str();
         let nats_url = self.nats_url.clone();
         let nats_url = nats_url.as_str();
-        let shutdown = self.shutdown.clone();
+        let stop = self.shutdown.clone();
 
         // Gateway first: the payment service calls it.
         let gw_config = gateway_sim::Config::load(
@@ -234,7 +249,7 @@ impl System {
         let gw_port = gw_listener.local_addr()?.port();
         self.gateway_url = format!("http://{host}:{gw_port}");
         self.tasks
-            .push(("gateway-sim", tokio::spawn(gateway_sim::run(gw_listener, gw_config, shutdown.clone()))));
+            .push(("gateway-sim", tokio::spawn(gateway_sim::run(gw_listener, gw_config, stop.clone()))));
 
         let suffix = tune.db_schema_suffix.clone().unwrap_or_default();
         let flags = |port, database_url| Flags { host, port, nats_url, database_url };
@@ -261,12 +276,20 @@ impl System {
             self.configure::<AnalyticsService>(file, flags(o.analytics_port, db_url("analytics")), &suffix)?;
         ana.gateway_url.get_or_insert_with(|| self.gateway_url.clone());
         // Each build opens and migrates a database and connects to NATS (~150 ms): in parallel.
-        let (inventory, payment, order, analytics) = tokio::try_join!(
-            inventory_service::Application::build(inv),
-            payment_service::Application::build(pay),
-            order_service::Application::build(ord),
-            analytics_service::Application::build(ana),
-        )?;
+        // Dropped on a shutdown meanwhile, which closes their connections (a migration under way
+        // rolls back).
+        let built = tokio::select! {
+            built = async {
+                tokio::try_join!(
+                    inventory_service::Application::build(inv),
+                    payment_service::Application::build(pay),
+                    order_service::Application::build(ord),
+                    analytics_service::Application::build(ana),
+                )
+            } => built?,
+            () = shutdown.cancelled() => return Ok(false),
+        };
+        let (inventory, payment, order, analytics) = built;
         self.analytics_url = format!("http://{host}:{}", analytics.port());
         self.inventory_url = format!("http://{host}:{}", inventory.port());
         self.payment_url = format!("http://{host}:{}", payment.port());
@@ -276,7 +299,7 @@ impl System {
         self.spawn_service("payment-service", |stop| payment.run_until_stopped(stop));
         self.spawn_service("order-service", |stop| order.run_until_stopped(stop));
         self.spawn_service("analytics-service", |stop| analytics.run_until_stopped(stop));
-        Ok(())
+        Ok(true)
     }
 
     /// `S`'s settings from the file and environment, placed by the flags, its schema suffixed;
