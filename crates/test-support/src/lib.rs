@@ -5,10 +5,12 @@
 //! restart it on the same port and store to test recovery. Nothing here mocks a broker.
 //! [`service::TestService`] runs one orderflow service in process on a [`TestNats`] and a
 //! [`TestDb`] of its own, with the helpers every service's tests share. [`tls_proxy::TlsProxy`]
-//! puts a real plain server behind TLS.
+//! puts a real plain server behind TLS; [`tcp_proxy::TcpProxy`] puts a real server behind a port
+//! that refuses connections until the test opens it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod service;
+pub mod tcp_proxy;
 pub mod tls_proxy;
 
 use std::time::Duration;
@@ -36,6 +38,16 @@ impl TestNats {
         let dir = tempfile::Builder::new().prefix("orderflow-nats-").tempdir()?;
         let server = NatsServer::start(Options::new(dir.path().join("store")))
             .context("starting a nats-server for the test")?;
+        Ok(Self { server, creds: None, certs: None, _dir: dir })
+    }
+
+    /// [`start`](Self::start) on `port` (a service under test may have been told it before the
+    /// server existed: see [`free_port`]).
+    pub fn start_on(port: u16) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("orderflow-nats-").tempdir()?;
+        let mut options = Options::new(dir.path().join("store"));
+        options.port = Some(port);
+        let server = NatsServer::start(options).context("starting a nats-server for the test")?;
         Ok(Self { server, creds: None, certs: None, _dir: dir })
     }
 
@@ -116,6 +128,13 @@ impl TestNats {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.server.restart().context("restarting the test nats-server")
     }
+}
+
+/// A loopback port nothing listens on (the system's pick of a free one, released again): for a
+/// server a test starts later, or an address that refuses connections meanwhile.
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
 }
 
 /// A fresh CA with a server certificate for `localhost` and `127.0.0.1` and a client
