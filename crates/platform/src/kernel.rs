@@ -586,7 +586,9 @@ impl<S: Service> Starting<S> {
                 .with_context(|| format!("{}: starting", S::NAME))?;
             anyhow::Ok(infra)
         };
-        let infra = crate::startup::serve_while(&listener, &progress, connecting).await?;
+        // On the heap: connecting, migrating and serving the probes make a large future, and
+        // `orderflow up` awaits four of them at once on a test thread's 2 MiB stack.
+        let infra = Box::pin(crate::startup::serve_while(&listener, &progress, connecting)).await?;
         tracing::info!(service = S::NAME, port, settings = ?settings, "built");
         Ok(Application {
             settings,

@@ -308,3 +308,12 @@ async fn a_wrong_postgresql_password_fails_at_once_instead_of_waiting() {
     assert!(!db_error.is_transient());
     assert!(!format!("{error:#}").contains("not-the-password"), "{error:#}");
 }
+
+#[tokio::test]
+async fn a_database_host_that_does_not_resolve_yet_is_a_transient_error() {
+    let refused =
+        orderflow_platform::Db::open("postgres://u:p@orderflow-no-such-host.invalid/db", "probe").await;
+
+    let error = refused.unwrap_err();
+    assert!(error.is_transient(), "{error:?}");
+}
