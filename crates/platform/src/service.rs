@@ -83,7 +83,7 @@ impl Infra {
         // servers without their credentials.
         progress.set("connecting to NATS");
         let client = orderflow_messaging::connect_observed(&connect, |retry| {
-            progress.set(format!(
+            progress.waiting(format!(
                 "waiting for NATS at {} (attempt {}): {}",
                 retry.url, retry.attempt, retry.error
             ));
