@@ -78,10 +78,12 @@ impl Deployment {
         let hold = Duration::from_millis(fault.hold_ms());
         let injected = match fault {
             Fault::KillService { instance, .. } => self.kill_service(instance, hold, &mut record).await,
-            Fault::PauseNats { node, .. } => self.pause_nats(*node, hold, &mut record).await,
-            Fault::KillNats { node, .. } => self.kill_nats(*node, hold, &mut record).await,
+            Fault::PauseNats { node, .. } => self.node_fault(*node, NodeOut::Pause, hold, &mut record).await,
+            Fault::KillNats { node, .. } => self.node_fault(*node, NodeOut::Kill, hold, &mut record).await,
             Fault::QuorumLoss { .. } => self.lose_quorum(hold, &mut record).await,
-            Fault::PartitionNats { node, .. } => self.partition_nats(*node, hold, &mut record).await,
+            Fault::PartitionNats { node, .. } => {
+                self.node_fault(*node, NodeOut::Partition, hold, &mut record).await
+            }
             Fault::KillDatabase { restart, .. } => self.kill_database(hold, restart, &mut record).await,
             Fault::RollingRestart => self.rolling_restart(&mut record).await,
             Fault::GatewayOutage { .. } | Fault::GatewayErrors { .. } | Fault::GatewaySlow { .. } => {
@@ -311,46 +313,30 @@ impl Deployment {
         (i, format!("{} ({role})", names.get(i).map_or("?", String::as_str)))
     }
 
-    async fn pause_nats(
+    /// Takes a node out (frozen, killed or cut off the network), holds, brings it back. A killed
+    /// or cut-off node must then serve JetStream again; a frozen one simply resumes. A cut-off
+    /// node runs on alone: a partition, not a crash (a leader among its followers steps down
+    /// once it cannot reach them).
+    async fn node_fault(
         &mut self,
         choice: NodeChoice,
+        out: NodeOut,
         hold: Duration,
         record: &mut FaultRecord,
     ) -> anyhow::Result<()> {
         let (i, target) = self.pick_node(choice).await;
         record.target = target;
-        self.backend.pause_node(i).await?;
+        match out {
+            NodeOut::Pause => self.backend.pause_node(i).await?,
+            NodeOut::Kill => self.backend.kill_node(i).await?,
+            NodeOut::Partition => self.backend.partition_node(i).await?,
+        }
         tokio::time::sleep(hold).await;
-        self.backend.resume_node(i).await
-    }
-
-    async fn kill_nats(
-        &mut self,
-        choice: NodeChoice,
-        down: Duration,
-        record: &mut FaultRecord,
-    ) -> anyhow::Result<()> {
-        let (i, target) = self.pick_node(choice).await;
-        record.target = target;
-        self.backend.kill_node(i).await?;
-        tokio::time::sleep(down).await;
-        self.backend.start_node(i).await?;
-        self.backend.wait_formed(Duration::from_secs(30)).await
-    }
-
-    /// Cuts a node off the network, holds, connects it again: a partition, not a crash — the
-    /// node runs on alone (a leader among its followers steps down once it cannot reach them).
-    async fn partition_nats(
-        &mut self,
-        choice: NodeChoice,
-        hold: Duration,
-        record: &mut FaultRecord,
-    ) -> anyhow::Result<()> {
-        let (i, target) = self.pick_node(choice).await;
-        record.target = target;
-        self.backend.partition_node(i).await?;
-        tokio::time::sleep(hold).await;
-        self.backend.heal_node(i).await?;
+        match out {
+            NodeOut::Pause => return self.backend.resume_node(i).await,
+            NodeOut::Kill => self.backend.start_node(i).await?,
+            NodeOut::Partition => self.backend.heal_node(i).await?,
+        }
         self.backend.wait_formed(Duration::from_secs(30)).await
     }
 
@@ -396,6 +382,14 @@ impl Deployment {
         let clear = serde_json::json!({"outage": false, "error_rate": 0.0, "latency_ms": 0});
         put_json(&self.http, &url, &self.admin_token, &clear).await
     }
+}
+
+/// How a NATS node fault takes its node out.
+#[derive(Clone, Copy)]
+enum NodeOut {
+    Pause,
+    Kill,
+    Partition,
 }
 
 /// How long an instance may drain on SIGTERM before it is killed: compose's
