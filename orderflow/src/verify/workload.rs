@@ -69,10 +69,13 @@ impl Deployment {
                     f.client_errors,
                 ));
             }
-            if let (Some(e), Some(_)) = (&f.error, f.recovered_after_ms) {
-                // It recovered, but the fault could not be injected or healed as planned, or an
-                // expectation of it failed (an instance that did not drain, one that was ready
-                // without its database).
+            if let (Some(e), Some(_), Fault::RollingRestart | Fault::KillDatabase { .. }) =
+                (&f.error, f.recovered_after_ms, &f.fault)
+            {
+                // It recovered, but what the fault checks on the way failed: an instance that did
+                // not drain within its grace period, one that did not wait for its database.
+                // (Other faults' errors — a node slow to serve JetStream again — only count when
+                // the system did not recover.)
                 failures.push(format!("fault {} ({}) on {}: {e}", f.index + 1, f.description, f.target));
             }
             if f.recovered_after_ms.is_none() {
