@@ -18,7 +18,7 @@
 //!
 //! Every wait is bounded; every process listens on 127.0.0.1 only.
 //!
-//! With `--backend containers` ([`containers`]) the same schedule and checker run against a
+//! With `--backend containers` (the `containers` module) the same schedule and checker run against a
 //! `deploy/compose.yaml` stack that is already up: the faults become `docker` commands, and the
 //! schedule adds what only containers allow — network partitions of NATS nodes, PostgreSQL
 //! killed, rolling restarts under load with no failed client request.
