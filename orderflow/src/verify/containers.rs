@@ -451,10 +451,7 @@ impl Containers {
 
     /// Reads every member's state again: addresses, pids, restart counts.
     async fn refresh(&mut self) -> anyhow::Result<()> {
-        let ids: Vec<String> = self.members().map(|m| m.id.clone()).collect();
-        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let seen: BTreeMap<String, Inspected> =
-            inspect(&ids).await?.into_iter().map(|c| (c.id.clone(), c)).collect();
+        let seen = self.inspect_members().await?;
         for m in self.members_mut() {
             if let Some(c) = seen.get(&m.id) {
                 m.pid = c.pid();
@@ -468,12 +465,16 @@ impl Containers {
         Ok(())
     }
 
+    /// `docker inspect` of every member, by container id.
+    async fn inspect_members(&self) -> anyhow::Result<BTreeMap<String, Inspected>> {
+        let ids: Vec<&str> = self.members().map(|m| m.id.as_str()).collect();
+        Ok(inspect(&ids).await?.into_iter().map(|c| (c.id.clone(), c)).collect())
+    }
+
     /// Containers that exited, or that docker restarted, without the suite asking.
     pub(super) async fn note_crashes(&mut self) -> Vec<String> {
-        let ids: Vec<String> = self.members().map(|m| m.id.clone()).collect();
-        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let seen: BTreeMap<String, Inspected> = match inspect(&ids).await {
-            Ok(all) => all.into_iter().map(|c| (c.id.clone(), c)).collect(),
+        let seen = match self.inspect_members().await {
+            Ok(seen) => seen,
             Err(e) => return vec![format!("could not inspect the containers: {e:#}")],
         };
         let mut crashes = Vec::new();
